@@ -1,0 +1,3 @@
+//! The `ConnectionMaker` actor: owns the targets and dials them.
+
+pub mod state;

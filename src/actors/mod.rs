@@ -1,0 +1,3 @@
+//! The control plane: one actor per subsystem and one per peer link, exchanging typed messages.
+
+pub mod connection_maker;

@@ -1,0 +1,3 @@
+//! The router's HTTP API (status texts, report, connect/forget) and metrics.
+
+pub mod snapshot;

@@ -1,0 +1,114 @@
+//! The fixed protocol header both ends send first: magic and the range of protocol versions the
+//! sender speaks. Six bytes, so a peer (or a port scanner) that is not weft is told apart before
+//! anything else is read.
+
+use super::WireError;
+
+/// ASCII magic; deliberately not Weave Net's `weave`, since the two protocols do not interoperate.
+pub const MAGIC: [u8; 4] = *b"weft";
+pub const PROTOCOL_MIN_VERSION: u8 = 1;
+pub const PROTOCOL_MAX_VERSION: u8 = 1;
+/// Magic (4 bytes) + min version + max version.
+pub const HEADER_LEN: usize = 6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolHeader {
+    pub min_version: u8,
+    pub max_version: u8,
+}
+
+impl ProtocolHeader {
+    pub const OURS: ProtocolHeader = ProtocolHeader {
+        min_version: PROTOCOL_MIN_VERSION,
+        max_version: PROTOCOL_MAX_VERSION,
+    };
+
+    pub fn encode(self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[..4].copy_from_slice(&MAGIC);
+        out[4] = self.min_version;
+        out[5] = self.max_version;
+        out
+    }
+
+    pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self, WireError> {
+        let mut magic = [0u8; 4];
+        magic.copy_from_slice(&bytes[..4]);
+        if magic != MAGIC {
+            return Err(WireError::BadMagic { found: magic });
+        }
+        Ok(Self {
+            min_version: bytes[4],
+            max_version: bytes[5],
+        })
+    }
+}
+
+/// The version both ends will speak: the highest version in both ranges.
+pub fn negotiate(ours: ProtocolHeader, theirs: ProtocolHeader) -> Result<u8, WireError> {
+    let version = ours.max_version.min(theirs.max_version);
+    let floor = ours.min_version.max(theirs.min_version);
+    if theirs.min_version > theirs.max_version || version < floor {
+        return Err(WireError::IncompatibleVersion {
+            remote_min: theirs.min_version,
+            remote_max: theirs.max_version,
+            ours_min: ours.min_version,
+            ours_max: ours.max_version,
+        });
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn negotiates_highest_common_version() {
+        let ours = ProtocolHeader {
+            min_version: 1,
+            max_version: 3,
+        };
+        let theirs = ProtocolHeader {
+            min_version: 2,
+            max_version: 5,
+        };
+        assert_eq!(negotiate(ours, theirs).unwrap(), 3);
+    }
+
+    #[test]
+    fn rejects_disjoint_ranges_and_bad_magic() {
+        let ours = ProtocolHeader {
+            min_version: 1,
+            max_version: 1,
+        };
+        let theirs = ProtocolHeader {
+            min_version: 2,
+            max_version: 2,
+        };
+        assert!(matches!(
+            negotiate(ours, theirs),
+            Err(WireError::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            ProtocolHeader::decode(b"weave\x01"),
+            Err(WireError::BadMagic { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn header_round_trips(min in any::<u8>(), max in any::<u8>()) {
+            let header = ProtocolHeader { min_version: min, max_version: max };
+            prop_assert_eq!(ProtocolHeader::decode(&header.encode()).unwrap(), header);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in any::<[u8; HEADER_LEN]>()) {
+            if let Ok(header) = ProtocolHeader::decode(&bytes) {
+                let _ = negotiate(ProtocolHeader::OURS, header);
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Every byte format of the mesh: the TCP protocol header, length-prefixed framing, the control
+//! messages carried in frames and the gossip payloads. Decoding checks before it parses, bounds
+//! every size, and never panics on arbitrary input (each format has a property test for that).
+
+mod framing;
+mod header;
+mod message;
+
+pub use framing::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
+pub use header::{
+    HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
+};
+pub use message::{
+    Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,
+    encode_message,
+};
+
+/// Errors of the wire layer: what was being decoded and why it was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("bad protocol magic {found:?} (not a weft peer)")]
+    BadMagic { found: [u8; 4] },
+    #[error(
+        "remote protocol version range {remote_min}..{remote_max} is incompatible with ours {ours_min}..{ours_max}"
+    )]
+    IncompatibleVersion {
+        remote_min: u8,
+        remote_max: u8,
+        ours_min: u8,
+        ours_max: u8,
+    },
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("malformed {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    #[error("i/o error while {op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<std::io::Error> for WireError {
+    fn from(source: std::io::Error) -> Self {
+        WireError::Io {
+            op: "reading a frame",
+            source,
+        }
+    }
+}
