@@ -5,6 +5,10 @@
 mod peer_name;
 mod peers;
 mod routes;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
 
 pub use peer_name::{PeerName, PeerNameError, PeerUid};
 pub use peers::{MergeOutcome, Topology};

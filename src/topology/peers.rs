@@ -1,7 +1,10 @@
 //! The topology table: every known peer's record, merged from gossip, plus our own record which
-//! only this process authors. (Placeholder API: to be implemented.)
+//! only this process authors. This module owns the edits of our own record, the merge rules that
+//! decide which of two records about a peer wins, and the garbage collection of peers we can no
+//! longer reach.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ConnectionSummary, PeerName, PeerRecord};
 
@@ -64,15 +67,26 @@ impl Topology {
     }
 
     /// Adds or replaces our connection to `remote` and bumps our version.
+    ///
+    /// An identical summary changes nothing and is not bumped: a bump would only make every peer
+    /// re-gossip a record with the same content.
     pub fn set_local_connection(&mut self, remote: PeerName, summary: ConnectionSummary) {
-        let _ = (remote, summary);
-        unimplemented!()
+        let local = self.local_mut();
+        if local.connections.get(&remote) == Some(&summary) {
+            return;
+        }
+        local.connections.insert(remote, summary);
+        local.version = next_version(local.version);
     }
 
     /// Removes our connection to `remote`; bumps our version and returns true if there was one.
     pub fn remove_local_connection(&mut self, remote: PeerName) -> bool {
-        let _ = remote;
-        unimplemented!()
+        let local = self.local_mut();
+        if local.connections.remove(&remote).is_none() {
+            return false;
+        }
+        local.version = next_version(local.version);
+        true
     }
 
     /// Merges records received from gossip. Rules (commutative and idempotent):
@@ -82,14 +96,108 @@ impl Topology {
     ///   at or above ours, our version jumps to theirs + 1 so our record wins everywhere;
     /// - records that change nothing are not reported as improved.
     pub fn merge(&mut self, records: Vec<PeerRecord>) -> MergeOutcome {
-        let _ = records;
-        unimplemented!()
+        let mut outcome = MergeOutcome::default();
+        // Pick one winner per peer first, so that an update carrying the same record twice (or
+        // two records for one peer) reports each peer at most once, whatever the input order.
+        let mut candidates: BTreeMap<PeerName, PeerRecord> = BTreeMap::new();
+        for record in records {
+            if record.name == self.local {
+                outcome.local_bumped |= self.outrank_other_incarnation(&record);
+                continue;
+            }
+            match candidates.entry(record.name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(record);
+                }
+                Entry::Occupied(mut slot) => {
+                    if supersedes(&record, slot.get()) {
+                        slot.insert(record);
+                    }
+                }
+            }
+        }
+        for (name, record) in candidates {
+            let take = self
+                .peers
+                .get(&name)
+                .is_none_or(|existing| supersedes(&record, existing));
+            if take {
+                self.peers.insert(name, record.clone());
+                outcome.improved.push(record);
+            }
+        }
+        outcome
     }
 
     /// Removes every peer that cannot be reached from us by following connections listed in the
     /// records (any connection, established or not, in the direction the owner lists it).
     /// Returns the removed records.
     pub fn garbage_collect(&mut self) -> Vec<PeerRecord> {
-        unimplemented!()
+        let reachable = self.reachable_from_local();
+        let (kept, removed): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.peers)
+            .into_iter()
+            .partition(|(name, _)| reachable.contains(name));
+        self.peers = kept;
+        removed.into_values().collect()
+    }
+
+    /// Our own record, for editing.
+    fn local_mut(&mut self) -> &mut PeerRecord {
+        // `new` inserts our record, `merge` never replaces it and `garbage_collect` always finds
+        // us reachable, so the record is always there.
+        self.peers
+            .get_mut(&self.local)
+            .expect("the local peer's record is never removed")
+    }
+
+    /// Handles a gossiped record carrying our name. A different uid with a version at or above
+    /// ours means an older incarnation of us (or a name collision) is still circulating: jumping
+    /// past its version makes our record win on every peer. Returns whether our version moved.
+    fn outrank_other_incarnation(&mut self, record: &PeerRecord) -> bool {
+        let local = self.local_mut();
+        if record.uid == local.uid || record.version < local.version {
+            return false;
+        }
+        let outranking = next_version(record.version);
+        if outranking == local.version {
+            // Only possible at the top of the version space; nothing more we can do.
+            return false;
+        }
+        local.version = outranking;
+        true
+    }
+
+    /// Names reachable from us following the connections each record lists, in the owner's
+    /// direction. A name without a record is reachable but leads nowhere.
+    fn reachable_from_local(&self) -> BTreeSet<PeerName> {
+        let mut seen = BTreeSet::from([self.local]);
+        let mut pending = vec![self.local];
+        while let Some(name) = pending.pop() {
+            let Some(record) = self.peers.get(&name) else {
+                continue;
+            };
+            for &remote in record.connections.keys() {
+                if seen.insert(remote) {
+                    pending.push(remote);
+                }
+            }
+        }
+        seen
     }
 }
+
+/// Whether `incoming` should replace `existing`, two records about the same peer: the higher
+/// version wins, and on equal versions the higher uid, so every peer picks the same winner
+/// whatever order the records arrive in.
+fn supersedes(incoming: &PeerRecord, existing: &PeerRecord) -> bool {
+    (incoming.version, incoming.uid) > (existing.version, existing.uid)
+}
+
+/// The version after `version`. Saturates rather than wrapping: a wrapped version would lose to
+/// every old copy of the record.
+fn next_version(version: u64) -> u64 {
+    version.saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Unit tests of route computation: which connections count, tie-breaking, tree shapes.
+
+use super::*;
+use crate::topology::PeerRecord;
+use crate::topology::test_support::{name, record};
+
+/// The topology of peer `local` holding all `records` (which must include one for `local`).
+fn topology_of(local: u64, records: &[PeerRecord]) -> Topology {
+    let (ours, others): (Vec<_>, Vec<_>) =
+        records.iter().cloned().partition(|r| r.name == name(local));
+    let mut topology = Topology::new(ours.into_iter().next().expect("local record present"));
+    topology.merge(others);
+    topology
+}
+
+/// Records for undirected, established connections between the listed pairs.
+fn mesh(peers: &[u64], edges: &[(u64, u64)]) -> Vec<PeerRecord> {
+    peers
+        .iter()
+        .map(|&peer| {
+            let connections: Vec<(u64, bool)> = edges
+                .iter()
+                .filter_map(|&(a, b)| {
+                    if peer == a {
+                        Some((b, true))
+                    } else if peer == b {
+                        Some((a, true))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            record(peer, 1, 1, &connections)
+        })
+        .collect()
+}
+
+fn hops(pairs: &[(u64, u64)]) -> BTreeMap<PeerName, PeerName> {
+    pairs.iter().map(|&(d, h)| (name(d), name(h))).collect()
+}
+
+fn children(entries: &[(u64, &[u64])]) -> BTreeMap<PeerName, Vec<PeerName>> {
+    entries
+        .iter()
+        .map(|&(source, kids)| (name(source), kids.iter().map(|&k| name(k)).collect()))
+        .collect()
+}
+
+#[test]
+fn lone_peer_has_only_its_own_empty_broadcast_entry() {
+    let routes = Routes::compute(&Topology::new(record(1, 1, 1, &[])));
+    assert!(routes.unicast.is_empty());
+    assert!(routes.unicast_all.is_empty());
+    assert_eq!(routes.broadcast, children(&[(1, &[])]));
+    assert_eq!(routes.broadcast_all, children(&[(1, &[])]));
+    assert_eq!(routes.broadcast(name(1)), &[] as &[PeerName]);
+    assert_eq!(routes.unicast(name(2)), None);
+}
+
+#[test]
+fn one_sided_connections_are_not_used() {
+    // 1 lists 2 but 2 does not list 1; 2 lists 3 and 3 lists 2.
+    let records = [
+        record(1, 1, 1, &[(2, true)]),
+        record(2, 1, 1, &[(3, true)]),
+        record(3, 1, 1, &[(2, true)]),
+    ];
+    let routes = Routes::compute(&topology_of(1, &records));
+    assert!(routes.unicast_all.is_empty());
+    assert_eq!(routes.broadcast_all, children(&[(1, &[])]));
+}
+
+#[test]
+fn unestablished_connections_only_count_for_the_all_routes() {
+    // 1–2 established on both ends; 2–3 established only on 3's end; 3–4 on neither.
+    let records = [
+        record(1, 1, 1, &[(2, true)]),
+        record(2, 1, 1, &[(1, true), (3, false)]),
+        record(3, 1, 1, &[(2, true), (4, false)]),
+        record(4, 1, 1, &[(3, false)]),
+    ];
+    let routes = Routes::compute(&topology_of(1, &records));
+    assert_eq!(routes.unicast, hops(&[(2, 2)]));
+    assert_eq!(routes.unicast_all, hops(&[(2, 2), (3, 2), (4, 2)]));
+    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+    assert_eq!(
+        routes.broadcast_all,
+        children(&[(1, &[2]), (2, &[]), (3, &[]), (4, &[])])
+    );
+}
+
+#[test]
+fn references_to_peers_without_records_are_ignored() {
+    let records = [
+        record(1, 1, 1, &[(2, true), (9, true)]),
+        record(2, 1, 1, &[(1, true)]),
+    ];
+    let routes = Routes::compute(&topology_of(1, &records));
+    assert_eq!(routes.unicast, hops(&[(2, 2)]));
+    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+}
+
+#[test]
+fn self_connections_are_ignored() {
+    let records = [record(1, 1, 1, &[(1, true)])];
+    let routes = Routes::compute(&topology_of(1, &records));
+    assert!(routes.unicast.is_empty());
+    assert_eq!(routes.broadcast, children(&[(1, &[])]));
+}
+
+#[test]
+fn line_routes_go_through_the_neighbour() {
+    let records = mesh(&[1, 2, 3, 4], &[(1, 2), (2, 3), (3, 4)]);
+    let routes = Routes::compute(&topology_of(2, &records));
+    assert_eq!(routes.unicast, hops(&[(1, 1), (3, 3), (4, 3)]));
+    // From 1 the broadcast comes through us and we pass it on to 3; from 4 the reverse.
+    assert_eq!(
+        routes.broadcast,
+        children(&[(1, &[3]), (2, &[1, 3]), (3, &[1]), (4, &[1])])
+    );
+}
+
+#[test]
+fn equally_short_paths_are_broken_towards_the_lower_name() {
+    // A diamond: 1–2–4 and 1–3–4.
+    let records = mesh(&[1, 2, 3, 4], &[(1, 2), (1, 3), (2, 4), (3, 4)]);
+    let routes_1 = Routes::compute(&topology_of(1, &records));
+    assert_eq!(routes_1.unicast, hops(&[(2, 2), (3, 3), (4, 2)]));
+    // In 1's tree, 4 hangs under 2, so 2 forwards 1's broadcasts to 4 and 3 forwards none.
+    assert_eq!(routes_1.broadcast(name(1)), &[name(2), name(3)]);
+    let routes_2 = Routes::compute(&topology_of(2, &records));
+    assert_eq!(routes_2.broadcast(name(1)), &[name(4)]);
+    let routes_3 = Routes::compute(&topology_of(3, &records));
+    assert_eq!(routes_3.broadcast(name(1)), &[] as &[PeerName]);
+    // From 4, the same rule hangs 1 under 2.
+    assert_eq!(routes_3.unicast(name(1)), Some(name(1)));
+    assert_eq!(routes_2.broadcast(name(4)), &[name(1)]);
+    assert_eq!(routes_3.broadcast(name(4)), &[] as &[PeerName]);
+}
+
+#[test]
+fn unreachable_peers_get_no_routes() {
+    let records = mesh(&[1, 2, 3, 4], &[(1, 2), (3, 4)]);
+    let routes = Routes::compute(&topology_of(1, &records));
+    assert_eq!(routes.unicast, hops(&[(2, 2)]));
+    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+    assert_eq!(routes.broadcast(name(3)), &[] as &[PeerName]);
+}
+
+#[test]
+fn large_mesh_is_fully_routed() {
+    // 500 peers, each connected to the next 15 (30 connections each, wrapping around).
+    const PEERS: u64 = 500;
+    let edges: Vec<(u64, u64)> = (0..PEERS)
+        .flat_map(|a| (1..=15).map(move |step| (a + 1, (a + step) % PEERS + 1)))
+        .collect();
+    let peers: Vec<u64> = (1..=PEERS).collect();
+    let routes = Routes::compute(&topology_of(1, &mesh(&peers, &edges)));
+    assert_eq!(routes.unicast.len(), 499);
+    assert_eq!(routes.broadcast.len(), 500);
+    // Our own broadcast goes to all 30 neighbours directly.
+    assert_eq!(routes.broadcast(name(1)).len(), 30);
+}
