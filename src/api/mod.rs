@@ -1,3 +1,4 @@
 //! The router's HTTP API (status texts, report, connect/forget) and metrics.
 
 pub mod snapshot;
+pub mod status_text;

@@ -1,5 +1,22 @@
 //! The command-line client (`weft status`, `weave status`, ...), talking to the router's HTTP API.
-//! (Placeholder: to be implemented.)
+//!
+//! This module owns the command enum and the dispatch; each subcommand lives in its own file and
+//! [`client`] does the HTTP. Everything the router knows comes from the API, never from local files,
+//! so the CLI works the same from a shell on the node and through `kubectl exec`.
+
+mod client;
+mod connect;
+mod error;
+mod pretty_json;
+mod report;
+mod status;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+pub use error::CliError;
+
+use client::Client;
 
 /// A CLI subcommand.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -30,4 +47,114 @@ pub enum StatusSection {
     Peers,
     Connections,
     Targets,
+}
+
+/// Runs `command` against the router's API at `http_addr` (`host:port`), printing the result on
+/// stdout and any error as one `weft: ...` line on stderr. Exit code 0 on success, 1 on failure.
+pub fn run(command: CliCommand, http_addr: &str) -> ExitCode {
+    let client = Client::new(http_addr);
+    let mut out = io::stdout().lock();
+    match execute(command, &client, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Whoever read our output has gone (`weft report | head`): nobody is left to tell.
+        Err(CliError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("weft: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        CliCommand::Status { section } => status::run(client, section, out)?,
+        CliCommand::Report => report::run(client, out)?,
+        CliCommand::Connect { replace, peers } => connect::connect(client, &peers, replace, out)?,
+        CliCommand::Forget { peers } => connect::forget(client, &peers, out)?,
+    }
+    out.flush().map_err(CliError::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client::tests::one_shot_server;
+    use super::*;
+
+    fn execute_against(response: &'static str, command: CliCommand) -> (String, String) {
+        let (addr, server) = one_shot_server(response);
+        let mut out = Vec::new();
+        execute(command, &Client::new(&addr), &mut out).expect("command succeeds");
+        let request = server.join().expect("server thread");
+        (request, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn status_prints_the_body_between_blank_lines() {
+        let (request, out) = execute_against(
+            "HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\n        Service: router\n\n",
+            CliCommand::Status { section: None },
+        );
+        assert!(request.starts_with("GET /status HTTP/1.1\r\n"), "{request}");
+        assert_eq!(out, "\n        Service: router\n\n\n");
+    }
+
+    #[test]
+    fn status_section_prints_the_body_as_is() {
+        let (request, out) = execute_against(
+            "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n10.0.0.5:6783\n",
+            CliCommand::Status {
+                section: Some(StatusSection::Targets),
+            },
+        );
+        assert!(
+            request.starts_with("GET /status/targets HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert_eq!(out, "10.0.0.5:6783\n");
+    }
+
+    #[test]
+    fn report_is_pretty_printed() {
+        let (request, out) = execute_against(
+            "HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\n{\"Version\":\"0.1.0\",\"A\":[]}",
+            CliCommand::Report,
+        );
+        assert!(request.starts_with("GET /report HTTP/1.1\r\n"), "{request}");
+        assert_eq!(out, "{\n    \"Version\": \"0.1.0\",\n    \"A\": []\n}\n");
+    }
+
+    #[test]
+    fn connect_replace_posts_peers_and_replace() {
+        let (request, out) = execute_against(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            CliCommand::Connect {
+                replace: true,
+                peers: vec!["10.0.0.1".to_string(), "10.0.0.2:6783".to_string()],
+            },
+        );
+        assert!(
+            request.starts_with("POST /connect HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.ends_with("\r\n\r\npeer=10.0.0.1&peer=10.0.0.2%3A6783&replace=true"),
+            "{request}"
+        );
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn forget_posts_peers() {
+        let (request, _) = execute_against(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            CliCommand::Forget {
+                peers: vec!["10.0.0.1".to_string()],
+            },
+        );
+        assert!(
+            request.starts_with("POST /forget HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\npeer=10.0.0.1"), "{request}");
+    }
 }

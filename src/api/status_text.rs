@@ -1,0 +1,574 @@
+//! Weave Net's text layouts — `weave status` and its `peers`, `connections` and `targets`
+//! sections — rendered from a [`RouterStatus`] snapshot.
+//!
+//! Pure functions, no I/O: the HTTP handlers serve these strings as they are. Operators (and their
+//! scripts) read this output, so the layouts follow Weave's templates byte for byte where we keep
+//! them, and the tests pin every space.
+
+use std::fmt::{self, Display, Write as _};
+
+use super::snapshot::{ConnectionState, PeerStatus, RouterStatus};
+use crate::topology::PeerName;
+
+/// Width of the right-aligned label column of `weave status` (the colon sits in column 16).
+const LABEL_WIDTH: usize = 15;
+/// Column widths of Weave's `status connections` and `status peers` lines.
+const ADDRESS_WIDTH: usize = 21;
+const STATE_WIDTH: usize = 11;
+const OVERLAY_WIDTH: usize = 6;
+const PEER_WIDTH: usize = 37;
+
+/// Order of the per-state counts in the `Connections:` line: settled states first, then the ones
+/// still being worked on, then failures.
+const SUMMARY_ORDER: [ConnectionState; 5] = [
+    ConnectionState::Established,
+    ConnectionState::Pending,
+    ConnectionState::Connecting,
+    ConnectionState::Retrying,
+    ConnectionState::Failed,
+];
+
+/// The router section of `weave status`, followed (after a blank line) by `ipam` when given.
+pub fn status(s: &RouterStatus, ipam: Option<&str>) -> String {
+    let mut out = String::new();
+    // We do no phone-home version check, so the version stands alone on its line.
+    labelled(&mut out, "Version", &s.version);
+    out.push('\n');
+    labelled(&mut out, "Service", "router");
+    labelled(&mut out, "Protocol", protocol(s));
+    labelled(&mut out, "Name", peer_label(s.name, Some(&s.nick_name)));
+    labelled(&mut out, "Encryption", enabled(s.encryption));
+    labelled(&mut out, "PeerDiscovery", enabled(s.peer_discovery));
+    labelled(&mut out, "Targets", s.targets.len());
+    labelled(&mut out, "Connections", connections_summary(s));
+    labelled(&mut out, "Peers", peers_summary(s));
+    labelled(&mut out, "TrustedSubnets", trusted_subnets(s));
+    if let Some(ipam) = ipam {
+        out.push('\n');
+        out.push_str(ipam);
+        if !ipam.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `weave status peers`: every known peer with the connections it reports, local peer first and
+/// the others in name order, so the output is stable from one call to the next.
+pub fn peers(s: &RouterStatus) -> String {
+    let local = s.peers.iter().filter(|p| p.name == s.name);
+    let mut others: Vec<&PeerStatus> = s.peers.iter().filter(|p| p.name != s.name).collect();
+    others.sort_by_key(|p| p.name);
+
+    let mut out = String::new();
+    for peer in local.chain(others) {
+        push_line(&mut out, peer_label(peer.name, Some(&peer.nick_name)));
+        let mut connections: Vec<_> = peer.connections.iter().collect();
+        connections.sort_by(|a, b| (a.name, &a.address).cmp(&(b.name, &b.address)));
+        for c in connections {
+            let remote = peer_label(c.name, c.nick_name.as_deref());
+            let state = if c.established {
+                "established"
+            } else {
+                "pending"
+            };
+            push_line(
+                &mut out,
+                format_args!(
+                    "   {} {:<ADDRESS_WIDTH$} {remote:<PEER_WIDTH$} {state}",
+                    arrow(c.outbound),
+                    c.address
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// `weave status connections`: one line per live link or not-yet-connected target.
+pub fn connections(s: &RouterStatus) -> String {
+    let mut out = String::new();
+    for c in &s.connections {
+        let mut line = format!(
+            "{} {:<ADDRESS_WIDTH$} {:<STATE_WIDTH$}",
+            arrow(c.outbound),
+            c.address,
+            c.state.as_str()
+        );
+        match c.peer {
+            Some(peer) => {
+                if let Some(overlay) = &c.overlay {
+                    append(&mut line, format_args!(" {overlay:<OVERLAY_WIDTH$}"));
+                }
+                append(
+                    &mut line,
+                    format_args!(" {}", peer_label(peer, c.nick_name.as_deref())),
+                );
+            }
+            None if !c.info.is_empty() => append(&mut line, format_args!(" {}", c.info)),
+            None => {}
+        }
+        // Weave ran the attributes together (`encrypted=truemtu=8912`); we separate them.
+        for (key, value) in &c.attrs {
+            append(&mut line, format_args!(" {key}={value}"));
+        }
+        // Padding is for aligning what follows; a line must not end in it.
+        push_line(&mut out, line.trim_end());
+    }
+    out
+}
+
+/// `weave status targets`: one target per line, as given on the command line or to `connect`.
+pub fn targets(s: &RouterStatus) -> String {
+    let mut out = String::new();
+    for target in &s.targets {
+        push_line(&mut out, target);
+    }
+    out
+}
+
+/// `Protocol: weft 1..2`, or `weft 1` when only one version is spoken (as Weave prints it).
+fn protocol(s: &RouterStatus) -> String {
+    if s.protocol_min_version == s.protocol_max_version {
+        format!("{} {}", s.protocol, s.protocol_max_version)
+    } else {
+        format!(
+            "{} {}..{}",
+            s.protocol, s.protocol_min_version, s.protocol_max_version
+        )
+    }
+}
+
+/// `2 (2 established)`, listing only the states that occur; just `0` when there are none.
+fn connections_summary(s: &RouterStatus) -> String {
+    let counts = SUMMARY_ORDER.iter().map(|&state| {
+        let n = s.connections.iter().filter(|c| c.state == state).count();
+        (n, state.as_str())
+    });
+    with_counts(s.connections.len().to_string(), "", counts, "")
+}
+
+/// `3 (with 6 established connections)`: connections as every peer record reports them, so each
+/// link between two known peers counts twice, as in Weave.
+fn peers_summary(s: &RouterStatus) -> String {
+    let reported = s.peers.iter().flat_map(|p| &p.connections);
+    let established = reported.clone().filter(|c| c.established).count();
+    let pending = reported.filter(|c| !c.established).count();
+    with_counts(
+        s.peers.len().to_string(),
+        "with ",
+        [(established, "established"), (pending, "pending")].into_iter(),
+        " connections",
+    )
+}
+
+/// `head (prefix 2 established, 1 failed suffix)`, leaving out zero counts and the parenthesis
+/// altogether when every count is zero.
+fn with_counts<'a>(
+    head: String,
+    prefix: &str,
+    counts: impl Iterator<Item = (usize, &'a str)>,
+    suffix: &str,
+) -> String {
+    let parts: Vec<String> = counts
+        .filter(|&(n, _)| n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if parts.is_empty() {
+        head
+    } else {
+        format!("{head} ({prefix}{}{suffix})", parts.join(", "))
+    }
+}
+
+fn trusted_subnets(s: &RouterStatus) -> String {
+    if s.trusted_subnets.is_empty() {
+        "none".to_string()
+    } else {
+        s.trusted_subnets.join(", ")
+    }
+}
+
+/// `name(nick)`; just `name` when the nickname is not known (a peer whose record has not arrived).
+fn peer_label(name: PeerName, nick_name: Option<&str>) -> String {
+    match nick_name {
+        Some(nick) => format!("{name}({nick})"),
+        None => name.to_string(),
+    }
+}
+
+fn enabled(on: bool) -> &'static str {
+    if on { "enabled" } else { "disabled" }
+}
+
+fn arrow(outbound: bool) -> &'static str {
+    if outbound { "->" } else { "<-" }
+}
+
+/// One `weave status` line: the label right-aligned so that its colon sits in column 16.
+fn labelled(out: &mut String, label: &str, value: impl Display) {
+    push_line(out, format_args!("{label:>LABEL_WIDTH$}: {value}"));
+}
+
+fn push_line(out: &mut String, line: impl Display) {
+    append(out, format_args!("{line}\n"));
+}
+
+fn append(out: &mut String, text: fmt::Arguments<'_>) {
+    // Formatting into a String only fails if a Display impl reports an error, and ours never do.
+    let _ = out.write_fmt(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::snapshot::{ConnectionStatus, PeerConnectionStatus};
+    use crate::topology::PeerUid;
+
+    const HOST1: &str = "4a:0f:f6:ec:1c:93";
+    const HOST2: &str = "7e:21:4a:70:2f:45";
+    const HOST3: &str = "c2:b1:9e:2d:44:10";
+
+    fn name(text: &str) -> PeerName {
+        text.parse().expect("test peer names are valid")
+    }
+
+    fn base(nick: &str) -> RouterStatus {
+        RouterStatus {
+            version: "0.1.0".to_string(),
+            protocol: "weft".to_string(),
+            protocol_min_version: 1,
+            protocol_max_version: 1,
+            name: name(HOST1),
+            nick_name: nick.to_string(),
+            encryption: false,
+            peer_discovery: true,
+            port: 6783,
+            conn_limit: 30,
+            targets: vec![],
+            connections: vec![],
+            peers: vec![peer(HOST1, "host1", vec![])],
+            unicast_routes: vec![],
+            broadcast_routes: vec![],
+            termination_count: 0,
+            refused_for_limit_count: 0,
+            trusted_subnets: vec![],
+        }
+    }
+
+    fn peer(peer_name: &str, nick: &str, connections: Vec<PeerConnectionStatus>) -> PeerStatus {
+        PeerStatus {
+            name: name(peer_name),
+            nick_name: nick.to_string(),
+            uid: PeerUid(7),
+            version: 3,
+            connections,
+        }
+    }
+
+    fn peer_conn(
+        peer_name: &str,
+        nick: &str,
+        address: &str,
+        outbound: bool,
+        established: bool,
+    ) -> PeerConnectionStatus {
+        PeerConnectionStatus {
+            name: name(peer_name),
+            nick_name: Some(nick.to_string()),
+            address: address.to_string(),
+            outbound,
+            established,
+        }
+    }
+
+    fn link(
+        address: &str,
+        outbound: bool,
+        state: ConnectionState,
+        remote: (&str, &str),
+        overlay: Option<&str>,
+        mtu: &str,
+    ) -> ConnectionStatus {
+        ConnectionStatus {
+            address: address.to_string(),
+            outbound,
+            state,
+            peer: Some(name(remote.0)),
+            nick_name: Some(remote.1.to_string()),
+            info: String::new(),
+            overlay: overlay.map(str::to_string),
+            attrs: vec![("mtu".to_string(), mtu.to_string())],
+        }
+    }
+
+    fn target(address: &str, state: ConnectionState, info: &str) -> ConnectionStatus {
+        ConnectionStatus {
+            address: address.to_string(),
+            outbound: true,
+            state,
+            peer: None,
+            nick_name: None,
+            info: info.to_string(),
+            overlay: None,
+            attrs: vec![],
+        }
+    }
+
+    /// host1's view of a healthy three-node mesh: it dialled host3, host2 dialled it.
+    fn full_mesh() -> RouterStatus {
+        let mut s = base("host1");
+        s.targets = vec!["192.168.48.12".to_string(), "192.168.48.13".to_string()];
+        s.connections = vec![
+            link(
+                "192.168.48.12:33866",
+                false,
+                ConnectionState::Established,
+                (HOST2, "host2"),
+                Some("fastdp"),
+                "1376",
+            ),
+            link(
+                "192.168.48.13:6783",
+                true,
+                ConnectionState::Established,
+                (HOST3, "host3"),
+                Some("sleeve"),
+                "1438",
+            ),
+        ];
+        // Deliberately out of order: the peers text sorts them.
+        s.peers = vec![
+            peer(
+                HOST3,
+                "host3",
+                vec![
+                    peer_conn(HOST2, "host2", "192.168.48.12:6783", true, true),
+                    peer_conn(HOST1, "host1", "192.168.48.11:45120", false, true),
+                ],
+            ),
+            peer(
+                HOST1,
+                "host1",
+                vec![
+                    peer_conn(HOST3, "host3", "192.168.48.13:6783", true, true),
+                    peer_conn(HOST2, "host2", "192.168.48.12:33866", false, true),
+                ],
+            ),
+            peer(
+                HOST2,
+                "host2",
+                vec![
+                    peer_conn(HOST1, "host1", "192.168.48.11:6783", true, true),
+                    peer_conn(HOST3, "host3", "192.168.48.13:51432", false, true),
+                ],
+            ),
+        ];
+        s.trusted_subnets = vec!["10.0.0.0/8".to_string(), "192.168.48.0/24".to_string()];
+        s
+    }
+
+    /// host1 with one link still settling and two targets it cannot reach.
+    fn failing() -> RouterStatus {
+        let mut s = base("host1");
+        s.peer_discovery = false;
+        s.targets = vec![
+            "192.168.48.12".to_string(),
+            "10.0.0.5:6783".to_string(),
+            "10.0.0.6:6783".to_string(),
+        ];
+        s.connections = vec![
+            link(
+                "192.168.48.12:6783",
+                true,
+                ConnectionState::Established,
+                (HOST2, "host2"),
+                None,
+                "1410",
+            ),
+            target(
+                "10.0.0.5:6783",
+                ConnectionState::Failed,
+                "connection refused, retry: 12s",
+            ),
+            target("10.0.0.6:6783", ConnectionState::Connecting, ""),
+        ];
+        s.peers = vec![
+            peer(
+                HOST1,
+                "host1",
+                vec![peer_conn(HOST2, "host2", "192.168.48.12:6783", true, true)],
+            ),
+            peer(
+                HOST2,
+                "host2",
+                vec![peer_conn(
+                    HOST1,
+                    "host1",
+                    "192.168.48.11:40312",
+                    false,
+                    false,
+                )],
+            ),
+        ];
+        s
+    }
+
+    #[test]
+    fn status_of_a_full_mesh() {
+        let expected = concat!(
+            "        Version: 0.1.0\n",
+            "\n",
+            "        Service: router\n",
+            "       Protocol: weft 1\n",
+            "           Name: 4a:0f:f6:ec:1c:93(host1)\n",
+            "     Encryption: disabled\n",
+            "  PeerDiscovery: enabled\n",
+            "        Targets: 2\n",
+            "    Connections: 2 (2 established)\n",
+            "          Peers: 3 (with 6 established connections)\n",
+            " TrustedSubnets: 10.0.0.0/8, 192.168.48.0/24\n",
+        );
+        assert_eq!(status(&full_mesh(), None), expected);
+    }
+
+    #[test]
+    fn peers_of_a_full_mesh_local_first_then_by_name() {
+        let expected = concat!(
+            "4a:0f:f6:ec:1c:93(host1)\n",
+            "   <- 192.168.48.12:33866   7e:21:4a:70:2f:45(host2)              established\n",
+            "   -> 192.168.48.13:6783    c2:b1:9e:2d:44:10(host3)              established\n",
+            "7e:21:4a:70:2f:45(host2)\n",
+            "   -> 192.168.48.11:6783    4a:0f:f6:ec:1c:93(host1)              established\n",
+            "   <- 192.168.48.13:51432   c2:b1:9e:2d:44:10(host3)              established\n",
+            "c2:b1:9e:2d:44:10(host3)\n",
+            "   <- 192.168.48.11:45120   4a:0f:f6:ec:1c:93(host1)              established\n",
+            "   -> 192.168.48.12:6783    7e:21:4a:70:2f:45(host2)              established\n",
+        );
+        assert_eq!(peers(&full_mesh()), expected);
+    }
+
+    #[test]
+    fn connections_of_a_full_mesh() {
+        let expected = concat!(
+            "<- 192.168.48.12:33866   established fastdp 7e:21:4a:70:2f:45(host2) mtu=1376\n",
+            "-> 192.168.48.13:6783    established sleeve c2:b1:9e:2d:44:10(host3) mtu=1438\n",
+        );
+        assert_eq!(connections(&full_mesh()), expected);
+    }
+
+    #[test]
+    fn targets_one_per_line() {
+        assert_eq!(targets(&full_mesh()), "192.168.48.12\n192.168.48.13\n");
+    }
+
+    #[test]
+    fn status_with_failed_target_and_pending_peer_link() {
+        let expected = concat!(
+            "        Version: 0.1.0\n",
+            "\n",
+            "        Service: router\n",
+            "       Protocol: weft 1\n",
+            "           Name: 4a:0f:f6:ec:1c:93(host1)\n",
+            "     Encryption: disabled\n",
+            "  PeerDiscovery: disabled\n",
+            "        Targets: 3\n",
+            "    Connections: 3 (1 established, 1 connecting, 1 failed)\n",
+            "          Peers: 2 (with 1 established, 1 pending connections)\n",
+            " TrustedSubnets: none\n",
+        );
+        assert_eq!(status(&failing(), None), expected);
+    }
+
+    #[test]
+    fn connections_with_failed_target_and_no_overlay() {
+        let expected = concat!(
+            "-> 192.168.48.12:6783    established 7e:21:4a:70:2f:45(host2) mtu=1410\n",
+            "-> 10.0.0.5:6783         failed      connection refused, retry: 12s\n",
+            "-> 10.0.0.6:6783         connecting\n",
+        );
+        assert_eq!(connections(&failing()), expected);
+    }
+
+    #[test]
+    fn peers_with_pending_link() {
+        let expected = concat!(
+            "4a:0f:f6:ec:1c:93(host1)\n",
+            "   -> 192.168.48.12:6783    7e:21:4a:70:2f:45(host2)              established\n",
+            "7e:21:4a:70:2f:45(host2)\n",
+            "   <- 192.168.48.11:40312   4a:0f:f6:ec:1c:93(host1)              pending\n",
+        );
+        assert_eq!(peers(&failing()), expected);
+    }
+
+    #[test]
+    fn status_with_no_connections() {
+        let expected = concat!(
+            "        Version: 0.1.0\n",
+            "\n",
+            "        Service: router\n",
+            "       Protocol: weft 1\n",
+            "           Name: 4a:0f:f6:ec:1c:93(lonely)\n",
+            "     Encryption: disabled\n",
+            "  PeerDiscovery: enabled\n",
+            "        Targets: 0\n",
+            "    Connections: 0\n",
+            "          Peers: 1\n",
+            " TrustedSubnets: none\n",
+        );
+        assert_eq!(status(&base("lonely"), None), expected);
+    }
+
+    #[test]
+    fn sections_with_no_connections() {
+        let s = base("host1");
+        assert_eq!(peers(&s), "4a:0f:f6:ec:1c:93(host1)\n");
+        assert_eq!(connections(&s), "");
+        assert_eq!(targets(&s), "");
+    }
+
+    #[test]
+    fn status_appends_ipam_section_after_blank_line() {
+        let ipam = "        Service: ipam\n         Status: ready";
+        let text = status(&base("host1"), Some(ipam));
+        assert!(
+            text.ends_with(concat!(
+                " TrustedSubnets: none\n",
+                "\n",
+                "        Service: ipam\n",
+                "         Status: ready\n",
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn protocol_shows_range_when_versions_differ() {
+        let mut s = base("host1");
+        s.protocol_max_version = 2;
+        assert!(status(&s, None).contains("\n       Protocol: weft 1..2\n"));
+    }
+
+    #[test]
+    fn encryption_enabled_and_unknown_nickname() {
+        let mut s = base("host1");
+        s.encryption = true;
+        s.connections = vec![ConnectionStatus {
+            nick_name: None,
+            attrs: vec![],
+            ..link(
+                "192.168.48.12:6783",
+                true,
+                ConnectionState::Pending,
+                (HOST2, ""),
+                Some("sleeve"),
+                "",
+            )
+        }];
+        assert!(status(&s, None).contains("\n     Encryption: enabled\n"));
+        assert_eq!(
+            connections(&s),
+            "-> 192.168.48.12:6783    pending     sleeve 7e:21:4a:70:2f:45\n"
+        );
+    }
+}
