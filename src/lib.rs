@@ -10,5 +10,7 @@
 pub mod actors;
 pub mod api;
 pub mod cli;
+pub mod identity;
+pub mod store;
 pub mod topology;
 pub mod wire;

@@ -1,1 +1,82 @@
-fn main() {}
+//! The `weft` binary, multi-call: `weft router` runs the daemon, the other subcommands are the
+//! CLI; started under the name `weave` (a symlink) it is the CLI, so `weave status` works as
+//! operators know it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weft::actors::router::{RouterArgs, run};
+use weft::cli::{self, CliCommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Weft: an overlay network for Kubernetes",
+    propagate_version = true
+)]
+struct Cli {
+    /// The router's HTTP API, for the CLI subcommands (give it before the subcommand).
+    #[arg(long, env = "WEAVE_HTTP_ADDR", default_value = "127.0.0.1:6784")]
+    http_addr: String,
+    /// Accepted for compatibility with `weave --local ...`; the CLI always talks to the local
+    /// router.
+    #[arg(long, global = true, hide = true)]
+    local: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the router daemon.
+    Router(Box<RouterArgs>),
+    #[command(flatten)]
+    Cli(CliCommand),
+}
+
+fn main() -> ExitCode {
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "weft".to_string());
+    let cli = Cli::parse_from(
+        std::env::args_os()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(
+                vec![std::ffi::OsString::from(invoked_as)],
+                |mut args, arg| {
+                    args.push(arg);
+                    args
+                },
+            ),
+    );
+    match cli.command {
+        Command::Router(args) => run_router(*args),
+        Command::Cli(command) => cli::run(command, &cli.http_addr),
+    }
+}
+
+fn run_router(args: RouterArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let system = actix::System::new();
+    match system.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("weft router: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

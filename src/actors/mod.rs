@@ -1,3 +1,10 @@
 //! The control plane: one actor per subsystem and one per peer link, exchanging typed messages.
+//! Long-lived actors run under [`supervisor::Supervised`]; links are short-lived and re-dialled by
+//! the connection maker.
 
+pub mod connection;
 pub mod connection_maker;
+pub mod gossip;
+pub mod listener;
+pub mod router;
+pub mod supervisor;

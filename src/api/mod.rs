@@ -1,4 +1,6 @@
 //! The router's HTTP API (status texts, report, connect/forget) and metrics.
 
+pub mod http;
+pub mod metrics;
 pub mod snapshot;
 pub mod status_text;

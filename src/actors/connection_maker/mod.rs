@@ -1,3 +1,7 @@
-//! The `ConnectionMaker` actor: owns the targets and dials them.
+//! The `ConnectionMaker` actor: owns the targets (command line, `connect`, discovery) and dials
+//! them with jittered exponential backoff.
 
+mod actor;
 pub mod state;
+
+pub use actor::{Connect, ConnectionMaker, Forget, GetTargets, MakerConfig, TargetsView};

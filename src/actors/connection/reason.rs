@@ -1,0 +1,76 @@
+//! Why a peer link ended, and whether that is worth a retry.
+
+use crate::wire::RefusalReason;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClosingReason {
+    /// The remote refused us (connection limit, shutting down).
+    Refused(RefusalReason),
+    /// The remote did not finish the handshake in time.
+    HandshakeTimeout,
+    /// The remote spoke something we cannot accept (bad magic, versions, malformed frame).
+    Protocol(String),
+    /// We dialled ourselves.
+    ConnectToSelf,
+    /// Another process uses our name.
+    NameCollision,
+    /// A second link to the same peer lost the tie-break.
+    Duplicate,
+    /// Nothing heard from the remote within the read timeout.
+    HeartbeatTimeout,
+    /// The remote closed the stream.
+    PeerClosed,
+    Io(String),
+    /// The subsystem this link was registered with was restarted; the link re-registers by
+    /// reconnecting.
+    SubsystemRestarted,
+    /// The link's actor panicked.
+    Panicked,
+    /// Our own router is stopping, or the link was asked to close.
+    ShuttingDown,
+}
+
+impl ClosingReason {
+    /// Whether the connection maker should ever dial this target again.
+    pub fn retry(&self) -> bool {
+        !matches!(
+            self,
+            ClosingReason::ConnectToSelf | ClosingReason::NameCollision
+        )
+    }
+
+    /// Whether the ending counts as a termination for metrics (Weave did not count links to
+    /// ourselves).
+    pub fn counts_as_termination(&self) -> bool {
+        !matches!(self, ClosingReason::ConnectToSelf)
+    }
+}
+
+impl std::fmt::Display for ClosingReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClosingReason::Refused(RefusalReason::ConnectionLimit { limit }) => {
+                write!(
+                    f,
+                    "refused by the remote: connection limit reached ({limit})"
+                )
+            }
+            ClosingReason::Refused(RefusalReason::ShuttingDown) => {
+                write!(f, "refused by the remote: it is shutting down")
+            }
+            ClosingReason::HandshakeTimeout => write!(f, "timed out waiting for the handshake"),
+            ClosingReason::Protocol(why) => write!(f, "protocol error: {why}"),
+            ClosingReason::ConnectToSelf => write!(f, "cannot connect to ourself"),
+            ClosingReason::NameCollision => {
+                write!(f, "peer names collision: another peer has our name")
+            }
+            ClosingReason::Duplicate => write!(f, "multiple connections to the same peer"),
+            ClosingReason::HeartbeatTimeout => write!(f, "timed out waiting for a heartbeat"),
+            ClosingReason::PeerClosed => write!(f, "connection closed by the remote"),
+            ClosingReason::Io(why) => write!(f, "{why}"),
+            ClosingReason::SubsystemRestarted => write!(f, "gossip subsystem restarted"),
+            ClosingReason::Panicked => write!(f, "internal error (link actor panicked)"),
+            ClosingReason::ShuttingDown => write!(f, "shutting down"),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The `Gossip` actor: a thin shell over [`GossipState`] that carries out its effects (sending on
+//! links, closing duplicates, notifying the connection maker, publishing refusal hints).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, AsyncContext, Context, Handler, Recipient};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::messages::*;
+use super::state::{Effect, GossipError, GossipState};
+use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
+use crate::actors::supervisor::RecipientSource;
+use crate::api::metrics;
+use crate::topology::PeerRecord;
+
+/// How often coalesced updates and anti-entropy are considered.
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Mailbox size: every link's received gossip passes through here.
+const MAILBOX_CAPACITY: usize = 1024;
+
+pub struct Gossip {
+    state: GossipState,
+    outboxes: BTreeMap<LinkId, Recipient<Outgoing>>,
+    channels: BTreeMap<String, Recipient<ChannelGossip>>,
+    maker: Arc<dyn RecipientSource<PeersChanged>>,
+    hints: watch::Sender<Vec<SocketAddr>>,
+}
+
+impl Gossip {
+    pub fn new(
+        local: PeerRecord,
+        maker: Arc<dyn RecipientSource<PeersChanged>>,
+        hints: watch::Sender<Vec<SocketAddr>>,
+    ) -> Self {
+        Self {
+            state: GossipState::new(local, Instant::now(), rand::random()),
+            outboxes: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            maker,
+            hints,
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { link, msg } => {
+                    let Some(outbox) = self.outboxes.get(&link) else {
+                        continue;
+                    };
+                    if outbox.try_send(Outgoing::Message(msg)).is_err() {
+                        metrics::message_dropped(metrics::DropReason::LinkMailboxFull);
+                    }
+                }
+                Effect::Close { link, reason } => {
+                    if let Some(outbox) = self.outboxes.remove(&link)
+                        && outbox.try_send(Outgoing::Close(reason)).is_err()
+                    {
+                        metrics::message_dropped(metrics::DropReason::LinkMailboxFull);
+                    }
+                }
+                Effect::Deliver {
+                    channel,
+                    source,
+                    payload,
+                } => match self.channels.get(&channel) {
+                    Some(handler) => {
+                        let gossip = ChannelGossip {
+                            channel,
+                            source,
+                            payload,
+                        };
+                        if handler.try_send(gossip).is_err() {
+                            metrics::message_dropped(metrics::DropReason::ChannelMailboxFull);
+                        }
+                    }
+                    None => debug!("gossip for unknown channel {channel:?} from {source}"),
+                },
+                Effect::PeersRemoved(records) => {
+                    for record in records {
+                        info!(
+                            "Removed unreachable peer {}({})",
+                            record.name, record.nickname
+                        );
+                    }
+                }
+                Effect::PeersChanged => self.publish_peers(),
+            }
+        }
+        metrics::set_peers(self.state.topology().len());
+    }
+
+    fn publish_peers(&mut self) {
+        let changed = PeersChanged {
+            connected: self.state.connected_peers(),
+            discovered: self.state.discovered_targets(),
+        };
+        if self.maker.recipient().try_send(changed).is_err() {
+            metrics::message_dropped(metrics::DropReason::MakerMailboxFull);
+        }
+        let hints = self.state.refusal_hints();
+        self.hints.send_replace(hints);
+    }
+}
+
+impl Actor for Gossip {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(TICK_INTERVAL, |act, _| {
+            let effects = act.state.tick(Instant::now());
+            act.apply(effects);
+        });
+    }
+}
+
+impl Handler<RegisterLink> for Gossip {
+    type Result = Result<(), ClosingReason>;
+
+    fn handle(&mut self, msg: RegisterLink, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.link.id;
+        let effects = self.state.register_link(msg.link, Instant::now())?;
+        self.outboxes.insert(id, msg.outbox);
+        self.apply(effects);
+        Ok(())
+    }
+}
+
+impl Handler<LinkEstablished> for Gossip {
+    type Result = Result<(), GossipError>;
+
+    fn handle(&mut self, msg: LinkEstablished, _: &mut Context<Self>) -> Self::Result {
+        self.state.link_established(msg.0, Instant::now())
+    }
+}
+
+impl Handler<LinkClosed> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkClosed, _: &mut Context<Self>) {
+        self.outboxes.remove(&msg.0);
+        let effects = self.state.link_closed(msg.0, Instant::now());
+        self.apply(effects);
+    }
+}
+
+impl Handler<Received> for Gossip {
+    type Result = Result<(), GossipError>;
+
+    fn handle(&mut self, msg: Received, _: &mut Context<Self>) -> Self::Result {
+        match self.state.receive(msg.link, msg.msg, Instant::now()) {
+            Ok(effects) => {
+                self.apply(effects);
+                Ok(())
+            }
+            Err(err) => {
+                warn!("{err}");
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Handler<RegisterChannel> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterChannel, _: &mut Context<Self>) {
+        self.channels.insert(msg.channel, msg.handler);
+    }
+}
+
+impl Handler<SendChannelGossip> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendChannelGossip, _: &mut Context<Self>) {
+        let effects = match msg.audience {
+            Audience::Peer(dest) => self.state.send_unicast(&msg.channel, dest, msg.payload),
+            Audience::Everyone => self.state.send_broadcast(&msg.channel, msg.payload),
+        };
+        self.apply(effects);
+    }
+}
+
+impl Handler<GetGossipStatus> for Gossip {
+    type Result = actix::MessageResult<GetGossipStatus>;
+
+    fn handle(&mut self, _: GetGossipStatus, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(GossipStatus {
+            peers: self.state.topology().full_state(),
+            routes: self.state.routes().clone(),
+            links: self.state.links(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+#[cfg(test)]
+impl Handler<InjectPanic> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        panic!("fault injected into the gossip actor");
+    }
+}

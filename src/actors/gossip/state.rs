@@ -1,0 +1,529 @@
+//! The gossip state machine: our live links, the topology and the routes derived from it, the
+//! coalescing of local changes, and the relaying of unicast and broadcast gossip. Synchronous and
+//! time-injected; the actor carries out the [`Effect`]s it returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use serde_bytes::ByteBuf;
+
+use crate::actors::connection::{ClosingReason, LinkId};
+use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
+use crate::wire::{ProtocolMsg, decode_message, encode_message};
+
+/// Name of the channel carrying topology records.
+pub const TOPOLOGY_CHANNEL: &str = "topology";
+/// Local changes are held this long so that a burst of them goes out as one update (Weave Net:
+/// `deferTopologyUpdateDuration`, 1 s).
+pub const COALESCE_DELAY: Duration = Duration::from_secs(1);
+/// Period of full-state anti-entropy to random neighbours (Weave Net: `defaultGossipInterval`).
+pub const ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(30);
+/// How many peers a refusal names as alternatives.
+pub const REFUSAL_HINTS: usize = 8;
+
+/// A link that finished its handshake and asks to be registered.
+#[derive(Clone, Debug)]
+pub struct NewLink {
+    pub id: LinkId,
+    pub remote: PeerName,
+    pub remote_nickname: String,
+    pub remote_uid: PeerUid,
+    /// XOR of both ends' connection ids: the same number at both ends.
+    pub conn_uid: u64,
+    pub outbound: bool,
+    pub remote_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+struct LinkEntry {
+    id: LinkId,
+    conn_uid: u64,
+    outbound: bool,
+    remote_addr: SocketAddr,
+    remote_nickname: String,
+    established: bool,
+}
+
+/// What the actor must do after a state change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Send {
+        link: LinkId,
+        msg: ProtocolMsg,
+    },
+    Close {
+        link: LinkId,
+        reason: ClosingReason,
+    },
+    /// Gossip for a channel owned by another subsystem.
+    Deliver {
+        channel: String,
+        source: PeerName,
+        payload: Vec<u8>,
+    },
+    PeersRemoved(Vec<PeerRecord>),
+    /// Our links or the set of known peers changed: the connection maker needs a new view.
+    PeersChanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipError {
+    #[error("link {0:?} is not registered")]
+    UnknownLink(LinkId),
+    #[error("malformed topology gossip from {from}: {why}")]
+    BadTopology { from: PeerName, why: String },
+}
+
+/// The live link and the peer it reaches, as the status shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkView {
+    pub id: LinkId,
+    pub remote: PeerName,
+    pub remote_nickname: String,
+    pub remote_addr: SocketAddr,
+    pub outbound: bool,
+    pub established: bool,
+}
+
+pub struct GossipState {
+    topology: Topology,
+    routes: Routes,
+    links: BTreeMap<PeerName, LinkEntry>,
+    /// Our own record changed and has not been gossiped yet, since this instant.
+    local_dirty_since: Option<Instant>,
+    /// Improved records from others, waiting to be passed on with the next coalesced update.
+    pending_relay: BTreeMap<PeerName, PeerRecord>,
+    pending_since: Option<Instant>,
+    next_anti_entropy: Instant,
+    rng: StdRng,
+}
+
+impl GossipState {
+    pub fn new(local: PeerRecord, now: Instant, seed: u64) -> Self {
+        let topology = Topology::new(local);
+        let routes = Routes::compute(&topology);
+        Self {
+            topology,
+            routes,
+            links: BTreeMap::new(),
+            local_dirty_since: None,
+            pending_relay: BTreeMap::new(),
+            pending_since: None,
+            next_anti_entropy: now + ANTI_ENTROPY_INTERVAL,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub fn local_name(&self) -> PeerName {
+        self.topology.local_name()
+    }
+
+    pub fn links(&self) -> Vec<LinkView> {
+        self.links
+            .iter()
+            .map(|(remote, entry)| LinkView {
+                id: entry.id,
+                remote: *remote,
+                remote_nickname: entry.remote_nickname.clone(),
+                remote_addr: entry.remote_addr,
+                outbound: entry.outbound,
+                established: entry.established,
+            })
+            .collect()
+    }
+
+    pub fn connected_peers(&self) -> BTreeSet<PeerName> {
+        self.links.keys().copied().collect()
+    }
+
+    /// Registers a link that finished its handshake. A second link to the same peer is settled
+    /// by the link ids: the lower one stays, at both ends, so simultaneous connects never flap.
+    /// `Err` means the new link lost and must close.
+    pub fn register_link(
+        &mut self,
+        link: NewLink,
+        now: Instant,
+    ) -> Result<Vec<Effect>, ClosingReason> {
+        let mut effects = Vec::new();
+        if let Some(existing) = self.links.get(&link.remote) {
+            if link.conn_uid >= existing.conn_uid {
+                return Err(ClosingReason::Duplicate);
+            }
+            effects.push(Effect::Close {
+                link: existing.id,
+                reason: ClosingReason::Duplicate,
+            });
+        }
+        self.links.insert(
+            link.remote,
+            LinkEntry {
+                id: link.id,
+                conn_uid: link.conn_uid,
+                outbound: link.outbound,
+                remote_addr: link.remote_addr,
+                remote_nickname: link.remote_nickname,
+                established: false,
+            },
+        );
+        self.topology.set_local_connection(
+            link.remote,
+            ConnectionSummary {
+                remote_addr: link.remote_addr,
+                outbound: link.outbound,
+                established: false,
+            },
+        );
+        self.local_changed(now);
+        // A new neighbour gets everything we know at once (Weave Net: sendAllGossipDown).
+        effects.push(Effect::Send {
+            link: link.id,
+            msg: topology_gossip(&self.topology.full_state()),
+        });
+        effects.push(Effect::PeersChanged);
+        Ok(effects)
+    }
+
+    /// The link proved itself (the remote's first heartbeat arrived).
+    pub fn link_established(&mut self, id: LinkId, now: Instant) -> Result<(), GossipError> {
+        let (remote, entry) = self.entry_mut(id)?;
+        if entry.established {
+            return Ok(());
+        }
+        entry.established = true;
+        let summary = ConnectionSummary {
+            remote_addr: entry.remote_addr,
+            outbound: entry.outbound,
+            established: true,
+        };
+        self.topology.set_local_connection(remote, summary);
+        self.local_changed(now);
+        Ok(())
+    }
+
+    /// The link ended. Peers no longer reachable are removed at once.
+    pub fn link_closed(&mut self, id: LinkId, now: Instant) -> Vec<Effect> {
+        let Some(remote) = self
+            .links
+            .iter()
+            .find(|(_, entry)| entry.id == id)
+            .map(|(remote, _)| *remote)
+        else {
+            // A duplicate that lost, or a link that never registered.
+            return Vec::new();
+        };
+        self.links.remove(&remote);
+        self.topology.remove_local_connection(remote);
+        self.local_changed(now);
+        let mut effects = vec![Effect::PeersChanged];
+        let removed = self.topology.garbage_collect();
+        if !removed.is_empty() {
+            for record in &removed {
+                self.pending_relay.remove(&record.name);
+            }
+            effects.push(Effect::PeersRemoved(removed));
+        }
+        self.routes = Routes::compute(&self.topology);
+        effects
+    }
+
+    /// A message other than a heartbeat arrived on a link.
+    pub fn receive(
+        &mut self,
+        from_link: LinkId,
+        msg: ProtocolMsg,
+        now: Instant,
+    ) -> Result<Vec<Effect>, GossipError> {
+        let from = self.peer_of(from_link)?;
+        let local = self.local_name();
+        let mut effects = Vec::new();
+        match msg {
+            ProtocolMsg::Heartbeat => {}
+            ProtocolMsg::Gossip { channel, payload } if channel == TOPOLOGY_CHANNEL => {
+                let records: Vec<PeerRecord> = decode_message("topology gossip", &payload)
+                    .map_err(|err| GossipError::BadTopology {
+                        from,
+                        why: err.to_string(),
+                    })?;
+                effects.extend(self.merge_topology(records, now));
+            }
+            ProtocolMsg::Gossip { channel, payload } => effects.push(Effect::Deliver {
+                channel,
+                source: from,
+                payload: payload.into_vec(),
+            }),
+            ProtocolMsg::GossipUnicast {
+                channel,
+                source,
+                dest,
+                payload,
+            } => {
+                if dest == local {
+                    effects.push(Effect::Deliver {
+                        channel,
+                        source,
+                        payload: payload.into_vec(),
+                    });
+                } else if let Some(link) = self.next_hop_link(dest) {
+                    effects.push(Effect::Send {
+                        link,
+                        msg: ProtocolMsg::GossipUnicast {
+                            channel,
+                            source,
+                            dest,
+                            payload,
+                        },
+                    });
+                }
+            }
+            ProtocolMsg::GossipBroadcast {
+                channel,
+                source,
+                payload,
+            } => {
+                effects.extend(self.broadcast_children(source).into_iter().map(|link| {
+                    Effect::Send {
+                        link,
+                        msg: ProtocolMsg::GossipBroadcast {
+                            channel: channel.clone(),
+                            source,
+                            payload: payload.clone(),
+                        },
+                    }
+                }));
+                if source != local {
+                    effects.push(Effect::Deliver {
+                        channel,
+                        source,
+                        payload: payload.into_vec(),
+                    });
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Sends gossip of a local subsystem to one peer, along the unicast routes.
+    pub fn send_unicast(&self, channel: &str, dest: PeerName, payload: Vec<u8>) -> Vec<Effect> {
+        let local = self.local_name();
+        let Some(link) = self.next_hop_link(dest) else {
+            return Vec::new();
+        };
+        vec![Effect::Send {
+            link,
+            msg: ProtocolMsg::GossipUnicast {
+                channel: channel.to_string(),
+                source: local,
+                dest,
+                payload: ByteBuf::from(payload),
+            },
+        }]
+    }
+
+    /// Sends gossip of a local subsystem to every peer, along our broadcast tree.
+    pub fn send_broadcast(&self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
+        let local = self.local_name();
+        let payload = ByteBuf::from(payload);
+        self.broadcast_children(local)
+            .into_iter()
+            .map(|link| Effect::Send {
+                link,
+                msg: ProtocolMsg::GossipBroadcast {
+                    channel: channel.to_string(),
+                    source: local,
+                    payload: payload.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Sends coalesced changes once they are old enough, and periodic anti-entropy.
+    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let oldest_change = match (self.local_dirty_since, self.pending_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if oldest_change.is_some_and(|since| now.duration_since(since) >= COALESCE_DELAY) {
+            let mut update: Vec<PeerRecord> = std::mem::take(&mut self.pending_relay)
+                .into_values()
+                .collect();
+            if self.local_dirty_since.is_some() {
+                update.push(self.topology.local().clone());
+            }
+            self.local_dirty_since = None;
+            self.pending_since = None;
+            effects.extend(self.gossip_to_random_neighbours(&update));
+        }
+        if now >= self.next_anti_entropy {
+            self.next_anti_entropy = now + ANTI_ENTROPY_INTERVAL;
+            let full = self.topology.full_state();
+            effects.extend(self.gossip_to_random_neighbours(&full));
+        }
+        effects
+    }
+
+    /// Where to find each peer we are not linked with: its advertised listen address, or, when it
+    /// listens on all addresses, the IP others see it at.
+    pub fn discovered_targets(&self) -> Vec<(PeerName, SocketAddr)> {
+        let local = self.local_name();
+        let mut seen_at: BTreeMap<PeerName, IpAddr> = BTreeMap::new();
+        for record in self.topology.peers() {
+            for (remote, summary) in &record.connections {
+                seen_at.entry(*remote).or_insert(summary.remote_addr.ip());
+            }
+        }
+        self.topology
+            .peers()
+            .filter(|record| record.name != local && !self.links.contains_key(&record.name))
+            .filter_map(|record| {
+                let addr = record.listen_addr;
+                if !addr.ip().is_unspecified() {
+                    return Some((record.name, addr));
+                }
+                let ip = seen_at.get(&record.name)?;
+                Some((record.name, SocketAddr::new(*ip, addr.port())))
+            })
+            .collect()
+    }
+
+    /// Addresses a refused peer may try instead of us: peers with the fewest connections first.
+    pub fn refusal_hints(&mut self) -> Vec<SocketAddr> {
+        let mut candidates: Vec<(usize, SocketAddr)> = self
+            .discovered_targets()
+            .into_iter()
+            .filter_map(|(name, addr)| {
+                let connections = self.topology.peer(name)?.connections.len();
+                Some((connections, addr))
+            })
+            .collect();
+        // Shuffle first so that equally loaded peers share the newcomers.
+        candidates.shuffle(&mut self.rng);
+        candidates.sort_by_key(|(connections, _)| *connections);
+        let mut hints: Vec<SocketAddr> = candidates
+            .into_iter()
+            .map(|(_, addr)| addr)
+            .take(REFUSAL_HINTS)
+            .collect();
+        // Our neighbours are always reachable from us, so they are worth naming too.
+        if hints.len() < REFUSAL_HINTS {
+            for record in self.topology.peers() {
+                if hints.len() >= REFUSAL_HINTS {
+                    break;
+                }
+                if self.links.contains_key(&record.name) {
+                    let addr = if record.listen_addr.ip().is_unspecified() {
+                        self.links[&record.name].remote_addr.ip()
+                    } else {
+                        record.listen_addr.ip()
+                    };
+                    hints.push(SocketAddr::new(addr, record.listen_addr.port()));
+                }
+            }
+        }
+        hints
+    }
+
+    fn merge_topology(&mut self, records: Vec<PeerRecord>, now: Instant) -> Vec<Effect> {
+        let outcome = self.topology.merge(records);
+        let mut effects = Vec::new();
+        if outcome.local_bumped {
+            self.local_changed(now);
+        }
+        if outcome.improved.is_empty() {
+            return effects;
+        }
+        for record in outcome.improved {
+            self.pending_relay.insert(record.name, record);
+        }
+        self.pending_since.get_or_insert(now);
+        let removed = self.topology.garbage_collect();
+        if !removed.is_empty() {
+            for record in &removed {
+                self.pending_relay.remove(&record.name);
+            }
+            effects.push(Effect::PeersRemoved(removed));
+        }
+        self.routes = Routes::compute(&self.topology);
+        effects.push(Effect::PeersChanged);
+        effects
+    }
+
+    fn local_changed(&mut self, now: Instant) {
+        self.local_dirty_since.get_or_insert(now);
+        self.routes = Routes::compute(&self.topology);
+    }
+
+    /// Sends `records` to a random subset of neighbours: 2·log2(peers) of them, as Weave Net's
+    /// `GossipNeighbourSubset` does, so the cost per change stays logarithmic in the mesh size.
+    fn gossip_to_random_neighbours(&mut self, records: &[PeerRecord]) -> Vec<Effect> {
+        if records.is_empty() || self.links.is_empty() {
+            return Vec::new();
+        }
+        let peers = self.topology.len().max(2) as f64;
+        let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
+        let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
+        let chosen: Vec<LinkId> = links
+            .choose_multiple(&mut self.rng, fanout.min(links.len()))
+            .copied()
+            .collect();
+        let msg = topology_gossip(records);
+        chosen
+            .into_iter()
+            .map(|link| Effect::Send {
+                link,
+                msg: msg.clone(),
+            })
+            .collect()
+    }
+
+    fn next_hop_link(&self, dest: PeerName) -> Option<LinkId> {
+        let hop = self.routes.unicast_all(dest)?;
+        self.links.get(&hop).map(|entry| entry.id)
+    }
+
+    fn broadcast_children(&self, source: PeerName) -> Vec<LinkId> {
+        self.routes
+            .broadcast_all(source)
+            .iter()
+            .filter_map(|peer| self.links.get(peer).map(|entry| entry.id))
+            .collect()
+    }
+
+    fn peer_of(&self, id: LinkId) -> Result<PeerName, GossipError> {
+        self.links
+            .iter()
+            .find(|(_, entry)| entry.id == id)
+            .map(|(remote, _)| *remote)
+            .ok_or(GossipError::UnknownLink(id))
+    }
+
+    fn entry_mut(&mut self, id: LinkId) -> Result<(PeerName, &mut LinkEntry), GossipError> {
+        self.links
+            .iter_mut()
+            .find(|(_, entry)| entry.id == id)
+            .map(|(remote, entry)| (*remote, entry))
+            .ok_or(GossipError::UnknownLink(id))
+    }
+}
+
+/// The topology channel's message carrying `records`.
+pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
+    // Records are plain data: encoding them cannot fail, but stay safe and send nothing if it did.
+    let payload = encode_message("topology gossip", &records).unwrap_or_default();
+    ProtocolMsg::Gossip {
+        channel: TOPOLOGY_CHANNEL.to_string(),
+        payload: ByteBuf::from(payload),
+    }
+}

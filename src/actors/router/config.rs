@@ -1,0 +1,100 @@
+//! `weft router`'s command line: flags and environment variables, defaults as in Weave Net unless
+//! the comment says why not.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::topology::PeerName;
+
+/// Mesh port (Weave Net's 6783); fastdp uses port + 1.
+pub const DEFAULT_PORT: u16 = 6783;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RouterArgs {
+    /// TCP (control) and UDP (sleeve) port of the mesh.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on and to connect from (default: listen on all, any source).
+    #[arg(long)]
+    pub host: Option<IpAddr>,
+    /// Our 48-bit peer name, like a MAC address (default: derived from /etc/machine-id and
+    /// persisted).
+    #[arg(long)]
+    pub name: Option<PeerName>,
+    /// Human-friendly name shown next to the peer name (default: the hostname).
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// Most peer connections this router holds (0 = unlimited). Weft's default is 30: beyond
+    /// that the mesh is partial and routes go multi-hop.
+    #[arg(long, env = "CONN_LIMIT", default_value_t = 30)]
+    pub conn_limit: u32,
+    /// Control API address (status, connect, IPAM).
+    #[arg(long, env = "WEAVE_HTTP_ADDR", default_value = "127.0.0.1:6784")]
+    pub http_addr: SocketAddr,
+    /// Prometheus metrics address.
+    #[arg(long, env = "WEAVE_METRICS_ADDR", default_value = "0.0.0.0:6782")]
+    pub metrics_addr: SocketAddr,
+    /// Where persisted state goes: the database file is `<prefix>data.db`.
+    #[arg(long, env = "DB_PREFIX", default_value = "/weavedb/weave-net")]
+    pub db_prefix: String,
+    /// Root of the host's filesystem (for /etc/machine-id when running in a container).
+    #[arg(long, env = "HOST_ROOT", default_value = "/")]
+    pub host_root: String,
+    /// Only connect to peers given on the command line or with `connect`.
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Run the control plane only: no bridge, no kernel devices. Lets dozens of routers share
+    /// one machine on loopback addresses.
+    #[arg(long)]
+    pub no_dataplane: bool,
+    /// Log filter: error, warn, info, debug, trace (or a tracing directive).
+    #[arg(long, env = "WEAVE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Interval between TCP heartbeats on a peer link.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub heartbeat_interval: Duration,
+    /// A link that hears nothing for this long is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, hide = true)]
+    pub read_timeout: Duration,
+    /// Time allowed for a new link's handshake (Weave Net: 10 s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub handshake_timeout: Duration,
+    /// Initial peers, `host[:port]`.
+    pub peers: Vec<String>,
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let input = input.trim();
+    let (number, scale) = if let Some(ms) = input.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = input.strip_suffix('s') {
+        (s, 1.0)
+    } else if let Some(m) = input.strip_suffix('m') {
+        (m, 60.0)
+    } else {
+        (input, 1.0)
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {input:?} (use e.g. 500ms, 10s, 2m)"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("invalid duration {input:?}"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

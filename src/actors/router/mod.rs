@@ -1,0 +1,9 @@
+//! The `Router`: reads the configuration, opens the store, wires the actors together under
+//! supervision, binds the listeners and serves the API until asked to stop.
+
+mod config;
+mod late;
+mod run;
+
+pub use config::{DEFAULT_PORT, RouterArgs, parse_duration};
+pub use run::{RouterError, run};

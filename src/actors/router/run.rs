@@ -1,0 +1,227 @@
+//! Start-up and shutdown of `weft router`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::Actor;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::config::RouterArgs;
+use super::late::LateBound;
+use crate::actors::connection::{LinkContext, LinkTimers, LocalIdentity};
+use crate::actors::connection_maker::state::{TargetError, normalise_target};
+use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
+use crate::actors::gossip::Gossip;
+use crate::actors::listener::{ConnectionLimiter, Listener};
+use crate::actors::supervisor::Supervised;
+use crate::api::http::{self, ApiState, RouterInfo};
+use crate::api::metrics::{self, ActorKind};
+use crate::identity::resolve_peer_name;
+use crate::store::{Store, StoreError};
+use crate::topology::{PeerRecord, PeerUid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the data plane (bridge, fastdp, sleeve) is not part of this build yet: start with --no-dataplane"
+    )]
+    NoDataplane,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// A starting version above anything an earlier incarnation of our gossip could have reached, so
+/// that a re-created gossip actor's record outranks its predecessor's everywhere.
+fn initial_version() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// Runs the router until SIGINT/SIGTERM. Must be called inside an actix system.
+pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
+    if !args.no_dataplane {
+        return Err(RouterError::NoDataplane);
+    }
+    info!("Command line options: {args:?}");
+    let store = Arc::new(Store::open(&args.db_prefix)?);
+    let name = resolve_peer_name(args.name, &store, &args.host_root)?;
+    let nickname = args.nickname.clone().unwrap_or_else(hostname);
+    let uid = PeerUid::random();
+    info!("Our name is {name}({nickname})");
+
+    let initial_peers = args
+        .peers
+        .iter()
+        .map(|peer| normalise_target(peer, args.port))
+        .collect::<Result<Vec<_>, _>>()?;
+    store.set_direct_peers(&initial_peers)?;
+    info!("Initial set of peers: {initial_peers:?}");
+
+    let listen_ip = args.host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let mesh_addr = SocketAddr::new(listen_ip, args.port);
+    let mesh_listener = std::net::TcpListener::bind(mesh_addr)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|source| RouterError::Bind {
+            what: "mesh",
+            addr: mesh_addr,
+            source,
+        })?;
+    let http_listener = http::bind(args.http_addr)
+        .await
+        .map_err(|source| RouterError::Bind {
+            what: "HTTP API",
+            addr: args.http_addr,
+            source,
+        })?;
+    let metrics_listener =
+        http::bind(args.metrics_addr)
+            .await
+            .map_err(|source| RouterError::Bind {
+                what: "metrics",
+                addr: args.metrics_addr,
+                source,
+            })?;
+    let prometheus = metrics::install();
+
+    let limiter = ConnectionLimiter::new(args.conn_limit);
+    let (hints_tx, hints_rx) = watch::channel(Vec::new());
+    let gossip_slot = Arc::new(LateBound::<Supervised<Gossip>>::new());
+    let maker_slot = Arc::new(LateBound::<Supervised<ConnectionMaker>>::new());
+    let links = Arc::new(LinkContext {
+        identity: LocalIdentity {
+            name,
+            nickname: nickname.clone(),
+            uid,
+            listen_port: args.port,
+            overlays: Vec::new(),
+        },
+        timers: LinkTimers {
+            handshake_timeout: args.handshake_timeout,
+            heartbeat_interval: args.heartbeat_interval,
+            read_timeout: args.read_timeout,
+        },
+        gossip: gossip_slot.clone(),
+        maker: maker_slot.clone(),
+        refusal_hints: hints_rx,
+        conn_limit: args.conn_limit,
+    });
+
+    let local_record = PeerRecord {
+        name,
+        nickname: nickname.clone(),
+        uid,
+        version: 0,
+        listen_addr: mesh_addr,
+        connections: Default::default(),
+    };
+    let gossip = {
+        let maker_slot = maker_slot.clone();
+        Supervised::start(ActorKind::Gossip, move || {
+            let record = PeerRecord {
+                version: initial_version(),
+                ..local_record.clone()
+            };
+            Gossip::new(record, maker_slot.clone(), hints_tx.clone()).start()
+        })
+    };
+    gossip_slot.bind(gossip.clone());
+    let maker_config = Arc::new(MakerConfig {
+        links: links.clone(),
+        limiter: limiter.clone(),
+        bind_ip: args.host,
+        default_port: args.port,
+        discovery: !args.no_discovery,
+        store: store.clone(),
+    });
+    let maker = Supervised::start(ActorKind::ConnectionMaker, move || {
+        ConnectionMaker::new(maker_config.clone()).start()
+    });
+    maker_slot.bind(maker.clone());
+    let _listener = Supervised::start(ActorKind::Listener, move || {
+        let listener = mesh_listener
+            .try_clone()
+            .and_then(tokio::net::TcpListener::from_std);
+        match listener {
+            Ok(listener) => Listener::new(listener, limiter.clone(), links.clone()).start(),
+            Err(err) => {
+                // A listener without a socket stops at once; supervision retries with backoff.
+                error!("cannot re-create the mesh listener: {err}");
+                Listener::stopped(limiter.clone(), links.clone()).start()
+            }
+        }
+    });
+    info!("Listening for mesh connections on {mesh_addr}");
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let api = ApiState {
+        gossip,
+        maker,
+        info: Arc::new(RouterInfo {
+            name,
+            nickname,
+            port: args.port,
+            conn_limit: args.conn_limit,
+            discovery: !args.no_discovery,
+        }),
+        ready: ready.clone(),
+        prometheus,
+    };
+    info!("Listening for HTTP control messages on {}", args.http_addr);
+    actix_rt::spawn(serve_logged(
+        "HTTP API",
+        http_listener,
+        http::control_router(api.clone()),
+    ));
+    info!("Listening for metrics requests on {}", args.metrics_addr);
+    actix_rt::spawn(serve_logged(
+        "metrics",
+        metrics_listener,
+        http::metrics_router(api),
+    ));
+    ready.store(true, Ordering::Release);
+
+    wait_for_shutdown_signal().await;
+    info!("Shutting down");
+    Ok(())
+}
+
+async fn serve_logged(what: &'static str, listener: tokio::net::TcpListener, router: axum::Router) {
+    if let Err(err) = http::serve(listener, router).await {
+        error!("{what} server stopped: {err}");
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The HTTP API on `--http-addr` (status texts, report, connect/forget, metrics) and the metrics
+//! listener on `--metrics-addr`. Handlers only ask actors for snapshots or hand them requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::snapshot::{
+    BroadcastRoute, ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus,
+    RouterStatus, UnicastRoute,
+};
+use super::{metrics, status_text};
+use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
+use crate::actors::gossip::Gossip;
+use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::supervisor::Supervised;
+use crate::topology::{PeerName, PeerRecord};
+use crate::wire::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
+
+/// What never changes while the router runs.
+#[derive(Clone, Debug)]
+pub struct RouterInfo {
+    pub name: PeerName,
+    pub nickname: String,
+    pub port: u16,
+    pub conn_limit: u32,
+    pub discovery: bool,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub gossip: Supervised<Gossip>,
+    pub maker: Supervised<ConnectionMaker>,
+    pub info: Arc<RouterInfo>,
+    pub ready: Arc<AtomicBool>,
+    pub prometheus: PrometheusHandle,
+}
+
+/// Errors a handler answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the router is not ready yet")]
+    NotReady,
+    #[error("the {0} subsystem is restarting; try again")]
+    Unavailable(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// The full control API.
+pub fn control_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/status/peers", get(status_peers))
+        .route("/status/connections", get(status_connections))
+        .route("/status/targets", get(status_targets))
+        .route("/report", get(report))
+        .route("/connect", post(connect))
+        .route("/forget", post(forget))
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+/// `/metrics` only, for `--metrics-addr`.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Gathers one consistent snapshot from the actors.
+pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::NotReady);
+    }
+    let (gossip, targets) = futures_util::join!(
+        state.gossip.addr().send(GetGossipStatus),
+        state.maker.addr().send(GetTargets)
+    );
+    let gossip = gossip.map_err(|_| ApiError::Unavailable("gossip"))?;
+    let targets = targets.map_err(|_| ApiError::Unavailable("connection maker"))?;
+    let nicknames: std::collections::BTreeMap<PeerName, String> = gossip
+        .peers
+        .iter()
+        .map(|record| (record.name, record.nickname.clone()))
+        .collect();
+    let mut connections: Vec<ConnectionStatus> = gossip
+        .links
+        .iter()
+        .map(|link| ConnectionStatus {
+            address: link.remote_addr.to_string(),
+            outbound: link.outbound,
+            state: if link.established {
+                ConnectionState::Established
+            } else {
+                ConnectionState::Pending
+            },
+            peer: Some(link.remote),
+            nick_name: Some(link.remote_nickname.clone()),
+            info: String::new(),
+            overlay: None,
+            attrs: Vec::new(),
+        })
+        .collect();
+    connections.extend(targets.pending);
+    let info = &state.info;
+    let mut peers: Vec<PeerStatus> = gossip
+        .peers
+        .iter()
+        .map(|record| peer_status(record, &nicknames))
+        .collect();
+    // Ourselves first, as Weave Net lists them.
+    peers.sort_by_key(|peer| (peer.name != info.name, peer.name));
+    Ok(RouterStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: "weft".to_string(),
+        protocol_min_version: PROTOCOL_MIN_VERSION,
+        protocol_max_version: PROTOCOL_MAX_VERSION,
+        name: info.name,
+        nick_name: info.nickname.clone(),
+        encryption: false,
+        peer_discovery: info.discovery,
+        port: info.port,
+        conn_limit: info.conn_limit,
+        targets: targets.direct,
+        connections,
+        peers,
+        unicast_routes: gossip
+            .routes
+            .unicast
+            .iter()
+            .map(|(dest, via)| UnicastRoute {
+                dest: *dest,
+                via: *via,
+            })
+            .collect(),
+        broadcast_routes: gossip
+            .routes
+            .broadcast
+            .iter()
+            .map(|(source, via)| BroadcastRoute {
+                source: *source,
+                via: via.clone(),
+            })
+            .collect(),
+        termination_count: metrics::termination_count(),
+        refused_for_limit_count: metrics::refused_for_limit_count(),
+        trusted_subnets: Vec::new(),
+    })
+}
+
+fn peer_status(
+    record: &PeerRecord,
+    nicknames: &std::collections::BTreeMap<PeerName, String>,
+) -> PeerStatus {
+    PeerStatus {
+        name: record.name,
+        nick_name: record.nickname.clone(),
+        uid: record.uid,
+        version: record.version,
+        connections: record
+            .connections
+            .iter()
+            .map(|(remote, summary)| PeerConnectionStatus {
+                name: *remote,
+                nick_name: nicknames.get(remote).cloned(),
+                address: summary.remote_addr.to_string(),
+                outbound: summary.outbound,
+                established: summary.established,
+            })
+            .collect(),
+    }
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(text(status_text::status(&snapshot(&state).await?, None)))
+}
+
+async fn status_peers(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(text(status_text::peers(&snapshot(&state).await?)))
+}
+
+async fn status_connections(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(text(status_text::connections(&snapshot(&state).await?)))
+}
+
+async fn status_targets(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(text(status_text::targets(&snapshot(&state).await?)))
+}
+
+async fn report(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let status = snapshot(&state).await?;
+    Ok(axum::Json(status).into_response())
+}
+
+/// The `peer` values (repeatable) and the `replace` flag of a form body.
+fn peers_form(body: &[u8]) -> (Vec<String>, bool) {
+    let mut peers = Vec::new();
+    let mut replace = false;
+    for (key, value) in form_urlencoded::parse(body) {
+        match key.as_ref() {
+            "peer" => peers.push(value.into_owned()),
+            "replace" => replace = value == "true",
+            _ => {}
+        }
+    }
+    (peers, replace)
+}
+
+async fn connect(State(state): State<ApiState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let (peers, replace) = peers_form(&body);
+    state
+        .maker
+        .addr()
+        .send(Connect { peers, replace })
+        .await
+        .map_err(|_| ApiError::Unavailable("connection maker"))?
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+async fn forget(State(state): State<ApiState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let (peers, _) = peers_form(&body);
+    state
+        .maker
+        .addr()
+        .send(Forget { peers })
+        .await
+        .map_err(|_| ApiError::Unavailable("connection maker"))?
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+async fn render_metrics(State(state): State<ApiState>) -> Response {
+    // Gauges are refreshed from a snapshot; if the router is not ready yet, counters still render.
+    if let Ok(status) = snapshot(&state).await {
+        metrics::record_connections(&status);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+/// Binds both listeners up front, so that a port in use fails the start with a clear error.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_takes_repeated_peers_and_replace() {
+        let (peers, replace) = peers_form(b"peer=10.0.0.1&peer=host%3A6783&replace=true");
+        assert_eq!(peers, vec!["10.0.0.1".to_string(), "host:6783".to_string()]);
+        assert!(replace);
+        assert_eq!(peers_form(b"peer=a"), (vec!["a".to_string()], false));
+    }
+}

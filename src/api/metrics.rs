@@ -1,0 +1,156 @@
+//! Every metric the router exports, declared here and only here. Names kept from Weave Net where
+//! it had one (`weave_*`); our additions are `weft_*`. Labels come from enums, never from peer
+//! names or addresses, so the series count stays bounded.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::snapshot::{ConnectionState, RouterStatus};
+
+const CONNECTIONS: &str = "weave_connections";
+const TERMINATIONS: &str = "weave_connection_terminations_total";
+const REFUSED: &str = "weft_connections_refused_total";
+const PEERS: &str = "weft_peers";
+const DROPPED: &str = "weft_messages_dropped_total";
+const RESTARTS: &str = "weft_actor_restarts_total";
+
+static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
+static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Why a connection was turned away.
+#[derive(Clone, Copy, Debug)]
+pub enum RefusalKind {
+    ConnectionLimit,
+}
+
+/// Why a message was dropped instead of queued (every queue is bounded).
+#[derive(Clone, Copy, Debug)]
+pub enum DropReason {
+    /// A link's mailbox was full (the link is slower than gossip).
+    LinkMailboxFull,
+    /// A link's socket writer had its backlog full.
+    SocketBacklog,
+    ChannelMailboxFull,
+    MakerMailboxFull,
+}
+
+/// The supervised long-lived actors.
+#[derive(Clone, Copy, Debug)]
+pub enum ActorKind {
+    Gossip,
+    ConnectionMaker,
+    Listener,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Gossip => "gossip",
+            ActorKind::ConnectionMaker => "connection_maker",
+            ActorKind::Listener => "listener",
+        }
+    }
+}
+
+impl std::fmt::Display for ActorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Installs the Prometheus recorder (once per process) and describes every metric.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
+            describe_gauge!(
+                CONNECTIONS,
+                "Number of peer connections and targets, by state."
+            );
+            describe_counter!(TERMINATIONS, "Number of peer connections that ended.");
+            describe_counter!(REFUSED, "Number of inbound connections refused, by reason.");
+            describe_gauge!(
+                PEERS,
+                "Number of peers in the topology, ourselves included."
+            );
+            describe_counter!(
+                DROPPED,
+                "Messages dropped because a bounded queue was full."
+            );
+            describe_counter!(
+                RESTARTS,
+                "Re-creations of supervised actors after they stopped."
+            );
+            handle
+        })
+        .clone()
+}
+
+pub fn connection_terminated() {
+    TERMINATION_COUNT.fetch_add(1, Ordering::Relaxed);
+    counter!(TERMINATIONS).increment(1);
+}
+
+pub fn termination_count() -> u64 {
+    TERMINATION_COUNT.load(Ordering::Relaxed)
+}
+
+pub fn connection_refused(kind: RefusalKind) {
+    match kind {
+        RefusalKind::ConnectionLimit => {
+            REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
+            counter!(REFUSED, "reason" => "connection_limit").increment(1);
+        }
+    }
+}
+
+pub fn refused_for_limit_count() -> u64 {
+    REFUSED_FOR_LIMIT_COUNT.load(Ordering::Relaxed)
+}
+
+pub fn message_dropped(reason: DropReason) {
+    let reason = match reason {
+        DropReason::LinkMailboxFull => "link_mailbox_full",
+        DropReason::SocketBacklog => "socket_backlog",
+        DropReason::ChannelMailboxFull => "channel_mailbox_full",
+        DropReason::MakerMailboxFull => "maker_mailbox_full",
+    };
+    counter!(DROPPED, "reason" => reason).increment(1);
+}
+
+pub fn actor_restarted(actor: ActorKind) {
+    counter!(RESTARTS, "actor" => actor.as_str()).increment(1);
+}
+
+pub fn set_peers(count: usize) {
+    gauge!(PEERS).set(count as f64);
+}
+
+/// Sets the connection gauges from a status snapshot, just before a scrape is rendered, so the
+/// gauges and `weave status` never disagree.
+pub fn record_connections(status: &RouterStatus) {
+    const STATES: [ConnectionState; 5] = [
+        ConnectionState::Established,
+        ConnectionState::Pending,
+        ConnectionState::Connecting,
+        ConnectionState::Retrying,
+        ConnectionState::Failed,
+    ];
+    for state in STATES {
+        let count = status
+            .connections
+            .iter()
+            .filter(|c| c.state == state)
+            .count();
+        // No data plane yet: every link is of type "unknown", as Weave Net reported links
+        // without an overlay.
+        gauge!(CONNECTIONS, "state" => state.as_str(), "type" => "unknown", "encryption" => "")
+            .set(count as f64);
+    }
+}
