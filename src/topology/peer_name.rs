@@ -10,9 +10,33 @@ use serde::{Deserialize, Serialize};
 ///
 /// The bridge's MAC address is set to this name, so the name is also an Ethernet address; the
 /// ordering (numeric) is what route computation sorts by, so it must be identical on every peer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerName(u64);
+
+/// On the wire (MessagePack) a name is its number; in JSON (the report) it is written like a MAC
+/// address, as operators read it.
+impl Serialize for PeerName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_u64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(D::Error::custom)
+        } else {
+            let value = u64::deserialize(deserializer)?;
+            PeerName::try_from(value).map_err(D::Error::custom)
+        }
+    }
+}
 
 /// Largest value a 48-bit peer name can hold.
 const PEER_NAME_MAX: u64 = (1 << 48) - 1;
@@ -186,6 +210,16 @@ mod tests {
             let name = PeerName::from_u64(value).unwrap();
             prop_assert_eq!(name.to_string().parse::<PeerName>().unwrap(), name);
             prop_assert_eq!(PeerName::from_bytes(name.to_bytes()), name);
+        }
+
+        #[test]
+        fn serde_round_trips_in_json_and_messagepack(value in 0u64..=PEER_NAME_MAX) {
+            let name = PeerName::from_u64(value).unwrap();
+            let json = serde_json::to_string(&name).unwrap();
+            prop_assert_eq!(&json, &format!("\"{name}\""));
+            prop_assert_eq!(serde_json::from_str::<PeerName>(&json).unwrap(), name);
+            let packed = rmp_serde::to_vec(&name).unwrap();
+            prop_assert_eq!(rmp_serde::from_slice::<PeerName>(&packed).unwrap(), name);
         }
 
         #[test]
