@@ -117,3 +117,6 @@ pub struct LinkContext {
     pub refusal_hints: watch::Receiver<Vec<SocketAddr>>,
     pub conn_limit: u32,
 }
+
+#[cfg(test)]
+mod tests;

@@ -211,3 +211,56 @@ impl Handler<InjectPanic> for Gossip {
         panic!("fault injected into the gossip actor");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::supervisor::{Fixed, Supervised};
+    use crate::api::metrics::ActorKind;
+    use crate::topology::{PeerName, PeerUid};
+
+    struct NullMaker;
+    impl Actor for NullMaker {
+        type Context = Context<Self>;
+    }
+    impl Handler<PeersChanged> for NullMaker {
+        type Result = ();
+        fn handle(&mut self, _: PeersChanged, _: &mut Context<Self>) {}
+    }
+
+    #[actix_rt::test]
+    async fn a_panicking_gossip_actor_is_recreated_and_answers_again() {
+        let maker: Arc<dyn RecipientSource<PeersChanged>> =
+            Arc::new(Fixed(NullMaker.start().recipient()));
+        let (hints, _) = watch::channel(Vec::new());
+        let record = PeerRecord {
+            name: PeerName::from_u64(7).unwrap(),
+            nickname: "seven".into(),
+            uid: PeerUid(7),
+            version: 1,
+            listen_addr: "127.0.0.1:6783".parse().unwrap(),
+            connections: Default::default(),
+        };
+        let gossip = Supervised::start(ActorKind::Gossip, move || {
+            Gossip::new(record.clone(), maker.clone(), hints.clone()).start()
+        });
+        let status = gossip.addr().send(GetGossipStatus).await.unwrap();
+        assert_eq!(status.peers.len(), 1);
+
+        let dying = gossip.addr();
+        assert!(
+            dying.send(InjectPanic).await.is_err(),
+            "the caller gets an error"
+        );
+        assert!(dying.send(GetGossipStatus).await.is_err(), "not a hang");
+        for _ in 0..100 {
+            if gossip.generation() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(gossip.generation(), 1, "re-created once");
+        let status = gossip.addr().send(GetGossipStatus).await.unwrap();
+        assert_eq!(status.peers[0].nickname, "seven");
+    }
+}
