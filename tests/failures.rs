@@ -119,6 +119,22 @@ fn malformed_bytes_close_only_their_own_connection() {
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink);
     }
+    // A client that connects and says nothing is dropped when the handshake times out (1 s here).
+    let mut silent = TcpStream::connect(routers[0].mesh_addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let _ = silent.read_to_end(&mut sink);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "silent client not dropped in time"
+    );
+    assert!(
+        sink.starts_with(b"weft"),
+        "the router presents its header first"
+    );
     let after = routers[0].report().expect("router still serving");
     assert_eq!(
         routers[0].established_links(),
@@ -129,6 +145,7 @@ fn malformed_bytes_close_only_their_own_connection() {
         "the good link must be untouched"
     );
     assert!(routers[0].log_contains("protocol error"));
+    assert!(routers[0].log_contains("timed out waiting for the handshake"));
 }
 
 #[test]

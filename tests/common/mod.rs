@@ -70,6 +70,8 @@ impl Router {
             "500ms".into(),
             "--read-timeout".into(),
             "2s".into(),
+            "--handshake-timeout".into(),
+            "1s".into(),
             "--log-level".into(),
             "info".into(),
         ];

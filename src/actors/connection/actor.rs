@@ -169,18 +169,15 @@ impl Connection {
             theirs.nickname
         );
         self.report.up_since = Some(Instant::now());
-        if let Direction::Outbound { target } = &self.direction
-            && self
-                .ctx
-                .maker
-                .recipient()
-                .try_send(LinkEvent::Up {
-                    target: target.clone(),
-                    peer,
-                })
-                .is_err()
-        {
-            metrics::message_dropped(metrics::DropReason::MakerMailboxFull);
+        if let Direction::Outbound { target } = &self.direction {
+            let maker = self.ctx.maker.recipient();
+            let up = LinkEvent::Up {
+                target: target.clone(),
+                peer,
+            };
+            actix_rt::spawn(async move {
+                let _ = maker.send(up).await;
+            });
         }
         // The first heartbeat goes out at once: it is what establishes the link at the far end.
         self.send(&ProtocolMsg::Heartbeat, ctx);
