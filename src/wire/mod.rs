@@ -3,10 +3,12 @@
 //! every size, and never panics on arbitrary input (each format has a property test for that).
 
 mod framing;
+mod gossip;
 mod header;
 mod message;
 
 pub use framing::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
+pub use gossip::{MAX_RECORDS_PER_UPDATE, decode_topology, encode_topology};
 pub use header::{
     HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
 };
@@ -37,6 +39,8 @@ pub enum WireError {
         #[source]
         source: rmp_serde::decode::Error,
     },
+    #[error("topology update with {count} records exceeds the limit of {max}")]
+    TooManyRecords { count: usize, max: usize },
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
