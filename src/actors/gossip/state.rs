@@ -527,3 +527,7 @@ pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
         payload: ByteBuf::from(payload),
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
