@@ -181,6 +181,7 @@ impl Handler<SendChannelGossip> for Gossip {
         let effects = match msg.audience {
             Audience::Peer(dest) => self.state.send_unicast(&msg.channel, dest, msg.payload),
             Audience::Everyone => self.state.send_broadcast(&msg.channel, msg.payload),
+            Audience::Neighbours => self.state.send_to_neighbours(&msg.channel, msg.payload),
         };
         self.apply(effects);
     }

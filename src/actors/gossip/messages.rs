@@ -51,8 +51,12 @@ pub struct RegisterChannel {
 /// Where a subsystem's gossip goes.
 #[derive(Clone, Copy, Debug)]
 pub enum Audience {
+    /// One peer, relayed hop by hop along the unicast routes.
     Peer(PeerName),
+    /// Every peer, along our broadcast tree.
     Everyone,
+    /// A random subset of our neighbours (the channel's handlers pass on what is new).
+    Neighbours,
 }
 
 #[derive(Message)]

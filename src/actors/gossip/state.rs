@@ -13,7 +13,7 @@ use serde_bytes::ByteBuf;
 
 use crate::actors::connection::{ClosingReason, LinkId};
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
-use crate::wire::{ProtocolMsg, decode_message, encode_message};
+use crate::wire::{ProtocolMsg, decode_topology, encode_topology};
 
 /// Name of the channel carrying topology records.
 pub const TOPOLOGY_CHANNEL: &str = "topology";
@@ -92,6 +92,9 @@ pub struct LinkView {
 pub struct GossipState {
     topology: Topology,
     routes: Routes,
+    /// The topology changed since `routes` was computed. Routes are recomputed only when next
+    /// needed, so a burst of gossip costs one computation (Weave Net coalesced for 100 ms).
+    routes_stale: bool,
     links: BTreeMap<PeerName, LinkEntry>,
     /// Our own record changed and has not been gossiped yet, since this instant.
     local_dirty_since: Option<Instant>,
@@ -109,6 +112,7 @@ impl GossipState {
         Self {
             topology,
             routes,
+            routes_stale: false,
             links: BTreeMap::new(),
             local_dirty_since: None,
             pending_relay: BTreeMap::new(),
@@ -122,8 +126,16 @@ impl GossipState {
         &self.topology
     }
 
-    pub fn routes(&self) -> &Routes {
+    pub fn routes(&mut self) -> &Routes {
+        self.refresh_routes();
         &self.routes
+    }
+
+    fn refresh_routes(&mut self) {
+        if self.routes_stale {
+            self.routes = Routes::compute(&self.topology);
+            self.routes_stale = false;
+        }
     }
 
     pub fn local_name(&self) -> PeerName {
@@ -234,7 +246,7 @@ impl GossipState {
             }
             effects.push(Effect::PeersRemoved(removed));
         }
-        self.routes = Routes::compute(&self.topology);
+        self.routes_stale = true;
         effects
     }
 
@@ -251,8 +263,8 @@ impl GossipState {
         match msg {
             ProtocolMsg::Heartbeat => {}
             ProtocolMsg::Gossip { channel, payload } if channel == TOPOLOGY_CHANNEL => {
-                let records: Vec<PeerRecord> = decode_message("topology gossip", &payload)
-                    .map_err(|err| GossipError::BadTopology {
+                let records =
+                    decode_topology(&payload).map_err(|err| GossipError::BadTopology {
                         from,
                         why: err.to_string(),
                     })?;
@@ -315,7 +327,7 @@ impl GossipState {
     }
 
     /// Sends gossip of a local subsystem to one peer, along the unicast routes.
-    pub fn send_unicast(&self, channel: &str, dest: PeerName, payload: Vec<u8>) -> Vec<Effect> {
+    pub fn send_unicast(&mut self, channel: &str, dest: PeerName, payload: Vec<u8>) -> Vec<Effect> {
         let local = self.local_name();
         let Some(link) = self.next_hop_link(dest) else {
             return Vec::new();
@@ -332,7 +344,7 @@ impl GossipState {
     }
 
     /// Sends gossip of a local subsystem to every peer, along our broadcast tree.
-    pub fn send_broadcast(&self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
+    pub fn send_broadcast(&mut self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
         let local = self.local_name();
         let payload = ByteBuf::from(payload);
         self.broadcast_children(local)
@@ -344,6 +356,22 @@ impl GossipState {
                     source: local,
                     payload: payload.clone(),
                 },
+            })
+            .collect()
+    }
+
+    /// Sends gossip of a local subsystem to a random subset of our neighbours, who merge it and
+    /// pass on what was new to them (the channel's own business).
+    pub fn send_to_neighbours(&mut self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
+        let msg = ProtocolMsg::Gossip {
+            channel: channel.to_string(),
+            payload: ByteBuf::from(payload),
+        };
+        self.random_neighbour_links()
+            .into_iter()
+            .map(|link| Effect::Send {
+                link,
+                msg: msg.clone(),
             })
             .collect()
     }
@@ -455,31 +483,24 @@ impl GossipState {
             }
             effects.push(Effect::PeersRemoved(removed));
         }
-        self.routes = Routes::compute(&self.topology);
+        self.routes_stale = true;
         effects.push(Effect::PeersChanged);
         effects
     }
 
     fn local_changed(&mut self, now: Instant) {
         self.local_dirty_since.get_or_insert(now);
-        self.routes = Routes::compute(&self.topology);
+        self.routes_stale = true;
     }
 
     /// Sends `records` to a random subset of neighbours: 2·log2(peers) of them, as Weave Net's
     /// `GossipNeighbourSubset` does, so the cost per change stays logarithmic in the mesh size.
     fn gossip_to_random_neighbours(&mut self, records: &[PeerRecord]) -> Vec<Effect> {
-        if records.is_empty() || self.links.is_empty() {
+        if records.is_empty() {
             return Vec::new();
         }
-        let peers = self.topology.len().max(2) as f64;
-        let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
-        let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
-        let chosen: Vec<LinkId> = links
-            .choose_multiple(&mut self.rng, fanout.min(links.len()))
-            .copied()
-            .collect();
         let msg = topology_gossip(records);
-        chosen
+        self.random_neighbour_links()
             .into_iter()
             .map(|link| Effect::Send {
                 link,
@@ -488,12 +509,26 @@ impl GossipState {
             .collect()
     }
 
-    fn next_hop_link(&self, dest: PeerName) -> Option<LinkId> {
+    /// 2·log2(peers) random neighbours, as Weave Net's `GossipNeighbourSubset` picks, so that the
+    /// cost of spreading a change stays logarithmic in the size of the mesh.
+    fn random_neighbour_links(&mut self) -> Vec<LinkId> {
+        let peers = self.topology.len().max(2) as f64;
+        let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
+        let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
+        links
+            .choose_multiple(&mut self.rng, fanout.min(links.len()))
+            .copied()
+            .collect()
+    }
+
+    fn next_hop_link(&mut self, dest: PeerName) -> Option<LinkId> {
+        self.refresh_routes();
         let hop = self.routes.unicast_all(dest)?;
         self.links.get(&hop).map(|entry| entry.id)
     }
 
-    fn broadcast_children(&self, source: PeerName) -> Vec<LinkId> {
+    fn broadcast_children(&mut self, source: PeerName) -> Vec<LinkId> {
+        self.refresh_routes();
         self.routes
             .broadcast_all(source)
             .iter()
@@ -521,7 +556,7 @@ impl GossipState {
 /// The topology channel's message carrying `records`.
 pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
     // Records are plain data: encoding them cannot fail, but stay safe and send nothing if it did.
-    let payload = encode_message("topology gossip", &records).unwrap_or_default();
+    let payload = encode_topology(records).unwrap_or_default();
     ProtocolMsg::Gossip {
         channel: TOPOLOGY_CHANNEL.to_string(),
         payload: ByteBuf::from(payload),

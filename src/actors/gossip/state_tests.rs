@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::wire::{decode_message, encode_message};
 
 /// The mesh port every test peer listens on.
 const MESH_PORT: u16 = 6783;
@@ -516,7 +517,7 @@ fn unicast_for_us_is_delivered_and_for_another_peer_goes_to_the_next_hop() {
         dest: name(dest),
         payload: ByteBuf::from(vec![7]),
     };
-    let source = line_of_three(1, t0);
+    let mut source = line_of_three(1, t0);
     assert_eq!(
         source.send_unicast("ipam", name(3), vec![7]),
         vec![Effect::Send {
@@ -559,7 +560,7 @@ fn broadcast_is_delivered_and_relayed_to_tree_children_never_back() {
         payload: vec![9],
     };
 
-    let end_1 = line_of_three(1, t0);
+    let mut end_1 = line_of_three(1, t0);
     let effects = end_1.send_broadcast("ipam", vec![9]);
     assert_eq!(
         effects,
@@ -988,7 +989,7 @@ impl Mesh {
     /// Within every component, all peers hold the same records: exactly the component's, listing
     /// exactly the open links, all established; and every peer's unicast routes lead to every
     /// other peer of the component.
-    fn check_converged(&self) -> Result<(), String> {
+    fn check_converged(&mut self) -> Result<(), String> {
         for component in self.components() {
             let first = component[0];
             let reference = self.topology_summary(first);
@@ -1028,7 +1029,7 @@ impl Mesh {
 
     /// Following `routes().unicast` hop by hop from `from` reaches every other peer of its
     /// component over open links, without loops.
-    fn check_unicast_routes(&self, from: usize, component: &[usize]) -> Result<(), String> {
+    fn check_unicast_routes(&mut self, from: usize, component: &[usize]) -> Result<(), String> {
         let destinations: Vec<usize> = self.states[from]
             .routes()
             .unicast
@@ -1295,7 +1296,7 @@ proptest! {
 
     #[test]
     fn simulated_meshes_converge_after_churn(scenario in scenario()) {
-        let mesh = settled_mesh(&scenario);
+        let mut mesh = settled_mesh(&scenario);
         mesh.check_converged().map_err(TestCaseError::fail)?;
         mesh.check_discovery().map_err(TestCaseError::fail)?;
     }
@@ -1332,5 +1333,39 @@ fn sixteen_peers_converge_from_a_cold_start_without_anti_entropy() {
             "not converged before anti-entropy: {why}"
         );
         mesh.step();
+    }
+}
+
+#[test]
+fn channel_gossip_to_neighbours_goes_to_a_logarithmic_subset_on_its_channel() {
+    let t0 = Instant::now();
+    let neighbours: Vec<u64> = (2..=16).collect();
+    let links: Vec<(u64, u64)> = neighbours.iter().map(|&n| (100 + n, n)).collect();
+    let records: Vec<PeerRecord> = neighbours
+        .iter()
+        .map(|&n| record_listing(n, 3, &[1]))
+        .collect();
+    let mut state = linked(1, &links, &records, t0);
+
+    let effects = state.send_to_neighbours("ipam", vec![1, 2, 3]);
+
+    let chosen = sent_links(&effects);
+    let distinct: BTreeSet<LinkId> = chosen.iter().copied().collect();
+    assert_eq!(distinct.len(), chosen.len(), "each link at most once");
+    assert!(
+        (1..=8).contains(&chosen.len()),
+        "sent on {} links",
+        chosen.len()
+    );
+    for effect in &effects {
+        let Effect::Send {
+            msg: ProtocolMsg::Gossip { channel, payload },
+            ..
+        } = effect
+        else {
+            panic!("unexpected effect {effect:?}");
+        };
+        assert_eq!(channel, "ipam");
+        assert_eq!(payload.as_ref(), &[1, 2, 3]);
     }
 }
