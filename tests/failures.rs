@@ -11,23 +11,6 @@ use common::*;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
-fn star(block: u8, count: u8, opts: RouterOpts) -> Vec<Router> {
-    let first = Router::start(block, 1, opts.clone());
-    let seed = vec![first.mesh_addr()];
-    let mut routers = vec![first];
-    for index in 2..=count {
-        routers.push(Router::start(
-            block,
-            index,
-            RouterOpts {
-                peers: seed.clone(),
-                ..opts.clone()
-            },
-        ));
-    }
-    routers
-}
-
 #[test]
 fn a_killed_router_is_dropped_and_rejoins_when_restarted() {
     let mut routers = star(111, 3, RouterOpts::default());

@@ -31,6 +31,10 @@ pub struct PeerRecord {
     /// Where the peer accepts mesh connections. The IP may be unspecified (0.0.0.0) when the peer
     /// listens on all addresses; discovery then takes the IP others see it connect from.
     pub listen_addr: SocketAddr,
+    /// The peer's own `--conn-limit` (0: unlimited), so that others can tell whether it has room
+    /// for another link before they dial it or name it in a refusal.
+    #[serde(default)]
+    pub conn_limit: u32,
     /// The peer's connections, keyed by the remote peer's name.
     pub connections: BTreeMap<PeerName, ConnectionSummary>,
 }

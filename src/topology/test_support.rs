@@ -25,6 +25,7 @@ pub(crate) fn record(n: u64, uid: u64, version: u64, connections: &[(u64, bool)]
         uid: PeerUid(uid),
         version,
         listen_addr: SocketAddr::from(([0, 0, 0, 0], 6783)),
+        conn_limit: 0,
         connections: connections
             .iter()
             .map(|&(remote, established)| (name(remote), summary(established)))

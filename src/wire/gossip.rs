@@ -59,6 +59,7 @@ mod tests {
                     uid: PeerUid(uid),
                     version,
                     listen_addr,
+                    conn_limit: 0,
                     connections,
                 }
             })

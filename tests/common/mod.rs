@@ -259,6 +259,24 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Routers `1..=count` of a block, all started with router 1 as their only peer.
+pub fn star(block: u8, count: u8, opts: RouterOpts) -> Vec<Router> {
+    let first = Router::start(block, 1, opts.clone());
+    let seed = vec![first.mesh_addr()];
+    let mut routers = vec![first];
+    for index in 2..=count {
+        routers.push(Router::start(
+            block,
+            index,
+            RouterOpts {
+                peers: seed.clone(),
+                ..opts.clone()
+            },
+        ));
+    }
+    routers
+}
+
 /// True when every router has a unicast route to every other one.
 pub fn fully_routed(routers: &[Router]) -> bool {
     routers.iter().all(|router| {

@@ -380,7 +380,12 @@ struct EndReport {
 
 impl Drop for EndReport {
     fn drop(&mut self) {
-        let reason = self.reason.take().unwrap_or(ClosingReason::Panicked);
+        // An actor dropped without a reason either panicked or went down with the whole process.
+        let reason = self.reason.take().unwrap_or(if super::shutting_down() {
+            ClosingReason::ShuttingDown
+        } else {
+            ClosingReason::Panicked
+        });
         let arrow = if self.outbound_target.is_some() {
             "->"
         } else {

@@ -22,6 +22,18 @@ use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, Reg
 use crate::actors::supervisor::RecipientSource;
 use crate::topology::{PeerName, PeerUid};
 
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the process as stopping: links torn down from now on end with
+/// [`ClosingReason::ShuttingDown`] rather than being taken for panics.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
+}
+
 /// Identifies one link actor within this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId(pub u64);

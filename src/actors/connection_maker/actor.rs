@@ -95,7 +95,10 @@ impl ConnectionMaker {
 
     fn dial_due(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let due = self.state.due(now, self.config.limiter.available());
+        let limiter = &self.config.limiter;
+        let due = self
+            .state
+            .due_within(now, limiter.available(), limiter.available_to_discovery());
         for target in due {
             let Some(permit) = self.config.limiter.try_acquire() else {
                 self.state.attempt_failed(
@@ -227,6 +230,7 @@ impl Handler<PeersChanged> for ConnectionMaker {
     type Result = ();
 
     fn handle(&mut self, msg: PeersChanged, ctx: &mut Context<Self>) {
+        self.state.learn_peer_addresses(&msg.addresses);
         self.state.set_connected_peers(msg.connected);
         self.state.set_discovered(msg.discovered, Instant::now());
         self.dial_due(ctx);

@@ -52,6 +52,15 @@ pub enum TargetError {
     Invalid { input: String, why: &'static str },
 }
 
+/// Takes one from a budget; false when it is spent.
+fn take_one(budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    true
+}
+
 /// Normalises `host[:port]` (IPv6 as `[addr]:port`) to `host:port`, adding `default_port`.
 ///
 /// IP addresses are rewritten in their canonical form (so `[0::1]:99` and `[::1]:99` are one
@@ -365,6 +374,16 @@ impl ConnectionMakerState {
 
     /// Adds the alternatives a refusing peer named (ignored when discovery is off).
     ///
+    /// Tells which peer listens where, so that a target (say a direct one that never connected
+    /// itself) is known to lead to a peer that may already be linked with us the other way.
+    pub fn learn_peer_addresses(&mut self, known: &[(PeerName, SocketAddr)]) {
+        for (peer, addr) in known {
+            if let Some(target) = socket_target(*addr).and_then(|key| self.targets.get_mut(&key)) {
+                target.peer = Some(*peer);
+            }
+        }
+    }
+
     /// Hints are only suggestions: an address that is already a target is left alone, and a hint
     /// is dropped after its first failed attempt that did not get as far as learning the remote
     /// peer's name. `set_discovered` does not drop hints.
@@ -395,7 +414,26 @@ impl ConnectionMakerState {
     /// Order: direct targets first, then discovered, then hinted, each by address. The actor must
     /// report each one back with `attempt_succeeded` or `attempt_failed`.
     pub fn due(&mut self, now: Instant, permits: usize) -> Vec<String> {
-        let mut ready: Vec<(u8, &String)> = self
+        self.due_within(now, permits, permits)
+    }
+
+    /// Like [`Self::due`], but targets that exist only because gossip discovered them take at
+    /// most `discovery_permits` of the `permits`. The actor keeps a reserve of its connection
+    /// limit this way: if discovery could use every slot, the first peers of a large mesh would
+    /// form a full clique and every later peer would be refused by all of them.
+    ///
+    /// Hints exist to get an isolated peer into the mesh, so they are spent sparingly: while we
+    /// have no link, one hint at a time; once linked, they count as discovery. A refused newcomer
+    /// that dialled every hint at once would take the reserve of several peers where it needs one.
+    pub fn due_within(
+        &mut self,
+        now: Instant,
+        permits: usize,
+        discovery_permits: usize,
+    ) -> Vec<String> {
+        let isolated = self.connected_peers.is_empty();
+        let hint_in_flight = self.hint_in_flight();
+        let mut ready: Vec<(u8, &String, TargetSource)> = self
             .targets
             .iter()
             .filter(|(_, target)| {
@@ -403,13 +441,20 @@ impl ConnectionMakerState {
                     && !target.retired()
                     && !target.leads_to(&self.connected_peers)
             })
-            .map(|(addr, target)| (target.rank(), addr))
+            .map(|(addr, target)| (target.rank(), addr, target.source()))
             .collect();
-        ready.sort();
+        ready.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut discovery_left = discovery_permits;
+        let mut isolated_hints_left = usize::from(!hint_in_flight);
         let picked: Vec<String> = ready
             .into_iter()
+            .filter(|(_, _, source)| match source {
+                TargetSource::Direct => true,
+                TargetSource::Hinted if isolated => take_one(&mut isolated_hints_left),
+                TargetSource::Hinted | TargetSource::Discovered => take_one(&mut discovery_left),
+            })
             .take(permits)
-            .map(|(_, addr)| addr.clone())
+            .map(|(_, addr, _)| addr.clone())
             .collect();
         for addr in &picked {
             if let Some(target) = self.targets.get_mut(addr) {
@@ -420,6 +465,13 @@ impl ConnectionMakerState {
             }
         }
         picked
+    }
+
+    fn hint_in_flight(&self) -> bool {
+        self.targets.values().any(|target| {
+            target.source() == TargetSource::Hinted
+                && matches!(target.state, TargetState::Attempting { .. })
+        })
     }
 
     /// The attempt to `addr` reached `peer` and the link is up.
@@ -454,10 +506,10 @@ impl ConnectionMakerState {
         if matches!(target.state, TargetState::Suspended { .. }) {
             return;
         }
-        match peer {
-            Some(peer) => target.peer = Some(peer),
-            // Nothing answered as a peer there: the hint was wrong, stop suggesting it.
-            None => target.hinted = false,
+        // A failed hint keeps its place and its back-off: dropping it would let the next refusal
+        // that names it again make it due at once, and a refused peer would hammer full peers.
+        if let Some(peer) = peer {
+            target.peer = Some(peer);
         }
         if retry {
             target.back_off(&mut self.rng, now);
@@ -508,9 +560,11 @@ impl ConnectionMakerState {
     /// not for a time), so an overdue one cannot make the actor spin. The result may be in the
     /// past when targets are due but `due` ran out of permits.
     pub fn next_wakeup(&self) -> Option<Instant> {
+        let hints_held_back = self.connected_peers.is_empty() && self.hint_in_flight();
         self.targets
             .values()
             .filter(|target| !target.retired() && !target.leads_to(&self.connected_peers))
+            .filter(|target| !(hints_held_back && target.source() == TargetSource::Hinted))
             .filter_map(|target| match target.state {
                 TargetState::Waiting { at } => Some(at),
                 _ => None,

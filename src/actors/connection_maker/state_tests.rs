@@ -541,7 +541,7 @@ fn discovery_skips_ourselves_and_undiallable_addresses() {
 }
 
 #[test]
-fn hints_are_dropped_after_a_failure_without_a_peer() {
+fn failed_hints_back_off_instead_of_being_dropped() {
     let now = Instant::now();
     let mut st = state(true);
     st.add_hints(vec![sock("10.0.0.1:6783"), sock("10.0.0.2:6783")], now);
@@ -551,16 +551,55 @@ fn hints_are_dropped_after_a_failure_without_a_peer() {
     );
     // set_discovered leaves hints alone.
     st.set_discovered(vec![], now);
-    assert_eq!(
-        st.due(now, 10),
-        strings(&["10.0.0.1:6783", "10.0.0.2:6783"])
-    );
-    st.attempt_failed("10.0.0.1:6783", None, "no route".into(), true, now);
+    // Isolated, we try one hint at a time.
+    assert_eq!(st.due(now, 10), strings(&["10.0.0.1:6783"]));
+    assert!(st.due(now, 10).is_empty(), "one hint in flight at a time");
+    st.attempt_failed("10.0.0.1:6783", None, "refused: full".into(), true, now);
+    assert_eq!(st.due(now, 10), strings(&["10.0.0.2:6783"]));
     st.attempt_failed("10.0.0.2:6783", Some(name(2)), "full".into(), true, now);
-    assert!(!st.targets.contains_key("10.0.0.1:6783"));
+    // Named again by the next refusal, a failed hint is not due again before its back-off.
+    st.add_hints(vec![sock("10.0.0.1:6783")], now);
+    assert!(st.due(now, 10).is_empty());
     let kept = st.target("10.0.0.2:6783").unwrap();
     assert_eq!(kept.source(), TargetSource::Hinted);
     assert_eq!(kept.peer(), Some(name(2)));
+    let later = now + MAX_RETRY_INTERVAL;
+    assert_eq!(st.due(later, 10), strings(&["10.0.0.1:6783"]));
+}
+
+#[test]
+fn once_linked_hints_count_as_discovery() {
+    let now = Instant::now();
+    let mut st = state(true);
+    st.add_hints(vec![sock("10.0.0.1:6783"), sock("10.0.0.2:6783")], now);
+    st.set_connected_peers(BTreeSet::from([name(9)]));
+    assert!(st.due_within(now, 10, 0).is_empty());
+    assert_eq!(
+        st.due_within(now, 10, 2),
+        strings(&["10.0.0.1:6783", "10.0.0.2:6783"])
+    );
+}
+
+#[test]
+fn discovery_uses_only_its_share_of_the_permits() {
+    let now = Instant::now();
+    let mut st = state(true);
+    st.add_direct(&strings(&["10.0.0.9"]), false, now).unwrap();
+    st.set_discovered(
+        vec![
+            (name(2), sock("10.0.0.2:6783")),
+            (name(3), sock("10.0.0.3:6783")),
+            (name(4), sock("10.0.0.4:6783")),
+        ],
+        now,
+    );
+    // Five permits, but discovery may use only one of them: the direct target still goes.
+    assert_eq!(
+        st.due_within(now, 5, 1),
+        strings(&["10.0.0.9:6783", "10.0.0.2:6783"])
+    );
+    assert!(st.due_within(now, 5, 0).is_empty());
+    assert_eq!(st.due_within(now, 5, 5).len(), 2);
 }
 
 #[test]
@@ -788,4 +827,29 @@ impl ConnectionMakerState {
         };
         copy.due(at, usize::MAX)
     }
+}
+
+#[test]
+fn a_target_known_to_lead_to_a_linked_peer_is_not_dialled() {
+    let now = Instant::now();
+    let mut st = state(true);
+    st.add_direct(&strings(&["10.0.0.2"]), false, now).unwrap();
+    assert_eq!(st.due(now, 10), strings(&["10.0.0.2:6783"]));
+    st.attempt_failed(
+        "10.0.0.2:6783",
+        None,
+        "connection refused".into(),
+        true,
+        now,
+    );
+    // Meanwhile peer 2 dialled us; gossip says it listens on the address of our target.
+    st.learn_peer_addresses(&[(name(2), sock("10.0.0.2:6783"))]);
+    st.set_connected_peers(BTreeSet::from([name(2)]));
+    assert!(st.due(now + MAX_RETRY_INTERVAL * 2, 10).is_empty());
+    // When that link goes, the target is dialled again.
+    st.set_connected_peers(BTreeSet::new());
+    assert_eq!(
+        st.due(now + MAX_RETRY_INTERVAL * 2, 10),
+        strings(&["10.0.0.2:6783"])
+    );
 }

@@ -97,7 +97,8 @@ impl Gossip {
     fn publish_peers(&mut self) {
         let changed = PeersChanged {
             connected: self.state.connected_peers(),
-            discovered: self.state.discovered_targets(),
+            discovered: self.state.discovery_targets(),
+            addresses: self.state.peer_addresses(),
         };
         if self.maker.recipient().try_send(changed).is_err() {
             metrics::message_dropped(metrics::DropReason::MakerMailboxFull);
@@ -240,6 +241,7 @@ mod tests {
             uid: PeerUid(7),
             version: 1,
             listen_addr: "127.0.0.1:6783".parse().unwrap(),
+            conn_limit: 30,
             connections: Default::default(),
         };
         let gossip = Supervised::start(ActorKind::Gossip, move || {

@@ -85,4 +85,6 @@ pub struct GetGossipStatus;
 pub struct PeersChanged {
     pub connected: std::collections::BTreeSet<PeerName>,
     pub discovered: Vec<(PeerName, std::net::SocketAddr)>,
+    /// Every known peer's address, linked or not.
+    pub addresses: Vec<(PeerName, std::net::SocketAddr)>,
 }

@@ -12,6 +12,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde_bytes::ByteBuf;
 
 use crate::actors::connection::{ClosingReason, LinkId};
+use crate::actors::listener::discovery_ceiling;
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
 use crate::wire::{ProtocolMsg, decode_topology, encode_topology};
 
@@ -239,15 +240,21 @@ impl GossipState {
         self.topology.remove_local_connection(remote);
         self.local_changed(now);
         let mut effects = vec![Effect::PeersChanged];
-        let removed = self.topology.garbage_collect();
-        if !removed.is_empty() {
-            for record in &removed {
-                self.pending_relay.remove(&record.name);
-            }
-            effects.push(Effect::PeersRemoved(removed));
-        }
-        self.routes_stale = true;
+        effects.extend(self.collect_garbage());
         effects
+    }
+
+    /// Drops peers we can no longer reach (and anything queued about them).
+    fn collect_garbage(&mut self) -> Option<Effect> {
+        self.routes_stale = true;
+        let removed = self.topology.garbage_collect();
+        if removed.is_empty() {
+            return None;
+        }
+        for record in &removed {
+            self.pending_relay.remove(&record.name);
+        }
+        Some(Effect::PeersRemoved(removed))
     }
 
     /// A message other than a heartbeat arrived on a link.
@@ -405,6 +412,16 @@ impl GossipState {
     /// Where to find each peer we are not linked with: its advertised listen address, or, when it
     /// listens on all addresses, the IP others see it at.
     pub fn discovered_targets(&self) -> Vec<(PeerName, SocketAddr)> {
+        self.peer_addresses()
+            .into_iter()
+            .filter(|(name, _)| !self.links.contains_key(name))
+            .collect()
+    }
+
+    /// Where to find every other known peer (linked or not), as `discovered_targets` works it
+    /// out. The connection maker uses it to tell which of its targets lead to peers we are
+    /// already linked with, so that it does not dial a second link to them.
+    pub fn peer_addresses(&self) -> Vec<(PeerName, SocketAddr)> {
         let local = self.local_name();
         let mut seen_at: BTreeMap<PeerName, IpAddr> = BTreeMap::new();
         for record in self.topology.peers() {
@@ -414,7 +431,7 @@ impl GossipState {
         }
         self.topology
             .peers()
-            .filter(|record| record.name != local && !self.links.contains_key(&record.name))
+            .filter(|record| record.name != local)
             .filter_map(|record| {
                 let addr = record.listen_addr;
                 if !addr.ip().is_unspecified() {
@@ -426,14 +443,33 @@ impl GossipState {
             .collect()
     }
 
-    /// Addresses a refused peer may try instead of us: peers with the fewest connections first.
+    /// The discovered peers worth dialling: those whose links, as their records say, are still
+    /// below the share of the limit discovery may fill. The rest of their capacity is left for
+    /// newcomers and refused peers.
+    pub fn discovery_targets(&self) -> Vec<(PeerName, SocketAddr)> {
+        self.discovered_targets()
+            .into_iter()
+            .filter(|(name, _)| {
+                self.topology.peer(*name).is_some_and(|record| {
+                    discovery_ceiling(record.conn_limit)
+                        .is_none_or(|ceiling| record.connections.len() < ceiling)
+                })
+            })
+            .collect()
+    }
+
+    /// Addresses a refused peer may try instead of us: peers with room left, the fewest
+    /// connections first.
     pub fn refusal_hints(&mut self) -> Vec<SocketAddr> {
+        let full = |record: &PeerRecord| {
+            record.conn_limit != 0 && record.connections.len() >= record.conn_limit as usize
+        };
         let mut candidates: Vec<(usize, SocketAddr)> = self
             .discovered_targets()
             .into_iter()
             .filter_map(|(name, addr)| {
-                let connections = self.topology.peer(name)?.connections.len();
-                Some((connections, addr))
+                let record = self.topology.peer(name)?;
+                (!full(record)).then_some((record.connections.len(), addr))
             })
             .collect();
         // Shuffle first so that equally loaded peers share the newcomers.
@@ -450,7 +486,7 @@ impl GossipState {
                 if hints.len() >= REFUSAL_HINTS {
                     break;
                 }
-                if self.links.contains_key(&record.name) {
+                if self.links.contains_key(&record.name) && !full(record) {
                     let addr = if record.listen_addr.ip().is_unspecified() {
                         self.links[&record.name].remote_addr.ip()
                     } else {
@@ -476,14 +512,7 @@ impl GossipState {
             self.pending_relay.insert(record.name, record);
         }
         self.pending_since.get_or_insert(now);
-        let removed = self.topology.garbage_collect();
-        if !removed.is_empty() {
-            for record in &removed {
-                self.pending_relay.remove(&record.name);
-            }
-            effects.push(Effect::PeersRemoved(removed));
-        }
-        self.routes_stale = true;
+        effects.extend(self.collect_garbage());
         effects.push(Effect::PeersChanged);
         effects
     }

@@ -41,6 +41,7 @@ fn fresh_record(n: u64) -> PeerRecord {
         uid: uid(n),
         version: 1,
         listen_addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), MESH_PORT),
+        conn_limit: 0,
         connections: BTreeMap::new(),
     }
 }
@@ -1367,5 +1368,48 @@ fn channel_gossip_to_neighbours_goes_to_a_logarithmic_subset_on_its_channel() {
         };
         assert_eq!(channel, "ipam");
         assert_eq!(payload.as_ref(), &[1, 2, 3]);
+    }
+}
+
+#[test]
+fn discovery_and_hints_leave_full_peers_alone() {
+    let t0 = Instant::now();
+    // Our neighbour 2 knows spokes 10..=15; spoke 10+k has k+1 connections.
+    let spokes: Vec<u64> = (10..16).collect();
+    let hub: Vec<u64> = std::iter::once(1).chain(spokes.iter().copied()).collect();
+    let mut records = vec![record_listing(2, 3, &hub)];
+    for (k, &spoke) in spokes.iter().enumerate() {
+        let remotes: Vec<u64> = std::iter::once(2)
+            .chain(spokes[..k].iter().copied())
+            .collect();
+        records.push(record_listing(spoke, 3, &remotes));
+    }
+    // A limit of 5 keeps one slot from discovery: only peers below 4 links are discovery targets.
+    for record in &mut records {
+        record.conn_limit = 5;
+    }
+    let mut state = linked(1, &[(12, 2)], &records, t0);
+    let discovered: Vec<PeerName> = state
+        .discovery_targets()
+        .into_iter()
+        .map(|(peer, _)| peer)
+        .collect();
+    assert_eq!(discovered, vec![name(10), name(11), name(12)]);
+    // Hints may name peers in their reserve (4 links) but never full ones (5 or more).
+    let hinted = state.refusal_hints();
+    assert!(hinted.contains(&SocketAddr::new(ip(13), MESH_PORT)));
+    assert!(!hinted.contains(&SocketAddr::new(ip(14), MESH_PORT)));
+    assert!(!hinted.contains(&SocketAddr::new(ip(15), MESH_PORT)));
+}
+
+#[test]
+fn hints_never_name_a_full_neighbour() {
+    let t0 = Instant::now();
+    // Our only neighbour, 2, holds 3 links: at a limit of 3 it is full, at 4 it has room.
+    for (limit, expected) in [(3, vec![]), (4, vec![SocketAddr::new(ip(2), MESH_PORT)])] {
+        let mut record = record_listing(2, 3, &[1, 7, 8]);
+        record.conn_limit = limit;
+        let mut state = linked(1, &[(12, 2)], &[record], t0);
+        assert_eq!(state.refusal_hints(), expected, "limit {limit}");
     }
 }

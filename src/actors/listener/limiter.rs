@@ -10,6 +10,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// that the code path is the same.
 const UNLIMITED: usize = Semaphore::MAX_PERMITS;
 
+/// Share of the limit that discovery may not fill, kept for peers that dial us because an
+/// operator or a refusal told them to: one fifth of the limit (6 of the default 30), at least one.
+/// Without it, the first `limit + 1` peers of a larger mesh form a full clique through discovery
+/// and every later peer is refused by all of them (Weave Net's stranded newcomers).
+const RESERVE_DIVISOR: u32 = 5;
+
+/// How many links discovery may fill at most, `None` when unlimited.
+pub fn discovery_ceiling(limit: u32) -> Option<usize> {
+    if limit == 0 {
+        return None;
+    }
+    let reserve = (limit / RESERVE_DIVISOR).max(1);
+    Some(limit.saturating_sub(reserve) as usize)
+}
+
 #[derive(Clone, Debug)]
 pub struct ConnectionLimiter {
     limit: u32,
@@ -42,6 +57,17 @@ impl ConnectionLimiter {
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }
+
+    /// Permits discovery may still take: what is left below its ceiling.
+    pub fn available_to_discovery(&self) -> usize {
+        match discovery_ceiling(self.limit) {
+            None => self.available(),
+            Some(ceiling) => {
+                let in_use = self.limit as usize - self.available();
+                ceiling.saturating_sub(in_use)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,6 +88,19 @@ mod tests {
             limiter.try_acquire().is_some(),
             "a freed permit is reusable"
         );
+    }
+
+    #[test]
+    fn discovery_leaves_a_reserve() {
+        assert_eq!(discovery_ceiling(30), Some(24));
+        assert_eq!(discovery_ceiling(2), Some(1));
+        assert_eq!(discovery_ceiling(1), Some(0));
+        assert_eq!(discovery_ceiling(0), None);
+        let limiter = ConnectionLimiter::new(10);
+        let held: Vec<_> = (0..7).filter_map(|_| limiter.try_acquire()).collect();
+        assert_eq!(held.len(), 7);
+        assert_eq!(limiter.available(), 3);
+        assert_eq!(limiter.available_to_discovery(), 1, "ceiling 8, 7 in use");
     }
 
     #[test]

@@ -4,4 +4,4 @@ mod actor;
 mod limiter;
 
 pub use actor::Listener;
-pub use limiter::ConnectionLimiter;
+pub use limiter::{ConnectionLimiter, discovery_ceiling};

@@ -132,6 +132,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         uid,
         version: 0,
         listen_addr: mesh_addr,
+        conn_limit: args.conn_limit,
         connections: Default::default(),
     };
     let gossip = {
@@ -202,6 +203,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
 
     wait_for_shutdown_signal().await;
     info!("Shutting down");
+    crate::actors::connection::begin_shutdown();
     Ok(())
 }
 
