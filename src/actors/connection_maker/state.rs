@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::api::snapshot::{ConnectionState, ConnectionStatus};
@@ -443,7 +444,18 @@ impl ConnectionMakerState {
             })
             .map(|(addr, target)| (target.rank(), addr, target.source()))
             .collect();
-        ready.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // Direct targets by address; discovered ones in a random order of this peer's own, so
+        // that peers do not all dial the same lowest addresses first, which would pile links onto
+        // a few peers and stretch the routes of a large mesh.
+        ready.shuffle(&mut self.rng);
+        ready.sort_by(|a, b| {
+            let by_address = a.2 == TargetSource::Direct;
+            if by_address && b.2 == TargetSource::Direct {
+                a.1.cmp(b.1)
+            } else {
+                a.0.cmp(&b.0)
+            }
+        });
         let mut discovery_left = discovery_permits;
         let mut isolated_hints_left = usize::from(!hint_in_flight);
         let picked: Vec<String> = ready
