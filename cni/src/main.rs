@@ -10,31 +10,64 @@ const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.
 /// CNI error code for a plugin-specific failure (codes 100+ are the plugin's own).
 const NOT_AVAILABLE_CODE: u32 = 100;
 
-fn main() -> ExitCode {
-    let command = std::env::var("CNI_COMMAND").unwrap_or_default();
-    let mut stdout = std::io::stdout();
-    match command.as_str() {
-        "VERSION" => {
-            let answer = serde_json::json!({
+/// The JSON answer to `CNI_COMMAND` and whether it is a success.
+fn respond(command: Option<&str>) -> (serde_json::Value, bool) {
+    match command {
+        Some("VERSION") => (
+            serde_json::json!({
                 "cniVersion": "1.1.0",
                 "supportedVersions": SUPPORTED_VERSIONS,
-            });
-            let _ = writeln!(stdout, "{answer}");
-            ExitCode::SUCCESS
-        }
+            }),
+            true,
+        ),
         other => {
-            let what = if other.is_empty() {
-                "CNI_COMMAND is not set".to_string()
-            } else {
-                format!("CNI_COMMAND {other} is not available in this build of weave-net yet")
+            let msg = match other {
+                None | Some("") => "CNI_COMMAND is not set".to_string(),
+                Some(command) => {
+                    format!("CNI_COMMAND {command} is not available in this build of weave-net yet")
+                }
             };
-            let error = serde_json::json!({
-                "cniVersion": "1.1.0",
-                "code": NOT_AVAILABLE_CODE,
-                "msg": what,
-            });
-            let _ = writeln!(stdout, "{error}");
-            ExitCode::FAILURE
+            (
+                serde_json::json!({
+                    "cniVersion": "1.1.0",
+                    "code": NOT_AVAILABLE_CODE,
+                    "msg": msg,
+                }),
+                false,
+            )
         }
+    }
+}
+
+fn main() -> ExitCode {
+    let command = std::env::var("CNI_COMMAND").ok();
+    let (answer, ok) = respond(command.as_deref());
+    let _ = writeln!(std::io::stdout(), "{answer}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_lists_the_supported_spec_versions() {
+        let (answer, ok) = respond(Some("VERSION"));
+        assert!(ok);
+        assert_eq!(answer["supportedVersions"][4], "1.1.0");
+    }
+
+    #[test]
+    fn other_commands_fail_with_a_cni_error_that_says_why() {
+        let (answer, ok) = respond(Some("ADD"));
+        assert!(!ok);
+        assert_eq!(answer["code"], NOT_AVAILABLE_CODE);
+        assert!(answer["msg"].as_str().unwrap().contains("ADD"));
+        let (answer, _) = respond(None);
+        assert!(answer["msg"].as_str().unwrap().contains("not set"));
     }
 }
