@@ -3,5 +3,6 @@
 
 mod actor;
 pub mod state;
+mod target_address;
 
 pub use actor::{Connect, ConnectionMaker, Forget, GetTargets, MakerConfig, TargetsView};
