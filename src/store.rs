@@ -11,6 +11,9 @@ use crate::topology::PeerName;
 const ROUTER_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("router");
 const PEER_NAME_KEY: &str = "peer-name";
 const DIRECT_PEERS_KEY: &str = "direct-peers";
+/// The IPAM state (ring and owned addresses), encoded by the IPAM actor.
+const IPAM_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("ipam");
+const IPAM_STATE_KEY: &str = "state";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,12 +102,50 @@ impl Store {
         self.put(DIRECT_PEERS_KEY, &bytes)
     }
 
+    pub fn ipam_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_in(IPAM_TABLE, IPAM_STATE_KEY)
+    }
+
+    /// Writes and commits (fsync) the IPAM state: when this returns, a crash loses nothing.
+    pub fn set_ipam_state(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_in(IPAM_TABLE, IPAM_STATE_KEY, bytes)
+    }
+
+    /// Forgets the IPAM state (the ring of another cluster was adopted, or `reset`).
+    pub fn clear_ipam_state(&self) -> Result<(), StoreError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| self.access("begin write", e))?;
+        {
+            let mut table = txn
+                .open_table(IPAM_TABLE)
+                .map_err(|e| self.access("open table", e))?;
+            table
+                .remove(IPAM_STATE_KEY)
+                .map_err(|e| self.access("delete", e))?;
+        }
+        txn.commit().map_err(|e| self.access("commit", e))
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_in(ROUTER_TABLE, key)
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put_in(ROUTER_TABLE, key, value)
+    }
+
+    fn get_in(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self
             .db
             .begin_read()
             .map_err(|e| self.access("begin read", e))?;
-        let table = match txn.open_table(ROUTER_TABLE) {
+        let table = match txn.open_table(table) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.access("open table", e)),
@@ -113,14 +154,19 @@ impl Store {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn put_in(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         let txn = self
             .db
             .begin_write()
             .map_err(|e| self.access("begin write", e))?;
         {
             let mut table = txn
-                .open_table(ROUTER_TABLE)
+                .open_table(table)
                 .map_err(|e| self.access("open table", e))?;
             table
                 .insert(key, value)

@@ -169,6 +169,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         termination_count: metrics::termination_count(),
         refused_for_limit_count: metrics::refused_for_limit_count(),
         trusted_subnets: Vec::new(),
+        ipam: None,
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::snapshot::{ConnectionState, RouterStatus};
+use super::snapshot::{ConnectionState, IpamSnapshot, RouterStatus};
 
 const CONNECTIONS: &str = "weave_connections";
 const TERMINATIONS: &str = "weave_connection_terminations_total";
@@ -16,6 +16,13 @@ const REFUSED: &str = "weft_connections_refused_total";
 const PEERS: &str = "weft_peers";
 const DROPPED: &str = "weft_messages_dropped_total";
 const RESTARTS: &str = "weft_actor_restarts_total";
+const IPS: &str = "weave_ips";
+const MAX_IPS: &str = "weave_max_ips";
+const IPAM_UNREACHABLE_COUNT: &str = "weave_ipam_unreachable_count";
+const IPAM_UNREACHABLE_PERCENTAGE: &str = "weave_ipam_unreachable_percentage";
+const IPAM_PENDING_ALLOCATES: &str = "weave_ipam_pending_allocates";
+const IPAM_PENDING_CLAIMS: &str = "weave_ipam_pending_claims";
+const IPAM_SPLIT_BRAIN: &str = "weft_ipam_split_brain_total";
 
 static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
 static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -44,6 +51,7 @@ pub enum ActorKind {
     Gossip,
     ConnectionMaker,
     Listener,
+    Ipam,
 }
 
 impl ActorKind {
@@ -52,6 +60,7 @@ impl ActorKind {
             ActorKind::Gossip => "gossip",
             ActorKind::ConnectionMaker => "connection_maker",
             ActorKind::Listener => "listener",
+            ActorKind::Ipam => "ipam",
         }
     }
 }
@@ -153,4 +162,18 @@ pub fn record_connections(status: &RouterStatus) {
         gauge!(CONNECTIONS, "state" => state.as_str(), "type" => "unknown", "encryption" => "")
             .set(count as f64);
     }
+}
+
+pub fn ipam_split_brain() {
+    counter!(IPAM_SPLIT_BRAIN).increment(1);
+}
+
+/// Sets the IPAM gauges from its snapshot, just before a scrape is rendered.
+pub fn record_ipam(ipam: &IpamSnapshot) {
+    gauge!(IPS, "state" => "local-used").set(ipam.active_ips as f64);
+    gauge!(MAX_IPS).set(ipam.range_num_ips as f64);
+    gauge!(IPAM_UNREACHABLE_COUNT).set(ipam.unreachable_count as f64);
+    gauge!(IPAM_UNREACHABLE_PERCENTAGE).set(ipam.unreachable_percentage);
+    gauge!(IPAM_PENDING_ALLOCATES).set(ipam.pending_allocates as f64);
+    gauge!(IPAM_PENDING_CLAIMS).set(ipam.pending_claims as f64);
 }

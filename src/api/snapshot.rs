@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::topology::{PeerName, PeerUid};
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct RouterStatus {
     pub version: String,
@@ -31,6 +31,44 @@ pub struct RouterStatus {
     /// Connections refused because of the connection limit since start.
     pub refused_for_limit_count: u64,
     pub trusted_subnets: Vec<String>,
+    /// The IP allocator's view, when IPAM runs.
+    #[serde(rename = "IPAM", skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamSnapshot>,
+}
+
+/// The IP allocator as `weave status`, `weave status ipam`, the report and the metrics show it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamSnapshot {
+    /// `ready`, `idle`, `awaiting consensus (quorum: Q, known: K)`, ...
+    pub status: String,
+    pub range: String,
+    pub default_subnet: String,
+    #[serde(rename = "RangeNumIPs")]
+    pub range_num_ips: u64,
+    #[serde(rename = "ActiveIPs")]
+    pub active_ips: u64,
+    /// One entry per owner of part of the range, ours first.
+    pub entries: Vec<IpamShare>,
+    pub unreachable_count: usize,
+    pub unreachable_percentage: f64,
+    pub pending_allocates: usize,
+    pub pending_claims: usize,
+    /// Something the operator must act on (a split brain and the way out), or was done for them
+    /// (another ring adopted).
+    pub warning: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamShare {
+    pub peer: PeerName,
+    pub nick_name: Option<String>,
+    pub addresses: u64,
+    pub percent: f64,
+    pub reachable: bool,
+    /// Addresses in use, known for ourselves only.
+    pub active: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]

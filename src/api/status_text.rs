@@ -253,6 +253,7 @@ mod tests {
             termination_count: 0,
             refused_for_limit_count: 0,
             trusted_subnets: vec![],
+            ipam: None,
         }
     }
 

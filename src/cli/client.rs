@@ -71,6 +71,11 @@ impl Client {
         self.finish(request.send(form_body(form)))
     }
 
+    /// `DELETE path`, returning the 2xx body.
+    pub fn delete(&self, path: &str) -> Result<String, CliError> {
+        self.finish(self.agent.delete(self.url(path)).call())
+    }
+
     /// Maps the outcome of one exchange to the body text or the matching [`CliError`].
     fn finish(&self, outcome: Result<Response<Body>, ureq::Error>) -> Result<String, CliError> {
         let mut response = outcome.map_err(|e| self.transport_error(e))?;

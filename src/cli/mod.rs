@@ -7,6 +7,7 @@
 mod client;
 mod connect;
 mod error;
+mod ipam;
 mod pretty_json;
 mod report;
 mod status;
@@ -40,6 +41,13 @@ pub enum CliCommand {
         #[arg(required = true)]
         peers: Vec<String>,
     },
+    /// Take over the IP ranges of dead peers (by name or nickname). Run it on one peer only.
+    Rmpeer {
+        #[arg(required = true)]
+        peers: Vec<String>,
+    },
+    /// Hand this peer's IP ranges to a live peer before the node leaves the cluster.
+    Reset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,6 +55,7 @@ pub enum StatusSection {
     Peers,
     Connections,
     Targets,
+    Ipam,
 }
 
 /// Runs `command` against the router's API at `http_addr` (`host:port`), printing the result on
@@ -71,6 +80,8 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
         CliCommand::Report => report::run(client, out)?,
         CliCommand::Connect { replace, peers } => connect::connect(client, &peers, replace, out)?,
         CliCommand::Forget { peers } => connect::forget(client, &peers, out)?,
+        CliCommand::Rmpeer { peers } => ipam::rmpeer(client, &peers, out)?,
+        CliCommand::Reset => ipam::reset(client, out)?,
     }
     out.flush().map_err(CliError::Output)
 }

@@ -24,6 +24,7 @@ pub fn path(section: Option<StatusSection>) -> &'static str {
         Some(StatusSection::Peers) => "/status/peers",
         Some(StatusSection::Connections) => "/status/connections",
         Some(StatusSection::Targets) => "/status/targets",
+        Some(StatusSection::Ipam) => "/status/ipam",
     }
 }
 
@@ -52,6 +53,7 @@ mod tests {
             "/status/connections"
         );
         assert_eq!(path(Some(StatusSection::Targets)), "/status/targets");
+        assert_eq!(path(Some(StatusSection::Ipam)), "/status/ipam");
     }
 
     #[test]
