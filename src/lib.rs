@@ -11,6 +11,7 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 pub mod identity;
+pub mod ipam;
 pub mod store;
 pub mod topology;
 pub mod wire;

@@ -1,0 +1,3 @@
+//! IP address management: pure logic.
+
+pub mod paxos;
