@@ -16,6 +16,7 @@
 
 mod address;
 mod error;
+pub mod paxos;
 mod range_set;
 mod ring;
 mod ring_merge;
@@ -28,4 +29,5 @@ pub use address::{Address, AddressRange, Cidr, DEFAULT_RANGE, MIN_CIDR_SIZE};
 pub use error::{AddressError, RingError, SpaceError};
 pub use ring::{Entry, PeerShare, Ring, RingState, TRANSFER_VERSION_BUMP};
 pub use ring_merge::MergeOutcome;
+pub use paxos::{Paxos, PaxosState, quorum_for};
 pub use space::Space;
