@@ -16,6 +16,7 @@
 
 mod address;
 mod error;
+pub mod paxos;
 mod range_set;
 mod ring;
 mod ring_merge;
