@@ -89,3 +89,79 @@ pub enum SpaceError {
         address: Address,
     },
 }
+
+/// Why the allocator refused a request, could not start from persisted state, or could not
+/// encode or decode a gossip message. The HTTP API shows the message as it is, so each variant
+/// names the address, subnet, identifier or peer concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("the default subnet {subnet} is not inside the allocation range {range}")]
+    DefaultSubnetOutsideRange { subnet: Cidr, range: Cidr },
+    #[error("--ipalloc-init=seed needs at least one peer name")]
+    EmptySeedList,
+    #[error("subnet {subnet} is not inside the allocation range {range}")]
+    SubnetOutsideRange { subnet: Cidr, range: Cidr },
+    #[error("address {address} is not inside the allocation range {range}")]
+    AddressOutsideRange { address: Address, range: Cidr },
+    #[error("address {address} is not a host address of subnet {subnet}")]
+    AddressOutsideSubnet { address: Address, subnet: Cidr },
+    #[error("address {address} is already owned by {ident}")]
+    AddressInUse { address: Address, ident: String },
+    #[error("address {address} is owned by other peer {peer} and in use")]
+    OwnedByOtherPeerInUse { address: Address, peer: PeerName },
+    #[error(
+        "address {address} is owned by other peer {peer}, which stayed unreachable for \
+         {attempts} attempts (use 'rmpeer' if it is dead)"
+    )]
+    OwnerUnreachable {
+        address: Address,
+        peer: PeerName,
+        attempts: u32,
+    },
+    #[error("address {address} is held by {holder}, not by {ident}")]
+    AddressHeldByOther {
+        address: Address,
+        ident: String,
+        holder: String,
+    },
+    #[error("request for {ident} cancelled: {why}")]
+    Cancelled { ident: String, why: &'static str },
+    #[error("cannot remove peer {peer}: it is this peer (use 'reset' instead)")]
+    CannotRemoveSelf { peer: PeerName },
+    #[error("cannot remove peer {peer}: it is reachable, so it may still be allocating")]
+    PeerIsLive { peer: PeerName },
+    #[error("unknown peer {input:?}: neither a peer name nor a known nickname")]
+    UnknownPeer { input: String },
+    #[error("nickname {nickname:?} is shared by peers {peers:?}; give the peer name instead")]
+    AmbiguousNickname {
+        nickname: String,
+        peers: Vec<PeerName>,
+    },
+    #[error(
+        "no reachable peer to hand our IP ranges to (other owners: {owners:?}); they stay ours"
+    )]
+    NoLiveHeir { owners: Vec<PeerName> },
+    #[error(
+        "persisted IPAM data is for range {persisted}, but the range is now {configured}; \
+         delete the persisted data to start afresh"
+    )]
+    PersistedRangeMismatch { persisted: Cidr, configured: Cidr },
+    #[error("persisted ring is unusable: {0}")]
+    PersistedRing(#[source] RingError),
+    #[error("persisted allocations exist ({count} addresses) but no persisted ring")]
+    PersistedAllocationsWithoutRing { count: usize },
+    #[error("persisted address {address} of {ident} is not in a range the persisted ring gives us")]
+    PersistedAddressNotOwned { address: Address, ident: String },
+    #[error("persisted address {address} is held twice (by {first} and by {second})")]
+    PersistedAddressTwice {
+        address: Address,
+        first: String,
+        second: String,
+    },
+    #[error("IPAM message of {len} bytes is over the limit of {max}")]
+    MessageTooLarge { len: usize, max: usize },
+    #[error("cannot encode IPAM message: {why}")]
+    EncodeMessage { why: String },
+    #[error("cannot decode IPAM message: {why}")]
+    DecodeMessage { why: String },
+}

@@ -13,9 +13,16 @@
 //! - `rmpeer`: `space.add_ranges(&ring.transfer(dead, local))`;
 //! - `reset`: `ring.transfer(local, heir)`, then `space.clear()`;
 //! - after any change of allocations: `ring.report_free(|r| space.free_in(r))`.
+//!
+//! On top of the core, the [`Allocator`] is the state machine the IPAM actor drives (requests,
+//! gossip, topology, ticks in; persist, gossip, replies out), following these rules; its gossip
+//! messages are in [`messages`], and [`paxos`] decides who shares the range at first.
 
 mod address;
+mod allocator;
+mod allocator_api;
 mod error;
+pub mod messages;
 pub mod paxos;
 mod range_set;
 mod ring;
@@ -23,10 +30,30 @@ mod ring_merge;
 mod space;
 
 #[cfg(test)]
+mod allocator_gossip_tests;
+#[cfg(test)]
+mod allocator_sim;
+#[cfg(test)]
+mod allocator_sim_checks;
+#[cfg(test)]
+mod allocator_sim_cluster;
+#[cfg(test)]
+mod allocator_test_support;
+#[cfg(test)]
+mod allocator_tests;
+#[cfg(test)]
 mod ring_props;
 
 pub use address::{Address, AddressRange, Cidr, DEFAULT_RANGE, MIN_CIDR_SIZE};
-pub use error::{AddressError, RingError, SpaceError};
+pub use allocator::{
+    Allocator, CONFLICT_REPORT_INTERVAL, FREE_REPORT_INTERVAL, IpamState, IpamStatus,
+    PeerShareStatus, RING_REGOSSIP_INTERVAL,
+};
+pub use allocator_api::{
+    AddressCidr, AllocatorConfig, Effect, InitMode, PersistedState, Reply, Request, RequestId,
+};
+pub use error::{AddressError, IpamError, RingError, SpaceError};
+pub use messages::{ClaimDenial, IpamMessage, MAX_MESSAGE_BYTES, decode_message, encode_message};
 pub use ring::{Entry, PeerShare, Ring, RingState, TRANSFER_VERSION_BUMP};
 pub use ring_merge::MergeOutcome;
 pub use paxos::{Paxos, PaxosState, quorum_for};
