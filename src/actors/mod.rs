@@ -5,6 +5,7 @@
 pub mod connection;
 pub mod connection_maker;
 pub mod gossip;
+pub mod ipam;
 pub mod listener;
 pub mod router;
 pub mod supervisor;

@@ -21,7 +21,9 @@ use super::{metrics, status_text};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::ipam::{GetIpamSnapshot, Ipam};
 use crate::actors::supervisor::Supervised;
+use crate::ipam::Cidr;
 use crate::topology::{PeerName, PeerRecord};
 use crate::wire::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
 
@@ -35,10 +37,20 @@ pub struct RouterInfo {
     pub discovery: bool,
 }
 
+/// The IPAM actor and what the API needs to know of its configuration.
+#[derive(Clone)]
+pub struct IpamApi {
+    pub actor: Supervised<Ipam>,
+    /// Where `POST /ip/{id}` allocates.
+    pub default_subnet: Cidr,
+}
+
 #[derive(Clone)]
 pub struct ApiState {
     pub gossip: Supervised<Gossip>,
     pub maker: Supervised<ConnectionMaker>,
+    /// None when the router runs without IP address management.
+    pub ipam: Option<IpamApi>,
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
@@ -76,6 +88,7 @@ pub fn control_router(state: ApiState) -> Router {
         .route("/connect", post(connect))
         .route("/forget", post(forget))
         .route("/metrics", get(render_metrics))
+        .merge(super::ipam_http::routes())
         .with_state(state)
 }
 
@@ -101,6 +114,16 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         state.maker.addr().send(GetTargets)
     );
     let gossip = gossip.map_err(|_| ApiError::Unavailable("gossip"))?;
+    let ipam = match &state.ipam {
+        None => None,
+        Some(ipam) => Some(
+            ipam.actor
+                .addr()
+                .send(GetIpamSnapshot)
+                .await
+                .map_err(|_| ApiError::Unavailable("ipam"))?,
+        ),
+    };
     let targets = targets.map_err(|_| ApiError::Unavailable("connection maker"))?;
     let nicknames: std::collections::BTreeMap<PeerName, String> = gossip
         .peers
@@ -169,7 +192,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         termination_count: metrics::termination_count(),
         refused_for_limit_count: metrics::refused_for_limit_count(),
         trusted_subnets: Vec::new(),
-        ipam: None,
+        ipam,
     })
 }
 
@@ -201,7 +224,9 @@ fn text(body: String) -> Response {
 }
 
 async fn status(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    Ok(text(status_text::status(&snapshot(&state).await?, None)))
+    let status = snapshot(&state).await?;
+    let ipam = status.ipam.as_ref().map(super::ipam_text::section);
+    Ok(text(status_text::status(&status, ipam.as_deref())))
 }
 
 async fn status_peers(State(state): State<ApiState>) -> Result<Response, ApiError> {
@@ -263,6 +288,9 @@ async fn render_metrics(State(state): State<ApiState>) -> Response {
     // Gauges are refreshed from a snapshot; if the router is not ready yet, counters still render.
     if let Ok(status) = snapshot(&state).await {
         metrics::record_connections(&status);
+        if let Some(ipam) = &status.ipam {
+            metrics::record_ipam(ipam);
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,6 +1,7 @@
 //! The router's HTTP API (status texts, report, connect/forget) and metrics.
 
 pub mod http;
+pub mod ipam_http;
 pub mod ipam_text;
 pub mod metrics;
 pub mod snapshot;

@@ -16,7 +16,11 @@ use crate::topology::{PeerName, PeerUid};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitMode {
     /// Agree by Paxos on the peers that share the range; a quorum of 1 decides at once.
-    Consensus { quorum: usize },
+    /// Paxos among the electors. `expected` is how many peers the operator said would take
+    /// part (`consensus=N`): a proposer waits up to `CONSENSUS_PATIENCE` (10 s) for all of them before
+    /// it settles for a quorum, so that the range is split among all the first peers, not just
+    /// the first majority that answered. 0: settle for the quorum at once.
+    Consensus { quorum: usize, expected: usize },
     /// Every peer is given this same list and splits the range among it at once.
     Seed(Vec<PeerName>),
     /// Never take part in making the ring nor get a share of it; wait for the ring from a peer

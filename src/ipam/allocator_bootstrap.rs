@@ -16,6 +16,10 @@ use crate::topology::PeerName;
 /// proposer died, or proposals duel). Weave Net re-proposes on every 5 s tick while awaiting
 /// consensus (`ipam/allocator.go`); we wait for 5 s of no progress instead.
 pub const PAXOS_REPROPOSE_AFTER: Duration = Duration::from_secs(5);
+/// How long a proposer waits for promises from every expected elector before it settles for a
+/// quorum (ours, not Weave Net's: Weave split the range among whichever majority answered first,
+/// leaving the rest to beg for space by donation).
+pub const CONSENSUS_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Up to this much random extra patience before re-proposing, drawn anew each time, so that
 /// two stuck proposers do not keep outbidding each other in lockstep. Ours.
@@ -49,6 +53,8 @@ pub(super) struct ConsensusRun {
     last_broadcast: Option<Instant>,
     /// How long to wait for progress before proposing again.
     patience: Duration,
+    /// Until when a proposer waits for every expected elector (then a quorum will do).
+    patience_until: Option<Instant>,
 }
 
 impl ConsensusRun {
@@ -58,6 +64,7 @@ impl ConsensusRun {
             last_change: None,
             last_broadcast: None,
             patience: PAXOS_REPROPOSE_AFTER,
+            patience_until: None,
         }
     }
 }
@@ -68,7 +75,7 @@ impl Bootstrap {
     /// still an elector; otherwise the state no longer matters.
     pub(super) fn restored(config: &AllocatorConfig, state: &PaxosState) -> Self {
         match config.mode {
-            InitMode::Consensus { quorum } => {
+            InitMode::Consensus { quorum, .. } => {
                 let mut paxos = Paxos::new(config.local, config.uid, quorum);
                 paxos.merge(state);
                 Self::Consensus(Box::new(ConsensusRun::new(paxos)))
@@ -97,9 +104,12 @@ impl Allocator {
                 let peers = peers.clone();
                 self.create_ring(&peers);
             }
-            InitMode::Consensus { quorum } => {
-                let paxos = Paxos::new(self.config.local, self.config.uid, *quorum);
-                self.bootstrap = Bootstrap::Consensus(Box::new(ConsensusRun::new(paxos)));
+            InitMode::Consensus { quorum, expected } => {
+                let mut paxos = Paxos::new(self.config.local, self.config.uid, *quorum);
+                paxos.expect_electors(*expected);
+                let mut run = ConsensusRun::new(paxos);
+                run.patience_until = Some(now + CONSENSUS_PATIENCE);
+                self.bootstrap = Bootstrap::Consensus(Box::new(run));
                 self.think(now);
             }
             InitMode::Observer => {
@@ -220,6 +230,10 @@ impl Allocator {
         );
         match &mut self.bootstrap {
             Bootstrap::Consensus(run) => {
+                if run.patience_until.is_some_and(|until| now >= until) {
+                    run.patience_until = None;
+                    run.paxos.stop_waiting();
+                }
                 let last_change = *run.last_change.get_or_insert(now);
                 if now.saturating_duration_since(last_change) >= run.patience {
                     run.patience = PAXOS_REPROPOSE_AFTER + jitter;

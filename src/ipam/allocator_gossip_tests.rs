@@ -32,8 +32,22 @@ fn rings_agree(cluster: &Cluster) -> bool {
 #[test]
 fn consensus_waits_for_a_quorum_then_both_peers_make_the_same_ring() {
     let mut cluster = Cluster::new(vec![
-        config(1, UNIVERSE, InitMode::Consensus { quorum: 2 }),
-        config(2, UNIVERSE, InitMode::Consensus { quorum: 2 }),
+        config(
+            1,
+            UNIVERSE,
+            InitMode::Consensus {
+                quorum: 2,
+                expected: 0,
+            },
+        ),
+        config(
+            2,
+            UNIVERSE,
+            InitMode::Consensus {
+                quorum: 2,
+                expected: 0,
+            },
+        ),
     ]);
     cluster.request(1, 1, allocate("a", UNIVERSE));
     assert_eq!(
@@ -57,7 +71,10 @@ fn consensus_waits_for_a_quorum_then_both_peers_make_the_same_ring() {
 
 #[test]
 fn a_stuck_consensus_is_proposed_again_and_gossiped() {
-    let mode = InitMode::Consensus { quorum: 2 };
+    let mode = InitMode::Consensus {
+        quorum: 2,
+        expected: 0,
+    };
     let mut alloc = Allocator::new(config(1, UNIVERSE, mode), None).unwrap();
     let mut now = Instant::now();
     let first = alloc.request(1, allocate("a", UNIVERSE), now);

@@ -157,6 +157,7 @@ fn modes(count: usize, kind: u8) -> Vec<InitMode> {
                 } else {
                     quorum
                 },
+                expected: 0,
             },
         })
         .collect()

@@ -178,7 +178,7 @@ fn check_consensus_completed(
     running: &[usize],
 ) -> Result<(), TestCaseError> {
     let quorum = running.iter().find_map(|&i| match cluster.nodes[i].mode {
-        InitMode::Consensus { quorum } => Some(quorum),
+        InitMode::Consensus { quorum, .. } => Some(quorum),
         _ => None,
     });
     let electors = running

@@ -44,7 +44,10 @@ fn free(ident: &str) -> Request {
 
 #[test]
 fn a_lone_consensus_peer_allocates_at_once_and_persists_before_replying() {
-    let mode = InitMode::Consensus { quorum: 1 };
+    let mode = InitMode::Consensus {
+        quorum: 1,
+        expected: 0,
+    };
     let mut alloc = Allocator::new(config(1, UNIVERSE, mode), None).unwrap();
     assert_eq!(alloc.status().state, IpamState::Idle);
     let effects = alloc.request(7, allocate("pod-a", UNIVERSE), Instant::now());

@@ -54,7 +54,7 @@ pub use allocator_api::{
 };
 pub use error::{AddressError, IpamError, RingError, SpaceError};
 pub use messages::{ClaimDenial, IpamMessage, MAX_MESSAGE_BYTES, decode_message, encode_message};
+pub use paxos::{Paxos, PaxosState, quorum_for};
 pub use ring::{Entry, PeerShare, Ring, RingState, TRANSFER_VERSION_BUMP};
 pub use ring_merge::MergeOutcome;
-pub use paxos::{Paxos, PaxosState, quorum_for};
 pub use space::Space;

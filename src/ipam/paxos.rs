@@ -211,6 +211,10 @@ pub struct Paxos {
     /// The chosen value once seen. Kept because later acceptances of higher proposals (which
     /// carry the same value) can replace the entries that showed the deciding quorum.
     decided: Option<Vec<PeerName>>,
+    /// Promises a proposer waits for before it proposes a value (besides the quorum): the
+    /// electors the operator expects. Waiting longer is always safe in Paxos; [`Self::stop_waiting`]
+    /// ends it so that a dead elector cannot block the start.
+    wait_for: usize,
 }
 
 impl Paxos {
@@ -230,7 +234,19 @@ impl Paxos {
             quorum: quorum.max(1),
             state: PaxosState::default(),
             decided: None,
+            wait_for: 0,
         }
+    }
+
+    /// Waits for promises from `electors` distinct peers (when more than the quorum) before
+    /// proposing a value, so that the value names all of them.
+    pub fn expect_electors(&mut self, electors: usize) {
+        self.wait_for = electors;
+    }
+
+    /// Settles for the quorum from now on.
+    pub fn stop_waiting(&mut self) {
+        self.wait_for = 0;
     }
 
     pub fn is_observer(&self) -> bool {
@@ -350,7 +366,7 @@ impl Paxos {
                 .filter(|(_, c)| c.promise == proposal)
         };
         let names: BTreeSet<PeerName> = promisers().map(|(id, _)| id.name).collect();
-        if names.len() < self.quorum {
+        if names.len() < self.quorum.max(self.wait_for) {
             return None;
         }
         match promisers().filter_map(|(_, c)| c.accepted).max() {

@@ -884,3 +884,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_proposer_expecting_three_electors_waits_for_all_of_them_until_told_to_stop() {
+    let mut a = elector(1, 2);
+    a.expect_electors(3);
+    let (mut b, mut c) = (elector(2, 2), elector(3, 2));
+    a.think();
+    hear(&mut b, &a);
+    hear(&mut a, &b);
+    assert_eq!(
+        a.consensus(),
+        None,
+        "a quorum promised, but the third elector has not"
+    );
+    hear(&mut c, &a);
+    hear(&mut a, &c);
+    let mut nodes = [a, b, c];
+    gossip_until_quiet(&mut nodes);
+    assert_eq!(
+        nodes[0].consensus(),
+        Some(names(&[1, 2, 3])),
+        "all three share the range"
+    );
+
+    // An expected elector that never shows up does not block the start once patience ends.
+    let mut d = elector(4, 2);
+    d.expect_electors(3);
+    let mut e = elector(5, 2);
+    d.think();
+    hear(&mut e, &d);
+    hear(&mut d, &e);
+    assert_eq!(d.consensus(), None);
+    d.stop_waiting();
+    d.think();
+    hear(&mut e, &d);
+    hear(&mut d, &e);
+    assert_eq!(d.consensus(), Some(names(&[4, 5])));
+}

@@ -28,6 +28,9 @@ pub enum ClosingReason {
     Panicked,
     /// Our own router is stopping, or the link was asked to close.
     ShuttingDown,
+    /// The remote's IP allocation belongs to another cluster (split brain): linking the two
+    /// would hand out the same addresses twice. Retried with back-off, in case one side is reset.
+    SplitBrain(String),
 }
 
 impl ClosingReason {
@@ -71,6 +74,7 @@ impl std::fmt::Display for ClosingReason {
             ClosingReason::SubsystemRestarted => write!(f, "gossip subsystem restarted"),
             ClosingReason::Panicked => write!(f, "internal error (link actor panicked)"),
             ClosingReason::ShuttingDown => write!(f, "shutting down"),
+            ClosingReason::SplitBrain(why) => write!(f, "{why}"),
         }
     }
 }

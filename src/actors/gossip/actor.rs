@@ -188,6 +188,17 @@ impl Handler<SendChannelGossip> for Gossip {
     }
 }
 
+impl Handler<ClosePeerLink> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClosePeerLink, _: &mut Context<Self>) {
+        let effects = self
+            .state
+            .close_link_to(msg.peer, ClosingReason::SplitBrain(msg.reason));
+        self.apply(effects);
+    }
+}
+
 impl Handler<GetGossipStatus> for Gossip {
     type Result = actix::MessageResult<GetGossipStatus>;
 

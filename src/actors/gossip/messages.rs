@@ -88,3 +88,11 @@ pub struct PeersChanged {
     /// Every known peer's address, linked or not.
     pub addresses: Vec<(PeerName, std::net::SocketAddr)>,
 }
+
+/// Close our link to `peer` (its IPAM ring belongs to another cluster).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClosePeerLink {
+    pub peer: PeerName,
+    pub reason: String,
+}

@@ -257,6 +257,18 @@ impl GossipState {
         Some(Effect::PeersRemoved(removed))
     }
 
+    /// Asks the link to `peer` to close (it stays registered until it reports that it closed).
+    pub fn close_link_to(&self, peer: PeerName, reason: ClosingReason) -> Vec<Effect> {
+        self.links
+            .get(&peer)
+            .map(|entry| Effect::Close {
+                link: entry.id,
+                reason,
+            })
+            .into_iter()
+            .collect()
+    }
+
     /// A message other than a heartbeat arrived on a link.
     pub fn receive(
         &mut self,

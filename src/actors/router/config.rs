@@ -59,6 +59,17 @@ pub struct RouterArgs {
     /// Time allowed for a new link's handshake (Weave Net: 10 s).
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub handshake_timeout: Duration,
+    /// The range all pods' addresses come from, shared by every peer (empty: no IPAM).
+    #[arg(long, env = "IPALLOC_RANGE", default_value = "10.32.0.0/12")]
+    pub ipalloc_range: String,
+    /// The subnet `POST /ip/{id}` allocates in (default: the whole range).
+    #[arg(long, env = "IPALLOC_DEFAULT_SUBNET")]
+    pub ipalloc_default_subnet: Option<String>,
+    /// How the range is first shared: `consensus[=N]` (agreement among the first N peers),
+    /// `seed=<name>,<name>...` (those peers, no agreement needed) or `observer` (never owns
+    /// space). Default: consensus among the initial peers and ourselves.
+    #[arg(long, env = "IPALLOC_INIT")]
+    pub ipalloc_init: Option<String>,
     /// Initial peers, `host[:port]`.
     pub peers: Vec<String>,
 }

@@ -15,9 +15,10 @@ use crate::actors::connection::{LinkContext, LinkTimers, LocalIdentity};
 use crate::actors::connection_maker::state::{TargetError, normalise_target};
 use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
+use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
 use crate::actors::supervisor::Supervised;
-use crate::api::http::{self, ApiState, RouterInfo};
+use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
 use crate::api::metrics::{self, ActorKind};
 use crate::identity::resolve_peer_name;
 use crate::store::{Store, StoreError};
@@ -29,6 +30,10 @@ pub enum RouterError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    IpamConfig(#[from] super::ipam_config::IpamConfigError),
+    #[error("IP address management cannot start: {0}")]
+    Ipam(#[from] crate::actors::ipam::IpamActorError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -158,6 +163,54 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         ConnectionMaker::new(maker_config.clone()).start()
     });
     maker_slot.bind(maker.clone());
+    let ipam = match super::ipam_config::allocator_config(
+        name,
+        uid,
+        &nickname,
+        &args.ipalloc_range,
+        args.ipalloc_default_subnet.as_deref(),
+        args.ipalloc_init.as_deref(),
+        initial_peers.len(),
+    )? {
+        None => {
+            info!("IP address management is off (no --ipalloc-range)");
+            None
+        }
+        Some(allocator) => {
+            let default_subnet = allocator.default_subnet;
+            info!(
+                "IP address management: range {}, default subnet {default_subnet}, {:?}",
+                allocator.universe, allocator.mode
+            );
+            let config = Arc::new(IpamConfig {
+                allocator,
+                store: store.clone(),
+                gossip: gossip.clone(),
+            });
+            // The first incarnation is made here so that an unreadable database stops the start
+            // with a clear error instead of a restart loop.
+            let first = std::cell::Cell::new(Some(Ipam::new(config.clone())?));
+            let actor = Supervised::start(ActorKind::Ipam, move || {
+                let incarnation = match first.take() {
+                    Some(ipam) => Ok(ipam),
+                    None => Ipam::new(config.clone()),
+                };
+                match incarnation {
+                    Ok(ipam) => ipam.start(),
+                    Err(err) => {
+                        // The database was readable at start and no longer is: nothing safe is
+                        // left to do but stop, so that the node is restarted and looked at.
+                        error!("cannot re-create IP address management: {err}");
+                        std::process::exit(1);
+                    }
+                }
+            });
+            Some(IpamApi {
+                actor,
+                default_subnet,
+            })
+        }
+    };
     let _listener = Supervised::start(ActorKind::Listener, move || {
         let listener = mesh_listener
             .try_clone()
@@ -177,6 +230,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let api = ApiState {
         gossip,
         maker,
+        ipam,
         info: Arc::new(RouterInfo {
             name,
             nickname,

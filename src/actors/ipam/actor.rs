@@ -1,0 +1,301 @@
+//! The `Ipam` actor itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::snapshot::snapshot;
+use crate::actors::gossip::Gossip;
+use crate::actors::gossip::messages::{
+    Audience, ChannelGossip, ClosePeerLink, GetGossipStatus, RegisterChannel, SendChannelGossip,
+};
+use crate::actors::supervisor::Supervised;
+use crate::api::metrics;
+use crate::api::snapshot::IpamSnapshot;
+use crate::ipam::{
+    Address, AddressCidr, Allocator, AllocatorConfig, Effect, IpamError, PersistedState, Reply,
+    Request, RequestId, decode_message, encode_message,
+};
+use crate::store::Store;
+use crate::topology::PeerName;
+
+/// The gossip channel of IPAM (Weave Net called it `IPallocation`).
+pub const IPAM_CHANNEL: &str = "ipam";
+/// How often pending operations are retried and the live peers refreshed (Weave Net: 5 s; we
+/// retry sooner so that a pod waiting for space waits less).
+const TICK_INTERVAL: Duration = Duration::from_secs(1);
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// What the router hands every incarnation of the actor.
+pub struct IpamConfig {
+    pub allocator: AllocatorConfig,
+    pub store: Arc<Store>,
+    pub gossip: Supervised<Gossip>,
+}
+
+/// Why an IPAM request or the actor's start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamActorError {
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    /// The state could not be written: the answer is withheld, since a crash would lose it.
+    #[error("cannot persist the IPAM state: {0}")]
+    Persistence(String),
+    /// The persisted state cannot be read back.
+    #[error("{0}")]
+    Restore(String),
+}
+
+type Answer = Result<Reply, IpamActorError>;
+
+pub struct Ipam {
+    allocator: Allocator,
+    config: Arc<IpamConfig>,
+    next_request: RequestId,
+    waiting: HashMap<RequestId, oneshot::Sender<Answer>>,
+    /// The gossip incarnation our channel is registered with.
+    registered_with: Option<u64>,
+    /// Something the operator must know about (split brain, adoption), shown in the status.
+    warning: Option<String>,
+}
+
+impl Ipam {
+    /// A new incarnation, restored from the store.
+    pub fn new(config: Arc<IpamConfig>) -> Result<Self, IpamActorError> {
+        let restored = match config.store.ipam_state() {
+            Ok(Some(bytes)) => match rmp_serde::from_slice::<PersistedState>(&bytes) {
+                Ok(state) => Some(state),
+                Err(err) => {
+                    return Err(IpamActorError::Restore(format!(
+                        "the IPAM state in {} cannot be read ({err}); refusing to start rather than hand out addresses twice",
+                        config.store.path().display()
+                    )));
+                }
+            },
+            Ok(None) => None,
+            Err(err) => return Err(IpamActorError::Restore(err.to_string())),
+        };
+        let allocator = Allocator::new(config.allocator.clone(), restored)?;
+        Ok(Self {
+            allocator,
+            config,
+            next_request: 1,
+            waiting: HashMap::new(),
+            registered_with: None,
+            warning: None,
+        })
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        let mut persist_failed = None;
+        for effect in effects {
+            match effect {
+                Effect::Persist(state) => {
+                    if let Err(err) = self.persist(&state) {
+                        error!("cannot persist the IPAM state: {err}");
+                        persist_failed = Some(err);
+                    }
+                }
+                Effect::Reply { id, result } => {
+                    // An answer that depends on state we could not write must not be given.
+                    let result = match (&persist_failed, result) {
+                        (Some(err), Ok(_)) => Err(IpamActorError::Persistence(err.clone())),
+                        (_, result) => result.map_err(IpamActorError::from),
+                    };
+                    if let Some(waiter) = self.waiting.remove(&id) {
+                        let _ = waiter.send(result);
+                    }
+                }
+                Effect::Broadcast(msg) => self.gossip(Audience::Everyone, &msg),
+                Effect::Unicast { to, msg } => self.gossip(Audience::Peer(to), &msg),
+                Effect::SplitBrain { peer, reason } => {
+                    metrics::ipam_split_brain();
+                    let text = format!(
+                        "IP allocation of {peer} cannot merge with ours: {reason}. The two sides \
+                         were started as separate clusters; run 'weave reset' on the side with \
+                         fewer allocations (or remove its database) so that it joins the other."
+                    );
+                    warn!("{text}");
+                    self.warning = Some(text.clone());
+                    let close = ClosePeerLink { peer, reason: text };
+                    if self.config.gossip.addr().try_send(close).is_err() {
+                        metrics::message_dropped(metrics::DropReason::ChannelMailboxFull);
+                    }
+                }
+                Effect::Adopted { from, note } => {
+                    let text = format!("adopted the IP allocation ring of {from}: {note}");
+                    info!("{text}");
+                    self.warning = Some(text);
+                }
+                Effect::Conflict { peer, reason } => {
+                    // Never two owners of one address: the update was refused, and says why.
+                    error!("IP allocation conflict with {peer}: {reason}");
+                    self.warning = Some(format!("conflict with {peer}: {reason}"));
+                }
+            }
+        }
+    }
+
+    fn persist(&self, state: &PersistedState) -> Result<(), String> {
+        let bytes = rmp_serde::to_vec_named(state).map_err(|err| err.to_string())?;
+        self.config
+            .store
+            .set_ipam_state(&bytes)
+            .map_err(|err| err.to_string())
+    }
+
+    fn gossip(&self, audience: Audience, msg: &crate::ipam::IpamMessage) {
+        let payload = match encode_message(msg) {
+            Ok(payload) => payload,
+            Err(err) => return error!("cannot encode IPAM gossip: {err}"),
+        };
+        let send = SendChannelGossip {
+            channel: IPAM_CHANNEL.to_string(),
+            audience,
+            payload,
+        };
+        if self.config.gossip.addr().try_send(send).is_err() {
+            metrics::message_dropped(metrics::DropReason::ChannelMailboxFull);
+        }
+    }
+
+    /// Registers our channel with the current gossip incarnation (again after it restarted).
+    fn ensure_registered(&mut self, ctx: &mut Context<Self>) {
+        let generation = self.config.gossip.generation();
+        if self.registered_with == Some(generation) {
+            return;
+        }
+        let register = RegisterChannel {
+            channel: IPAM_CHANNEL.to_string(),
+            handler: ctx.address().recipient(),
+        };
+        if self.config.gossip.addr().try_send(register).is_ok() {
+            self.registered_with = Some(generation);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.ensure_registered(ctx);
+        // Requests whose HTTP client went away are cancelled (Weave Net answered `cancelled`).
+        let gone: Vec<RequestId> = self
+            .waiting
+            .iter()
+            .filter(|(_, waiter)| waiter.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.waiting.remove(&id);
+            let effects = self.allocator.cancel(id);
+            self.apply(effects);
+        }
+        let effects = self.allocator.tick(Instant::now());
+        self.apply(effects);
+        self.refresh_peers(ctx);
+    }
+
+    /// Tells the allocator which peers are live. They come from the topology; asking once a tick
+    /// is cheap and never stale for long.
+    fn refresh_peers(&mut self, ctx: &mut Context<Self>) {
+        let status = self.config.gossip.addr().send(GetGossipStatus);
+        ctx.spawn(status.into_actor(self).map(|status, act, _| {
+            let Ok(status) = status else { return };
+            let live: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
+            let nicknames: BTreeMap<PeerName, String> = status
+                .peers
+                .iter()
+                .map(|p| (p.name, p.nickname.clone()))
+                .collect();
+            let effects = act
+                .allocator
+                .peers_changed(&live, &nicknames, Instant::now());
+            act.apply(effects);
+        }));
+    }
+}
+
+impl Actor for Ipam {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.ensure_registered(ctx);
+        self.refresh_peers(ctx);
+        ctx.run_interval(TICK_INTERVAL, |act, ctx| act.tick(ctx));
+    }
+}
+
+/// Submits a request; the answer comes on the returned channel (it may wait for consensus or for
+/// space from another peer; dropping the receiver cancels the request).
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<Result<Reply, IpamActorError>>")]
+pub struct Submit(pub Request);
+
+impl Handler<Submit> for Ipam {
+    type Result = MessageResult<Submit>;
+
+    fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_request;
+        self.next_request += 1;
+        self.waiting.insert(id, tx);
+        let effects = self.allocator.request(id, msg.0, Instant::now());
+        self.apply(effects);
+        MessageResult(rx)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<AddressCidr>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for Ipam {
+    type Result = MessageResult<Lookup>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.allocator.lookup(&msg.0))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "BTreeMap<String, Vec<Address>>")]
+pub struct Owned;
+
+impl Handler<Owned> for Ipam {
+    type Result = MessageResult<Owned>;
+
+    fn handle(&mut self, _: Owned, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.allocator.owned().clone())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "IpamSnapshot")]
+pub struct GetIpamSnapshot;
+
+impl Handler<GetIpamSnapshot> for Ipam {
+    type Result = MessageResult<GetIpamSnapshot>;
+
+    fn handle(&mut self, _: GetIpamSnapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(snapshot(&self.allocator.status(), self.warning.clone()))
+    }
+}
+
+impl Handler<ChannelGossip> for Ipam {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChannelGossip, _: &mut Context<Self>) {
+        match decode_message(&msg.payload) {
+            Ok(decoded) => {
+                let effects = self
+                    .allocator
+                    .on_message(msg.source, decoded, Instant::now());
+                self.apply(effects);
+            }
+            Err(err) => warn!("malformed IPAM gossip from {}: {err}", msg.source),
+        }
+    }
+}
