@@ -101,6 +101,22 @@ fn three_routers_hand_out_300_distinct_addresses_and_share_the_range() {
             router.nickname
         );
     }
+    let metrics = agent()
+        .get(format!("http://{}:6782/metrics", routers[0].ip))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for expected in [
+        "weave_max_ips 1048576",
+        "weave_ips{state=\"local-used\"}",
+        "weave_ipam_unreachable_count 0",
+        "weave_ipam_pending_allocates 0",
+        "weave_ipam_pending_claims 0",
+    ] {
+        assert!(metrics.contains(expected), "metrics lack {expected}:\n{metrics}");
+    }
     let text = String::from_utf8_lossy(&routers[0].cli(&["status", "ipam"]).stdout).to_string();
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.lines().next().unwrap().contains(" active)"), "{text}");
