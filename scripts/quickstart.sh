@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: builds Weft and runs a small mesh of three routers on this machine (control plane
-# only, on loopback addresses 127.0.0.11-13), then prints `weave status` of one of them.
+# only, on loopback addresses 127.0.0.11-13, sharing the IP range 10.32.0.0/12 by consensus), then
+# prints `weave status` of one of them and allocates an address for a pod.
 # Stays up until Ctrl-C (or exits at once with --check), and removes everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ for i in 1 2 3; do
   [ "$i" != 1 ] && peers=(127.0.0.11)  # node2 and node3 know node1; discovery does the rest
   "$weft" router --no-dataplane --name "00:00:00:00:00:0$i" --nickname "node$i" \
     --host "$ip" --http-addr "$ip:6784" --metrics-addr "$ip:6782" \
-    --db-prefix "$work/node$i/weave-net" "${peers[@]}" >"$work/node$i.log" 2>&1 &
+    --db-prefix "$work/node$i/weave-net" --ipalloc-init consensus=3 "${peers[@]}" >"$work/node$i.log" 2>&1 &
   pids+=($!)
 done
 
@@ -60,6 +61,12 @@ echo "== weave status peers (node1) =="
   tail -n 20 "$work"/node*.log >&2
   exit 1
 }
+
+echo "== an address for a pod, from IPAM (POST /ip/demo on node2) =="
+curl -sf -X POST 127.0.0.12:6784/ip/demo || { echo "allocation failed" >&2; exit 1; }
+echo
+echo "== weave status ipam (node2) =="
+"$work/weave" --http-addr 127.0.0.12:6784 status ipam
 
 if $check_only; then
   exit 0
