@@ -115,7 +115,10 @@ fn three_routers_hand_out_300_distinct_addresses_and_share_the_range() {
         "weave_ipam_pending_allocates 0",
         "weave_ipam_pending_claims 0",
     ] {
-        assert!(metrics.contains(expected), "metrics lack {expected}:\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "metrics lack {expected}:\n{metrics}"
+        );
     }
     let text = String::from_utf8_lossy(&routers[0].cli(&["status", "ipam"]).stdout).to_string();
     assert_eq!(text.lines().count(), 3, "{text}");
