@@ -251,3 +251,61 @@ fn separately_seeded_clusters_refuse_to_merge_and_an_empty_one_adopts_the_other(
     let after = allocate(&c, "after-adoption").expect("allocation after adoption");
     assert_ne!(after, lookup(&a, "on-a").unwrap());
 }
+
+#[test]
+fn rmpeer_takes_over_a_dead_peers_ranges_and_reset_hands_ours_over() {
+    const BLOCK: u8 = 125;
+    let mut routers = star(BLOCK, 3, with_init("consensus=3", vec![]));
+    assert!(wait_until(CONVERGE, || fully_routed(&routers)));
+    for (i, router) in routers.iter().enumerate() {
+        allocate(router, &format!("pod-{i}")).expect("allocation");
+    }
+    let owned = agent()
+        .get(format!("http://{}/ip", routers[0].http_addr()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(owned.contains("\"containerid\":\"pod-0\""), "{owned}");
+
+    // A dead peer's ranges are taken over by one live peer, by nickname.
+    let dead = routers[2].nickname.clone();
+    routers[2].kill9();
+    let victim = routers[2].name.clone();
+    assert!(wait_until(CONVERGE, || {
+        ipam_report(&routers[0]).is_some_and(|ipam| {
+            ipam["Entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["Peer"] == victim.as_str() && e["Reachable"] == false)
+        })
+    }));
+    let output = routers[0].cli(&["rmpeer", &dead]);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{output:?}");
+    assert!(text.contains("IPs taken over from"), "{text}");
+    let share = |router: &Router, of: &Router| -> f64 {
+        ipam_report(router).unwrap()["Entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["Peer"] == of.name.as_str())
+            .map(|e| e["Percent"].as_f64().unwrap())
+            .sum()
+    };
+    assert!(
+        share(&routers[0], &routers[0]) > 60.0,
+        "took over a third more"
+    );
+
+    // A leaving peer hands its ranges to a live one.
+    let output = routers[1].cli(&["reset"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        wait_until(CONVERGE, || share(&routers[0], &routers[0]) > 99.0),
+        "the live peer owns everything: {:?}",
+        ipam_report(&routers[0])
+    );
+}
