@@ -9,3 +9,5 @@ pub mod ipam;
 pub mod listener;
 pub mod router;
 pub mod supervisor;
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -228,36 +228,11 @@ impl Handler<InjectPanic> for Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::supervisor::{Fixed, Supervised};
-    use crate::api::metrics::ActorKind;
-    use crate::topology::{PeerName, PeerUid};
-
-    struct NullMaker;
-    impl Actor for NullMaker {
-        type Context = Context<Self>;
-    }
-    impl Handler<PeersChanged> for NullMaker {
-        type Result = ();
-        fn handle(&mut self, _: PeersChanged, _: &mut Context<Self>) {}
-    }
+    use crate::actors::test_support::{lone_gossip, recreated};
 
     #[actix_rt::test]
     async fn a_panicking_gossip_actor_is_recreated_and_answers_again() {
-        let maker: Arc<dyn RecipientSource<PeersChanged>> =
-            Arc::new(Fixed(NullMaker.start().recipient()));
-        let (hints, _) = watch::channel(Vec::new());
-        let record = PeerRecord {
-            name: PeerName::from_u64(7).unwrap(),
-            nickname: "seven".into(),
-            uid: PeerUid(7),
-            version: 1,
-            listen_addr: "127.0.0.1:6783".parse().unwrap(),
-            conn_limit: 30,
-            connections: Default::default(),
-        };
-        let gossip = Supervised::start(ActorKind::Gossip, move || {
-            Gossip::new(record.clone(), maker.clone(), hints.clone()).start()
-        });
+        let gossip = lone_gossip(7);
         let status = gossip.addr().send(GetGossipStatus).await.unwrap();
         assert_eq!(status.peers.len(), 1);
 
@@ -267,14 +242,8 @@ mod tests {
             "the caller gets an error"
         );
         assert!(dying.send(GetGossipStatus).await.is_err(), "not a hang");
-        for _ in 0..100 {
-            if gossip.generation() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(gossip.generation(), 1, "re-created once");
+        assert_eq!(recreated(&gossip).await, 1, "re-created once");
         let status = gossip.addr().send(GetGossipStatus).await.unwrap();
-        assert_eq!(status.peers[0].nickname, "seven");
+        assert_eq!(status.peers[0].nickname, "peer7");
     }
 }

@@ -382,17 +382,10 @@ impl GossipState {
     /// Sends gossip of a local subsystem to a random subset of our neighbours, who merge it and
     /// pass on what was new to them (the channel's own business).
     pub fn send_to_neighbours(&mut self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
-        let msg = ProtocolMsg::Gossip {
+        self.send_to_random_neighbours(ProtocolMsg::Gossip {
             channel: channel.to_string(),
             payload: ByteBuf::from(payload),
-        };
-        self.random_neighbour_links()
-            .into_iter()
-            .map(|link| Effect::Send {
-                link,
-                msg: msg.clone(),
-            })
-            .collect()
+        })
     }
 
     /// Sends coalesced changes once they are old enough, and periodic anti-entropy.
@@ -534,31 +527,26 @@ impl GossipState {
         self.routes_stale = true;
     }
 
-    /// Sends `records` to a random subset of neighbours: 2·log2(peers) of them, as Weave Net's
-    /// `GossipNeighbourSubset` does, so the cost per change stays logarithmic in the mesh size.
+    /// Sends `records` to a random subset of neighbours.
     fn gossip_to_random_neighbours(&mut self, records: &[PeerRecord]) -> Vec<Effect> {
         if records.is_empty() {
             return Vec::new();
         }
-        let msg = topology_gossip(records);
-        self.random_neighbour_links()
-            .into_iter()
-            .map(|link| Effect::Send {
-                link,
-                msg: msg.clone(),
-            })
-            .collect()
+        self.send_to_random_neighbours(topology_gossip(records))
     }
 
-    /// 2·log2(peers) random neighbours, as Weave Net's `GossipNeighbourSubset` picks, so that the
-    /// cost of spreading a change stays logarithmic in the size of the mesh.
-    fn random_neighbour_links(&mut self) -> Vec<LinkId> {
+    /// Sends `msg` to 2·log2(peers) random neighbours, as Weave Net's `GossipNeighbourSubset`
+    /// picks them, so that the cost of spreading a change stays logarithmic in the mesh size.
+    fn send_to_random_neighbours(&mut self, msg: ProtocolMsg) -> Vec<Effect> {
         let peers = self.topology.len().max(2) as f64;
         let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
         let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
         links
             .choose_multiple(&mut self.rng, fanout.min(links.len()))
-            .copied()
+            .map(|link| Effect::Send {
+                link: *link,
+                msg: msg.clone(),
+            })
             .collect()
     }
 

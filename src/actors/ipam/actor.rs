@@ -313,41 +313,17 @@ impl Handler<crate::actors::gossip::InjectPanic> for Ipam {
 mod tests {
     use super::*;
     use crate::actors::gossip::InjectPanic;
-    use crate::actors::gossip::messages::PeersChanged;
-    use crate::actors::supervisor::{Fixed, RecipientSource};
+    use crate::actors::test_support::{lone_gossip, recreated};
     use crate::api::metrics::ActorKind;
     use crate::ipam::InitMode;
-    use crate::topology::{PeerRecord, PeerUid};
-
-    struct NullMaker;
-    impl Actor for NullMaker {
-        type Context = Context<Self>;
-    }
-    impl Handler<PeersChanged> for NullMaker {
-        type Result = ();
-        fn handle(&mut self, _: PeersChanged, _: &mut Context<Self>) {}
-    }
+    use crate::topology::PeerUid;
 
     #[actix_rt::test]
     async fn a_panicking_ipam_actor_is_recreated_from_the_database_with_its_allocations() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&format!("{}/weave-net", dir.path().display())).unwrap());
         let name = PeerName::from_u64(9).unwrap();
-        let maker: Arc<dyn RecipientSource<PeersChanged>> =
-            Arc::new(Fixed(NullMaker.start().recipient()));
-        let (hints, _) = tokio::sync::watch::channel(Vec::new());
-        let record = PeerRecord {
-            name,
-            nickname: "nine".into(),
-            uid: PeerUid(9),
-            version: 1,
-            listen_addr: "127.0.0.1:6783".parse().unwrap(),
-            conn_limit: 30,
-            connections: Default::default(),
-        };
-        let gossip = Supervised::start(ActorKind::Gossip, move || {
-            Gossip::new(record.clone(), maker.clone(), hints.clone()).start()
-        });
+        let gossip = lone_gossip(9);
         let universe = "10.32.0.0/12".parse().unwrap();
         let config = Arc::new(IpamConfig {
             allocator: AllocatorConfig {
@@ -381,13 +357,7 @@ mod tests {
             dying.send(InjectPanic).await.is_err(),
             "the caller gets an error"
         );
-        for _ in 0..100 {
-            if ipam.generation() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(ipam.generation(), 1, "re-created");
+        assert_eq!(recreated(&ipam).await, 1, "re-created");
         let found = ipam.addr().send(Lookup("pod".into())).await.unwrap();
         assert_eq!(
             found,
