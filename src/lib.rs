@@ -2,10 +2,12 @@
 //!
 //! Component map (see ARCHITECTURE.md in the shared folder for the picture):
 //! - [`topology`]: peers, merge rules and routes (pure logic);
+//! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links;
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
-//! - [`cli`]: the `weave`/`weft` command-line client.
+//! - [`cli`]: the `weave`/`weft` command-line client;
+//! - [`store`] and [`identity`]: the persisted state (redb) and our peer name.
 
 pub mod actors;
 pub mod api;
