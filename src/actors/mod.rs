@@ -7,6 +7,7 @@ pub mod connection_maker;
 pub mod gossip;
 pub mod ipam;
 pub mod listener;
+pub mod mac_learner;
 pub mod router;
 pub mod supervisor;
 #[cfg(test)]
