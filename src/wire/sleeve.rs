@@ -24,6 +24,9 @@
 //! A PMTU probe's body is as long as a data record carrying a frame whose IP packet is `mtu` bytes,
 //! so a probe that arrives proves the path carries full-size frames at that MTU.
 //!
+//! An unknown version, a reserved flag or an unknown control kind rejects the whole datagram: new
+//! kinds come with a new version, negotiated on the TCP connection, so they are never guessed at.
+//!
 //! Decoding checks the whole datagram first ([`SleeveDatagram::parse`]), so iterating its records
 //! afterwards cannot fail, and frames are borrowed slices of the received buffer (zero copy).
 

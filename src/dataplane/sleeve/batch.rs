@@ -20,7 +20,9 @@ const MIN_PAYLOAD_LIMIT: usize = DATAGRAM_HEADER_LEN + RECORD_HEADER_LEN + MIN_F
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     /// The frame alone does not fit a datagram on this path. `mtu` is the largest IP packet that
-    /// does, for the ICMP "fragmentation needed" reply (see `fragmentation_needed_reply`).
+    /// does. An IPv4 frame with Don't Fragment set is answered with
+    /// [`fragmentation_needed_reply`](super::fragmentation_needed_reply) announcing `mtu`; others
+    /// must be fragmented by the caller or dropped.
     #[error("frame does not fit the path: the largest IP packet that does is {mtu} bytes")]
     TooBig { mtu: u16 },
     #[error(transparent)]
@@ -236,6 +238,29 @@ mod tests {
         assert_eq!(batcher.set_payload_limit(1), None);
         assert_eq!(batcher.payload_limit(), MIN_PAYLOAD_LIMIT);
         assert_eq!(batcher.mtu(), 0);
+    }
+
+    #[test]
+    fn the_hot_path_reuses_its_two_buffers() {
+        let mut batcher = Batcher::new(peer(1), 1472);
+        let capacities = |b: &Batcher| (b.filling.capacity(), b.ready.capacity());
+        assert_eq!(capacities(&batcher), (1472, 1472));
+        let mut sent = 0;
+        for length in (14..1400).step_by(37) {
+            sent += usize::from(
+                batcher
+                    .push(&vec![0; length], peer(2), peer(3))
+                    .unwrap()
+                    .is_some(),
+            );
+            assert_eq!(capacities(&batcher), (1472, 1472));
+        }
+        assert!(batcher.flush().is_some());
+        assert!(
+            sent > 10,
+            "many datagrams went through the same two buffers"
+        );
+        assert_eq!(capacities(&batcher), (1472, 1472));
     }
 
     proptest! {
