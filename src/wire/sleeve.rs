@@ -314,6 +314,18 @@ pub fn encode_control_record(
     Ok(())
 }
 
+/// Replaces `out` with a datagram holding the single control record `control`: how heartbeats and
+/// PMTU probes are sent, alone, so a probe's size is exactly the size under test.
+pub fn encode_control_datagram(
+    sender: PeerName,
+    control: Control,
+    out: &mut Vec<u8>,
+) -> Result<(), SleeveError> {
+    out.clear();
+    encode_datagram_header(sender, out);
+    encode_control_record(sender, control, out).inspect_err(|_| out.clear())
+}
+
 /// A received datagram whose every record has been checked; iterate them with [`Self::records`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SleeveDatagram<'a> {

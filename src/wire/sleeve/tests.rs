@@ -87,6 +87,19 @@ fn a_probe_is_as_large_as_a_full_frame_at_its_mtu() {
         }],
     );
     assert_eq!(probe.len() + UNDERLAY_IPV4_UDP_OVERHEAD, 1500);
+    let mut alone = vec![0xee; 3];
+    let control = Control::PmtuProbe {
+        probe_id: 7,
+        mtu: 1437,
+    };
+    encode_control_datagram(peer(1), control, &mut alone).unwrap();
+    assert_eq!(alone, probe);
+    let impossible = Control::PmtuProbe {
+        probe_id: 8,
+        mtu: u16::MAX,
+    };
+    assert!(encode_control_datagram(peer(1), impossible, &mut alone).is_err());
+    assert!(alone.is_empty(), "a failed encode leaves no half datagram");
     let parsed = SleeveDatagram::parse(&probe).unwrap();
     assert_eq!(
         parsed.records().collect::<Vec<_>>(),
