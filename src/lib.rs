@@ -12,6 +12,7 @@
 pub mod actors;
 pub mod api;
 pub mod cli;
+pub mod dataplane;
 pub mod identity;
 pub mod ipam;
 pub mod store;

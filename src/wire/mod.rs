@@ -1,11 +1,13 @@
 //! Every byte format of the mesh: the TCP protocol header, length-prefixed framing, the control
-//! messages carried in frames and the gossip payloads. Decoding checks before it parses, bounds
-//! every size, and never panics on arbitrary input (each format has a property test for that).
+//! messages carried in frames, the gossip payloads and the sleeve UDP datagrams ([`sleeve`]).
+//! Decoding checks before it parses, bounds every size, and never panics on arbitrary input (each
+//! format has a property test for that).
 
 mod framing;
 mod gossip;
 mod header;
 mod message;
+pub mod sleeve;
 
 pub use framing::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
 pub use gossip::{MAX_RECORDS_PER_UPDATE, decode_topology, encode_topology};

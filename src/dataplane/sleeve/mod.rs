@@ -1,0 +1,17 @@
+//! The sleeve overlay's sans-IO pieces: batching frames into datagrams for one peer, the ICMP
+//! "fragmentation needed" reply for frames too big for the path, and checksum completion for
+//! frames read from a TAP with offloaded (partial) checksums. The byte format itself is
+//! [`crate::wire::sleeve`]; sockets and the TAP device live elsewhere.
+
+mod batch;
+mod checksum;
+mod icmp;
+#[cfg(test)]
+mod test_frames;
+
+pub use batch::{BatchError, Batcher, mtu_for_payload_limit};
+pub use checksum::{
+    ChecksumError, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
+    complete_partial_checksum, internet_checksum, ones_complement_add, ones_complement_sum,
+};
+pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
