@@ -5,11 +5,13 @@
 //! - [`wire`]: every byte format on the mesh's TCP links;
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
-//! - [`cli`]: the `weave`/`weft` command-line client.
+//! - [`cli`]: the `weave`/`weft` command-line client;
+//! - [`dataplane`]: bridge, vxlan and veth devices, addresses, routes and MTU over rtnetlink.
 
 pub mod actors;
 pub mod api;
 pub mod cli;
+pub mod dataplane;
 pub mod identity;
 pub mod ipam;
 pub mod store;
