@@ -185,6 +185,10 @@ impl LinkOps for NetlinkLinkOps {
     async fn ensure_vxlan(&self, config: &VxlanConfig, bridge: &str) -> Result<Link> {
         const OP: &str = "ensure vxlan";
         let name = config.name.as_str();
+        // Checked first so a missing bridge leaves no half-made device behind.
+        self.require(OP, bridge)
+            .await?
+            .expect_kind(LinkKind::Bridge)?;
         match self.message_by_name(OP, name).await? {
             Some(message) => {
                 let existing = parse_link(&message);

@@ -11,6 +11,9 @@ use nix::sched::CloneFlags;
 /// Where `ip netns add` puts its namespace files.
 const NETNS_DIR: &str = "/var/run/netns";
 
+/// Why a test can't start when `ip` is missing: say what to install, not just ENOENT.
+const NEED_IP: &str = "run `ip` (install iproute2: apt-get install iproute2)";
+
 /// A named network namespace (`weft-nl-<tag>-<pid>`), deleted when dropped.
 pub(crate) struct TestNs {
     name: String,
@@ -25,7 +28,7 @@ impl TestNs {
         let out = Command::new("ip")
             .args(["netns", "add", &name])
             .output()
-            .expect("run ip");
+            .expect(NEED_IP);
         assert!(
             out.status.success(),
             "ip netns add {name}: {}",
@@ -71,7 +74,7 @@ impl TestNs {
             .arg(&self.name)
             .args(args)
             .output()
-            .expect("run ip");
+            .expect(NEED_IP);
         assert!(
             out.status.success(),
             "ip -n {} {args:?}: {}",
