@@ -88,6 +88,12 @@ fn vxlan_is_an_isolated_bridge_port_and_is_adopted() {
     let ns = TestNs::new("vxlan");
     let (bridge, vxlan) = ns.run(|| async {
         let ops = NetlinkLinkOps::new().expect("netlink");
+        let err = ops
+            .ensure_vxlan(&fastdp(42), "weave")
+            .await
+            .expect_err("no bridge yet");
+        assert!(matches!(err, DataplaneError::NotFound { .. }), "{err:?}");
+        assert_eq!(ops.link("vxlan-6784").await.expect("lookup"), None);
         let bridge = ops
             .ensure_bridge("weave", PEER_MAC, 1450)
             .await
