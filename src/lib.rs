@@ -4,8 +4,8 @@
 //! - [`topology`]: peers, merge rules and routes (pure logic);
 //! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links and sleeve's UDP datagrams;
-//! - [`dataplane`]: the pieces of the data plane built so far (sleeve batching, checksums,
-//!   ICMP replies; kernel devices come with the data-plane issue);
+//! - [`dataplane`]: the data plane built so far: bridge, vxlan and veth devices, addresses,
+//!   routes and MTU over rtnetlink, and sleeve's sans-IO parts (batching, checksums, ICMP);
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
 //! - [`cli`]: the `weave`/`weft` command-line client;

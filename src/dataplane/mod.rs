@@ -1,5 +1,24 @@
-//! The data plane: how pod frames get from one node to another.
+//! The data plane: how pod frames get from one node to another, and the kernel devices they
+//! cross.
 //!
+//! - [`link`]: the narrow [`link::LinkOps`] trait (what the router needs from the kernel), the
+//!   plain data types it speaks in, and the MTU arithmetic;
+//! - [`netlink`]: the one real implementation, over the `rtnetlink` crate (the only module that
+//!   names rtnetlink or netlink-packet types);
+//! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`sleeve`]: the userspace path, frames batched into UDP datagrams (sans-IO parts).
+//!
+//! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
+pub mod error;
+pub mod link;
+pub mod netlink;
+#[cfg(test)]
+mod netlink_tests;
 pub mod sleeve;
+#[cfg(test)]
+pub(crate) mod testns;
+
+pub use error::DataplaneError;
+pub use link::{Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+pub use netlink::NetlinkLinkOps;
