@@ -17,6 +17,8 @@ pub mod cli;
 pub mod dataplane;
 pub mod identity;
 pub mod ipam;
+#[cfg(test)]
+pub(crate) mod sim_cases;
 pub mod store;
 pub mod topology;
 pub mod wire;

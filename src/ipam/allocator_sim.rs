@@ -63,10 +63,7 @@ const SUBNETS: [&str; 3] = [UNIVERSE, "10.0.0.0/28", "10.0.0.16/29"];
 const CONTAINERS: u8 = 6;
 
 fn sim_cases() -> u32 {
-    std::env::var("WEFT_SIM_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(DEFAULT_CASES)
+    crate::sim_cases::sim_cases(DEFAULT_CASES)
 }
 
 #[derive(Clone, Debug)]

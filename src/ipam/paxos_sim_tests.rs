@@ -290,12 +290,8 @@ impl Sim {
 }
 
 fn simulation_config() -> ProptestConfig {
-    let cases = std::env::var("WEFT_SIM_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(128);
     ProptestConfig {
-        cases,
+        cases: crate::sim_cases::sim_cases(128),
         ..ProptestConfig::default()
     }
 }

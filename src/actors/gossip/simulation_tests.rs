@@ -635,12 +635,8 @@ fn settled_mesh(scenario: &Scenario) -> Mesh {
 }
 
 fn simulation_config() -> ProptestConfig {
-    let cases = std::env::var("WEFT_SIM_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(64);
     ProptestConfig {
-        cases,
+        cases: crate::sim_cases::sim_cases(64),
         ..ProptestConfig::default()
     }
 }
