@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use super::error::DataplaneError;
 use super::link::{FdbEntry, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
 use super::netlink::NetlinkLinkOps;
 use super::testns::TestNs;
@@ -283,5 +284,60 @@ fn fdb_flood_entries_alone_carry_pod_traffic_between_nodes() {
     assert!(
         !tcp_reaches(&pod_a, target),
         "without FDB entries, traffic must stop"
+    );
+
+    // Unicast entries alone carry unicast traffic: both pods' ARP entries are still cached from
+    // the exchange above, and a re-probe is unicast too.
+    let mac_of = |pod: &TestNs| {
+        pod.run(|| async {
+            let ops = NetlinkLinkOps::new().expect("netlink");
+            let eth0 = ops.link("eth0").await.expect("lookup").expect("eth0");
+            eth0.mac.expect("eth0 has a MAC")
+        })
+    };
+    let (mac_a, mac_b) = (mac_of(&pod_a), mac_of(&pod_b));
+    for (node, mac, remote) in [(&node_a, mac_b, NODE_B), (&node_b, mac_a, NODE_A)] {
+        node.run(move || async move {
+            let ops = NetlinkLinkOps::new().expect("netlink");
+            ops.fdb_add("vxlan-6784", mac, remote)
+                .await
+                .expect("unicast entry");
+        });
+    }
+    assert!(
+        tcp_reaches(&pod_a, target),
+        "pods must reach each other through unicast entries alone"
+    );
+}
+
+#[test]
+fn vxlan_local_address_is_set_and_checked_on_adoption() {
+    let ns = TestNs::new("fdb-local");
+    let err = ns.run(|| async {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        ops.ensure_bridge("weave", MAC_1, OVERLAY_MTU)
+            .await
+            .expect("bridge");
+        ops.ensure_vxlan(&fastdp(Some(NODE_A)), "weave")
+            .await
+            .expect("vxlan");
+        ops.ensure_vxlan(&fastdp(Some(NODE_A)), "weave")
+            .await
+            .expect("adopt, same local");
+        ops.ensure_vxlan(&fastdp(None), "weave")
+            .await
+            .expect("adopt, any local");
+        ops.ensure_vxlan(&fastdp(Some(NODE_B)), "weave")
+            .await
+            .expect_err("another local address")
+    });
+    assert!(
+        matches!(&err, DataplaneError::Mismatch { setting: "local address", found, .. }
+            if found == "192.0.2.1"),
+        "{err:?}"
+    );
+    assert!(
+        ns.ip(&["-d", "link", "show", "vxlan-6784"])
+            .contains("local 192.0.2.1")
     );
 }
