@@ -122,8 +122,8 @@ impl NetlinkLinkOps {
         const OP: &str = "list fdb entries of";
         let link = self.require(OP, vxlan).await?;
         link.expect_kind(LinkKind::Vxlan)?;
-        // The kernel filters an AF_BRIDGE dump by device only with strict checking on, which
-        // rtnetlink does not ask for; filtering here works either way.
+        // rtnetlink's dump request is a bare ndmsg with no device filter, so every FDB in the
+        // namespace comes back (bridge ports too, flagged NTF_MASTER): keep this device's own.
         let mut stream = pin!(
             self.handle
                 .neighbours()
