@@ -104,6 +104,20 @@ pub struct VxlanConfig {
     pub learning: bool,
     /// MTU in bytes.
     pub mtu: u32,
+    /// Underlay source address for encapsulated packets (IFLA_VXLAN_LOCAL); `None` lets the
+    /// kernel pick by route. Needed when several underlay addresses could reach a peer, and
+    /// fixed once the device exists.
+    pub local: Option<Ipv4Addr>,
+}
+
+/// One entry of a VXLAN device's forwarding database (`bridge fdb show dev <vxlan>`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FdbEntry {
+    /// The overlay MAC; all-zero for the flood entry (broadcast and unknown unicast).
+    pub mac: MacAddr,
+    /// The underlay address frames to `mac` are sent to; `None` for entries without one (such
+    /// as the kernel's entry for the device's own MAC).
+    pub remote: Option<Ipv4Addr>,
 }
 
 /// How a port behaves on the bridge.
@@ -199,6 +213,42 @@ pub trait LinkOps {
     fn in_netns(&self, netns: &Path) -> impl Future<Output = Result<Self>> + Send
     where
         Self: Sized;
+
+    /// Points unicast `mac` at the node whose underlay address is `remote`, replacing wherever
+    /// it pointed before (a pod MAC moves when its peer reconnects elsewhere). Permanent entry.
+    /// Not for the all-zero MAC: use [`LinkOps::fdb_append_flood`].
+    fn fdb_add(
+        &self,
+        vxlan: &str,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Adds `remote` to the flood list (the all-zero MAC entry), keeping the others: broadcast
+    /// and unknown unicast go to every directly connected peer. Already present is a no-op.
+    fn fdb_append_flood(
+        &self,
+        vxlan: &str,
+        remote: Ipv4Addr,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the entry for `mac` at `remote`; `Ok(false)` when there was none.
+    fn fdb_del(
+        &self,
+        vxlan: &str,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes `remote` from the flood list, keeping the others; `Ok(false)` when absent.
+    fn fdb_del_flood(
+        &self,
+        vxlan: &str,
+        remote: Ipv4Addr,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The vxlan device's own FDB, one entry per (MAC, remote).
+    fn fdb_entries(&self, vxlan: &str) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;
 }
 
 /// The bridge MTU computed from the underlay: the MTU of the interface that carries the route to

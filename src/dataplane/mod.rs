@@ -4,13 +4,15 @@
 //! - [`link`]: the narrow [`link::LinkOps`] trait (what the router needs from the kernel), the
 //!   plain data types it speaks in, and the MTU arithmetic;
 //! - [`netlink`]: the one real implementation, over the `rtnetlink` crate (the only module that
-//!   names rtnetlink or netlink-packet types);
+//!   names rtnetlink or netlink-packet types), including the VXLAN FDB fastdp programs;
 //! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`sleeve`]: the userspace path, frames batched into UDP datagrams (sans-IO parts).
 //!
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
 pub mod error;
+#[cfg(test)]
+mod fdb_tests;
 pub mod link;
 pub mod netlink;
 #[cfg(test)]
@@ -20,5 +22,5 @@ pub mod sleeve;
 pub(crate) mod testns;
 
 pub use error::DataplaneError;
-pub use link::{Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+pub use link::{FdbEntry, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
 pub use netlink::NetlinkLinkOps;

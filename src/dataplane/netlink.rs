@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use nix::libc;
 use nix::sched::CloneFlags;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::route::RouteAttribute;
 use rtnetlink::{
@@ -20,7 +20,12 @@ use rtnetlink::{
 };
 
 use super::error::{DataplaneError, Result};
-use super::link::{Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+use super::link::{FdbEntry, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+
+mod fdb;
+mod vxlan;
+
+use vxlan::check_vxlan;
 
 /// [`LinkOps`] over one rtnetlink connection, bound to the network namespace its socket was
 /// opened in (a netlink socket stays in the namespace it was created in, whatever thread uses it).
@@ -204,12 +209,13 @@ impl LinkOps for NetlinkLinkOps {
             None => {
                 // Created down: it comes up only once it is an isolated bridge port, so no frame
                 // crosses between overlays in between.
-                let create = LinkVxlan::new(name, config.vni)
+                let mut create = LinkVxlan::new(name, config.vni)
                     .port(config.port)
-                    .learning(config.learning)
-                    .mtu(config.mtu)
-                    .down()
-                    .build();
+                    .learning(config.learning);
+                if let Some(local) = config.local {
+                    create = create.local(local);
+                }
+                let create = create.mtu(config.mtu).down().build();
                 self.handle
                     .link()
                     .add(create)
@@ -377,6 +383,32 @@ impl LinkOps for NetlinkLinkOps {
     async fn in_netns(&self, netns: &Path) -> Result<Self> {
         Self::for_netns(netns).await
     }
+
+    async fn fdb_add(&self, vxlan: &str, mac: MacAddr, remote: Ipv4Addr) -> Result<()> {
+        let change = fdb::Change::Replace;
+        self.fdb_change(change, vxlan, mac, remote).await.map(drop)
+    }
+
+    async fn fdb_append_flood(&self, vxlan: &str, remote: Ipv4Addr) -> Result<()> {
+        let change = fdb::Change::Append;
+        self.fdb_change(change, vxlan, fdb::FLOOD_MAC, remote)
+            .await
+            .map(drop)
+    }
+
+    async fn fdb_del(&self, vxlan: &str, mac: MacAddr, remote: Ipv4Addr) -> Result<bool> {
+        self.fdb_change(fdb::Change::Delete, vxlan, mac, remote)
+            .await
+    }
+
+    async fn fdb_del_flood(&self, vxlan: &str, remote: Ipv4Addr) -> Result<bool> {
+        let change = fdb::Change::Delete;
+        self.fdb_change(change, vxlan, fdb::FLOOD_MAC, remote).await
+    }
+
+    async fn fdb_entries(&self, vxlan: &str) -> Result<Vec<FdbEntry>> {
+        self.fdb_dump(vxlan).await
+    }
 }
 
 /// The positive errno of a kernel NACK.
@@ -440,47 +472,4 @@ fn link_kind(kind: &InfoKind) -> LinkKind {
         InfoKind::Tun => LinkKind::Tun,
         other => LinkKind::Other(other.to_string()),
     }
-}
-
-/// An adopted VXLAN device must match what is configured: VNI, port and learning can't be
-/// changed on a live device without disturbing traffic, so a difference is the operator's call.
-fn check_vxlan(message: &LinkMessage, config: &VxlanConfig) -> Result<()> {
-    let mismatch = |setting, expected: String, found: String| DataplaneError::Mismatch {
-        name: config.name.clone(),
-        setting,
-        expected,
-        found,
-    };
-    let infos = message
-        .attributes
-        .iter()
-        .filter_map(|attribute| match attribute {
-            LinkAttribute::LinkInfo(infos) => Some(infos),
-            _ => None,
-        });
-    for info in infos.flatten() {
-        let LinkInfo::Data(InfoData::Vxlan(settings)) = info else {
-            continue;
-        };
-        for setting in settings {
-            match *setting {
-                InfoVxlan::Id(vni) if vni != config.vni => {
-                    return Err(mismatch("VNI", config.vni.to_string(), vni.to_string()));
-                }
-                InfoVxlan::Port(port) if port != config.port => {
-                    return Err(mismatch(
-                        "UDP port",
-                        config.port.to_string(),
-                        port.to_string(),
-                    ));
-                }
-                InfoVxlan::Learning(learning) if learning != config.learning => {
-                    let show = |on: bool| if on { "learning" } else { "nolearning" }.to_string();
-                    return Err(mismatch("setting", show(config.learning), show(learning)));
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }

@@ -18,6 +18,7 @@ fn fastdp(vni: u32) -> VxlanConfig {
         port: 6784,
         learning: false,
         mtu: 1450,
+        local: None,
     }
 }
 

@@ -37,6 +37,11 @@ impl TestNs {
         Self { name }
     }
 
+    /// The namespace name, for `ip -n`, `bridge -n` and `ip link ... netns`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The namespace file, as the data plane takes it.
     pub(crate) fn path(&self) -> PathBuf {
         PathBuf::from(NETNS_DIR).join(&self.name)
