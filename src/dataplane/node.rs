@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 
 use super::attach::HOST_VETH_PREFIX;
 use super::error::{DataplaneError, Result};
+#[cfg(doc)]
+use super::link::auto_vxlan_mtu;
 use super::link::{
-    Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VXLAN_OVERHEAD_BYTES, VxlanConfig,
-    auto_vxlan_mtu, vxlan_mtu_for,
+    Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VXLAN_OVERHEAD_BYTES, VxlanConfig, vxlan_mtu_for,
 };
 
 /// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
@@ -136,39 +137,38 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
         return Ok((mtu, MtuSource::Configured));
     }
     if let Some(peer) = cfg.underlay_probe {
-        match auto_vxlan_mtu(ops, peer).await {
-            Ok(mtu) => {
-                let underlay = ops.route_link(peer).await?.name;
-                return Ok((mtu, MtuSource::PeerRoute { peer, underlay }));
-            }
+        match underlay_mtu(ops, peer).await {
+            Ok((mtu, underlay)) => return Ok((mtu, MtuSource::PeerRoute { peer, underlay })),
             // No route to that peer (yet): the default route is the next best guess.
             Err(DataplaneError::NoRoute { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    match ops.route_link(DEFAULT_ROUTE_PROBE).await {
-        Ok(underlay) => {
-            let mtu = vxlan_mtu_for(underlay.mtu);
-            if mtu < MIN_OVERLAY_MTU_BYTES {
-                return Err(DataplaneError::MtuTooSmall {
-                    name: underlay.name,
-                    underlay_mtu: underlay.mtu,
-                    overhead: VXLAN_OVERHEAD_BYTES,
-                    minimum: MIN_OVERLAY_MTU_BYTES,
-                });
-            }
-            let underlay = underlay.name;
-            Ok((mtu, MtuSource::DefaultRoute { underlay }))
-        }
+    match underlay_mtu(ops, DEFAULT_ROUTE_PROBE).await {
+        Ok((mtu, underlay)) => Ok((mtu, MtuSource::DefaultRoute { underlay })),
         Err(DataplaneError::NoRoute { reason, .. }) => {
             tracing::warn!(%reason, "no default route: assuming a 1500-byte Ethernet underlay");
-            Ok((
-                vxlan_mtu_for(FALLBACK_UNDERLAY_MTU_BYTES),
-                MtuSource::Assumed,
-            ))
+            let mtu = vxlan_mtu_for(FALLBACK_UNDERLAY_MTU_BYTES);
+            Ok((mtu, MtuSource::Assumed))
         }
         Err(e) => Err(e),
     }
+}
+
+/// The overlay MTU over the interface routing to `dest`, and that interface's name. Like
+/// [`auto_vxlan_mtu`], but one route lookup also names the interface for the log.
+async fn underlay_mtu<L: LinkOps>(ops: &L, dest: Ipv4Addr) -> Result<(u32, String)> {
+    let underlay = ops.route_link(dest).await?;
+    let mtu = vxlan_mtu_for(underlay.mtu);
+    if mtu < MIN_OVERLAY_MTU_BYTES {
+        return Err(DataplaneError::MtuTooSmall {
+            name: underlay.name,
+            underlay_mtu: underlay.mtu,
+            overhead: VXLAN_OVERHEAD_BYTES,
+            minimum: MIN_OVERLAY_MTU_BYTES,
+        });
+    }
+    Ok((mtu, underlay.name))
 }
 
 /// Removes every pod's host veth (`vethwepl*`, which takes the pod end with it), the VXLAN device

@@ -258,3 +258,39 @@ fn attached_pods_reach_each_other_and_the_bridge_then_detach_and_reset() {
         "{left}"
     );
 }
+
+#[test]
+fn a_failed_attach_leaves_no_veth_behind() {
+    let node = TestNs::new("node-halfwired");
+    let pod = TestNs::new("node-halfpod");
+    let request = AttachRequest {
+        // No address in the pod, so the gateway is unreachable and the route is refused.
+        gateway: Some(Ipv4Addr::new(10, 99, 0, 1)),
+        ..AttachRequest::new(pod.path())
+    };
+    let result = node.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        setup_node(&ops, &node_config(Some(1450)))
+            .await
+            .expect("setup");
+        attach_pod(&ops, &request).await.map(|_| ())
+    });
+    assert!(result.is_err());
+    assert!(!node.ip(&["link"]).contains("vethwepl"));
+    assert!(!pod.ip(&["link"]).contains("eth0"));
+}
+
+#[test]
+fn attach_without_the_bridge_is_not_found() {
+    let node = TestNs::new("node-nobridge");
+    let pod = TestNs::new("node-nobridgepod");
+    let request = AttachRequest::new(pod.path());
+    let err = node.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        attach_pod(&ops, &request).await.expect_err("no bridge")
+    });
+    assert!(
+        matches!(&err, super::DataplaneError::NotFound { name, .. } if name == "weave"),
+        "{err:?}"
+    );
+}
