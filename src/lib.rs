@@ -5,7 +5,8 @@
 //! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links and sleeve's UDP datagrams;
 //! - [`dataplane`]: the data plane built so far: bridge, vxlan and veth devices, addresses,
-//!   routes and MTU over rtnetlink, and sleeve's sans-IO parts (batching, checksums, ICMP);
+//!   routes and MTU over rtnetlink, node setup and pod wiring (`weft attach`/`reset`), and
+//!   sleeve's sans-IO parts (batching, checksums, ICMP);
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
 //! - [`cli`]: the `weave`/`weft` command-line client;

@@ -42,6 +42,19 @@ pub enum CliError {
     #[error("{0}")]
     Usage(&'static str),
 
+    /// A command-line value the CLI can't use (checked before doing anything).
+    #[error("{0}")]
+    Argument(String),
+
+    /// A kernel operation (attach, detach, reset) failed; the error names the operation and
+    /// the interface.
+    #[error("{0}")]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
+
+    /// The small runtime the kernel subcommands run on could not be started.
+    #[error("cannot start the runtime for kernel operations: {0}")]
+    Runtime(#[source] io::Error),
+
     /// Writing to stdout failed (e.g. the reading end of a pipe went away).
     #[error("cannot write the output: {0}")]
     Output(#[source] io::Error),

@@ -17,10 +17,18 @@ pub fn rmpeer(client: &Client, peers: &[String], out: &mut dyn Write) -> Result<
     Ok(())
 }
 
-/// Hands our ranges to a live peer.
-pub fn reset(client: &Client, out: &mut dyn Write) -> Result<(), CliError> {
-    let reply = client.delete("/peer")?;
-    out.write_all(reply.as_bytes()).map_err(CliError::Output)
+/// Hands our ranges to a live peer. A router that isn't running is an error with `ipam_only`;
+/// otherwise it only earns a note on stderr, because `weft reset` goes on to remove the node's
+/// devices, which needs no router (and a node being torn down often has none left).
+pub fn reset(client: &Client, ipam_only: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    match client.delete("/peer") {
+        Ok(reply) => out.write_all(reply.as_bytes()).map_err(CliError::Output),
+        Err(e @ CliError::Unreachable { .. }) if !ipam_only => {
+            eprintln!("weft: note: {e}; IP ranges not handed over, removing the devices anyway");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `/peer/<name>`, with the name escaped for a path segment (nicknames are free text).

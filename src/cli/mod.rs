@@ -1,9 +1,11 @@
-//! The command-line client (`weft status`, `weave status`, ...), talking to the router's HTTP API.
+//! The command-line client (`weft status`, `weave status`, ...), talking to the router's HTTP API;
+//! `attach`, `detach` and the device half of `reset` act on the kernel directly instead.
 //!
 //! This module owns the command enum and the dispatch; each subcommand lives in its own file and
 //! [`client`] does the HTTP. Everything the router knows comes from the API, never from local files,
 //! so the CLI works the same from a shell on the node and through `kubectl exec`.
 
+mod attach;
 mod client;
 mod connect;
 mod error;
@@ -13,8 +15,10 @@ mod report;
 mod status;
 
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
+pub use attach::Ipv4Cidr;
 pub use error::CliError;
 
 use client::Client;
@@ -46,8 +50,38 @@ pub enum CliCommand {
         #[arg(required = true)]
         peers: Vec<String>,
     },
-    /// Hand this peer's IP ranges to a live peer before the node leaves the cluster.
-    Reset,
+    /// Hand this peer's IP ranges to a live peer before the node leaves the cluster, then remove
+    /// the node's devices (bridge, VXLAN device, pod veths). Run as root on the node.
+    Reset {
+        /// Only hand the ranges over; leave the devices (and fail if the router is down).
+        #[arg(long)]
+        ipam_only: bool,
+    },
+    /// Wire a network namespace to the bridge over a veth pair (as root, on the node).
+    Attach {
+        /// Namespace name (under /var/run/netns) or absolute path (e.g. /proc/PID/ns/net).
+        #[arg(long)]
+        netns: String,
+        /// The address inside the namespace, ADDRESS/PREFIX (e.g. 10.32.0.2/12).
+        #[arg(long)]
+        ip: Option<Ipv4Cidr>,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        /// Default route inside the namespace via this address (e.g. the bridge's).
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        /// Let frames leave the host port they came in on (a pod reaching itself via a
+        /// service address).
+        #[arg(long)]
+        hairpin: bool,
+    },
+    /// Remove a namespace's veth pair (as root, on the node); not attached is not an error.
+    Detach {
+        /// Namespace name (under /var/run/netns) or absolute path.
+        #[arg(long)]
+        netns: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +115,29 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
         CliCommand::Connect { replace, peers } => connect::connect(client, &peers, replace, out)?,
         CliCommand::Forget { peers } => connect::forget(client, &peers, out)?,
         CliCommand::Rmpeer { peers } => ipam::rmpeer(client, &peers, out)?,
-        CliCommand::Reset => ipam::reset(client, out)?,
+        CliCommand::Reset { ipam_only } => {
+            ipam::reset(client, ipam_only, out)?;
+            if !ipam_only {
+                attach::remove_devices(out)?;
+            }
+        }
+        CliCommand::Attach {
+            netns,
+            ip,
+            ifname,
+            gateway,
+            hairpin,
+        } => {
+            let args = attach::AttachArgs {
+                netns,
+                ip,
+                ifname,
+                gateway,
+                hairpin,
+            };
+            attach::attach(&args, out)?;
+        }
+        CliCommand::Detach { netns } => attach::detach(&netns, out)?,
     }
     out.flush().map_err(CliError::Output)
 }

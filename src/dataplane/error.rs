@@ -90,6 +90,17 @@ pub enum DataplaneError {
         /// The smallest overlay MTU we accept, in bytes.
         minimum: u32,
     },
+    /// A request the data plane can't carry out as given (a bad name, MTU or path), caught
+    /// before touching the kernel.
+    #[error("{op} {name}: {reason}")]
+    Invalid {
+        /// What we were asked to do.
+        op: &'static str,
+        /// The interface, path or value concerned.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Shorthand for data-plane results.
