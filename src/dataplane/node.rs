@@ -115,6 +115,9 @@ pub async fn setup_node<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<NodeSta
         // The router programs the FDB from the mesh topology; kernel learning would race it.
         learning: false,
         mtu,
+        // Any local address: the kernel picks the source by route, which is what a node with
+        // one underlay interface wants; a fixed source comes with multi-homed nodes.
+        local: None,
     };
     let vxlan = ops.ensure_vxlan(&vxlan, &cfg.bridge).await?;
     Ok(NodeState {
