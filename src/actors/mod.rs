@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod connection_maker;
+pub mod fastdp;
 pub mod gossip;
 pub mod ipam;
 pub mod listener;

@@ -52,6 +52,7 @@ pub enum ActorKind {
     ConnectionMaker,
     Listener,
     Ipam,
+    Fastdp,
 }
 
 impl ActorKind {
@@ -61,6 +62,7 @@ impl ActorKind {
             ActorKind::ConnectionMaker => "connection_maker",
             ActorKind::Listener => "listener",
             ActorKind::Ipam => "ipam",
+            ActorKind::Fastdp => "fastdp",
         }
     }
 }

@@ -23,6 +23,9 @@ pub const DEFAULT_VXLAN_NAME: &str = "vxlan-6784";
 /// (RTM_GETROUTE, no packet sent) finds the interface holding the default route.
 const DEFAULT_ROUTE_PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
+/// The loopback interface, whose routes are to our own addresses.
+const LOOPBACK: &str = "lo";
+
 /// The underlay MTU assumed when the node has no route at all yet, in bytes: standard Ethernet
 /// (IEEE 802.3), which gives the usual 1450-byte overlay.
 const FALLBACK_UNDERLAY_MTU_BYTES: u32 = 1500;
@@ -162,6 +165,14 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
 /// [`auto_vxlan_mtu`], but one route lookup also names the interface for the log.
 async fn underlay_mtu<L: LinkOps>(ops: &L, dest: Ipv4Addr) -> Result<(u32, String)> {
     let underlay = ops.route_link(dest).await?;
+    // A route through loopback means `dest` is one of our own addresses: it says nothing about
+    // the underlay (and loopback's 64 KiB MTU would make an overlay no NIC can carry).
+    if underlay.name == LOOPBACK {
+        return Err(DataplaneError::NoRoute {
+            dest,
+            reason: format!("{dest} is a local address"),
+        });
+    }
     let mtu = vxlan_mtu_for(underlay.mtu);
     if mtu < MIN_OVERLAY_MTU_BYTES {
         return Err(DataplaneError::MtuTooSmall {

@@ -47,6 +47,13 @@ pub struct RouterArgs {
     /// one machine on loopback addresses.
     #[arg(long)]
     pub no_dataplane: bool,
+    /// Overlay (bridge) MTU in bytes. Default: the MTU of the underlay interface that routes to
+    /// the first peer (else the default route's) minus the VXLAN overhead of 50 bytes.
+    #[arg(long, env = "WEAVE_MTU")]
+    pub mtu: Option<u32>,
+    /// Do not program the kernel's VXLAN path (fastdp).
+    #[arg(long, env = "WEAVE_NO_FASTDP")]
+    pub no_fastdp: bool,
     /// Log filter: error, warn, info, debug, trace (or a tracing directive).
     #[arg(long, env = "WEAVE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

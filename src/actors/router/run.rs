@@ -41,10 +41,8 @@ pub enum RouterError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the data plane (bridge, fastdp, sleeve) is not part of this build yet: start with --no-dataplane"
-    )]
-    NoDataplane,
+    #[error("cannot set up the data plane: {0}")]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
 }
 
 fn hostname() -> String {
@@ -64,9 +62,6 @@ fn initial_version() -> u64 {
 
 /// Runs the router until SIGINT/SIGTERM. Must be called inside an actix system.
 pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
-    if !args.no_dataplane {
-        return Err(RouterError::NoDataplane);
-    }
     info!("Command line options: {args:?}");
     let store = Arc::new(Store::open(&args.db_prefix)?);
     let name = resolve_peer_name(args.name, &store, &args.host_root)?;
@@ -211,6 +206,9 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             })
         }
     };
+    if !args.no_dataplane {
+        super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref()).await?;
+    }
     let _listener = Supervised::start(ActorKind::Listener, move || {
         let listener = mesh_listener
             .try_clone()

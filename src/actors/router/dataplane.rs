@@ -1,0 +1,94 @@
+//! Start-up of the data plane: the `weave` bridge and the VXLAN device (created or adopted, MTU
+//! given or derived from the underlay), the `Fastdp` actor that programs the kernel, and the
+//! bridge's own address from IPAM (`weave:expose`, the pods' gateway).
+
+use std::net::Ipv4Addr;
+
+use actix::Actor;
+use tracing::{info, warn};
+
+use super::config::RouterArgs;
+use crate::actors::fastdp::Fastdp;
+use crate::actors::gossip::Gossip;
+use crate::actors::ipam::Submit;
+use crate::actors::supervisor::Supervised;
+use crate::api::http::IpamApi;
+use crate::api::metrics::ActorKind;
+use crate::dataplane::{DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, setup_node};
+use crate::ipam::{Reply, Request};
+use crate::topology::PeerName;
+
+/// VXLAN network identifier of the overlay. One VNI for the whole mesh: peers are told apart by
+/// their underlay addresses, not by VNI (Weave Net's per-pair VNIs served its ODP flows).
+pub const FASTDP_VNI: u32 = 0x5745; // "WE"
+/// The IPAM identity of the bridge's own address (Weave Net's name for it).
+pub const EXPOSE_IDENT: &str = "weave:expose";
+
+/// Sets up the node's devices and starts programming them. Must run inside the actix system.
+pub async fn start(
+    args: &RouterArgs,
+    name: PeerName,
+    initial_peers: &[String],
+    gossip: Supervised<Gossip>,
+    ipam: Option<&IpamApi>,
+) -> Result<(), DataplaneError> {
+    let ops = NetlinkLinkOps::new()?;
+    let mut node = NodeConfig::new(MacAddr(name.to_bytes()), args.port, FASTDP_VNI);
+    node.mtu = args.mtu;
+    // The route to a peer names the underlay interface whose MTU bounds ours.
+    node.underlay_probe = initial_peers.iter().find_map(|peer| {
+        let host = peer
+            .rsplit_once(':')
+            .map_or(peer.as_str(), |(host, _)| host);
+        host.parse::<Ipv4Addr>().ok()
+    });
+    let state = setup_node(&ops, &node).await?;
+    info!(
+        "Bridge {} (MTU {}, {:?}), VXLAN {} on UDP {}",
+        node.bridge, state.mtu, state.mtu_source, node.vxlan_name, node.vxlan_port
+    );
+    if args.no_fastdp {
+        warn!(
+            "fastdp is off (--no-fastdp) and sleeve is not part of this build yet: pods reach only the pods of this node"
+        );
+    } else {
+        let vxlan = node.vxlan_name.clone();
+        Supervised::start(ActorKind::Fastdp, move || {
+            Fastdp::new(ops.clone(), vxlan.clone(), gossip.clone()).start()
+        });
+    }
+    if let Some(ipam) = ipam {
+        expose_bridge(ipam.clone(), node.bridge.clone());
+    }
+    Ok(())
+}
+
+/// Gives the bridge its address from IPAM once the ring can allocate (it may wait for consensus),
+/// as Weave Net's `weave expose` did: the pods' default gateway.
+fn expose_bridge(ipam: IpamApi, bridge: String) {
+    actix_rt::spawn(async move {
+        let request = Request::Allocate {
+            ident: EXPOSE_IDENT.to_string(),
+            subnet: ipam.default_subnet,
+        };
+        let answer = match ipam.actor.addr().send(Submit(request)).await {
+            Ok(receiver) => receiver.await,
+            Err(_) => return warn!("cannot ask IPAM for the bridge's address"),
+        };
+        let cidr = match answer {
+            Ok(Ok(Reply::Allocated(cidr))) => cidr,
+            Ok(Ok(other)) => return warn!("unexpected IPAM answer for {EXPOSE_IDENT}: {other:?}"),
+            Ok(Err(err)) => return warn!("no address for the bridge: {err}"),
+            Err(_) => return warn!("IPAM went away before answering for {EXPOSE_IDENT}"),
+        };
+        let ops = match NetlinkLinkOps::new() {
+            Ok(ops) => ops,
+            Err(err) => return warn!("cannot open netlink to address the bridge: {err}"),
+        };
+        let addr = Ipv4Addr::from(cidr.address);
+        match ops.add_ipv4_address(&bridge, addr, cidr.prefix_len()).await {
+            Ok(()) => info!("Bridge {bridge} has address {cidr} ({EXPOSE_IDENT})"),
+            Err(err) => warn!("cannot give {bridge} the address {cidr}: {err}"),
+        }
+    });
+}
