@@ -173,6 +173,23 @@ fn pods_on_two_nodes_talk_over_fastdp() {
             .contains("established")),
         "the routers did not link up"
     );
+    // Both ends show the link carried by fastdp, at the overlay MTU.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            [&node_a, &node_b].iter().all(|node| {
+                status(node).contains("established fastdp") && status(node).contains("mtu=1450")
+            })
+        }),
+        "connections: {} / {}",
+        status(&node_a),
+        status(&node_b)
+    );
+    let metrics = in_netns(&node_a, "curl", &["-sf", "127.0.0.1:6782/metrics"]);
+    assert!(
+        String::from_utf8_lossy(&metrics.stdout)
+            .contains("weave_connections{state=\"established\",type=\"fastdp\",encryption=\"\"} 1"),
+        "{metrics:?}"
+    );
     // The bridge took the underlay MTU minus the VXLAN overhead.
     let link = in_netns(&node_a, "ip", &["-d", "link", "show", "weave"]);
     assert!(

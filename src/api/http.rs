@@ -19,6 +19,7 @@ use super::snapshot::{
 };
 use super::{metrics, status_text};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
+use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub maker: Supervised<ConnectionMaker>,
     /// None when the router runs without IP address management.
     pub ipam: Option<IpamApi>,
+    /// None without a data plane or with --no-fastdp.
+    pub fastdp: Option<Supervised<Fastdp>>,
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
@@ -114,6 +117,11 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         state.maker.addr().send(GetTargets)
     );
     let gossip = gossip.map_err(|_| ApiError::Unavailable("gossip"))?;
+    // A fastdp actor that is restarting shows its links without an overlay, not an error.
+    let fastdp: Option<FastdpStatus> = match &state.fastdp {
+        None => None,
+        Some(fastdp) => fastdp.addr().send(GetFastdpStatus).await.ok(),
+    };
     let ipam = match &state.ipam {
         None => None,
         Some(ipam) => Some(
@@ -144,8 +152,12 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             peer: Some(link.remote),
             nick_name: Some(link.remote_nickname.clone()),
             info: String::new(),
-            overlay: None,
-            attrs: Vec::new(),
+            overlay: overlay_of(fastdp.as_ref(), link.remote_addr.ip()).map(str::to_string),
+            attrs: fastdp
+                .as_ref()
+                .filter(|_| overlay_of(fastdp.as_ref(), link.remote_addr.ip()).is_some())
+                .map(|status| vec![("mtu".to_string(), status.mtu.to_string())])
+                .unwrap_or_default(),
         })
         .collect();
     connections.extend(targets.pending);
@@ -194,6 +206,17 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         trusted_subnets: Vec::new(),
         ipam,
     })
+}
+
+/// The overlay carrying a link's pod traffic: fastdp when the kernel is programmed towards the
+/// peer's address.
+fn overlay_of(fastdp: Option<&FastdpStatus>, remote: std::net::IpAddr) -> Option<&'static str> {
+    let std::net::IpAddr::V4(remote) = remote else {
+        return None;
+    };
+    fastdp
+        .filter(|status| status.programmed.contains(&remote))
+        .map(|_| "fastdp")
 }
 
 fn peer_status(

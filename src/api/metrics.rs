@@ -153,16 +153,18 @@ pub fn record_connections(status: &RouterStatus) {
         ConnectionState::Retrying,
         ConnectionState::Failed,
     ];
+    /// Weave Net's overlay types; `unknown` is a link no overlay carries (yet).
+    const TYPES: [&str; 3] = ["fastdp", "sleeve", "unknown"];
     for state in STATES {
-        let count = status
-            .connections
-            .iter()
-            .filter(|c| c.state == state)
-            .count();
-        // No data plane yet: every link is of type "unknown", as Weave Net reported links
-        // without an overlay.
-        gauge!(CONNECTIONS, "state" => state.as_str(), "type" => "unknown", "encryption" => "")
-            .set(count as f64);
+        for kind in TYPES {
+            let count = status
+                .connections
+                .iter()
+                .filter(|c| c.state == state && c.overlay.as_deref().unwrap_or("unknown") == kind)
+                .count();
+            gauge!(CONNECTIONS, "state" => state.as_str(), "type" => kind, "encryption" => "")
+                .set(count as f64);
+        }
     }
 }
 

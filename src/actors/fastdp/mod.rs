@@ -30,6 +30,10 @@ const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Fastdp {
     ops: NetlinkLinkOps,
     vxlan: String,
+    /// The overlay MTU the node was set up with (shown per link in the status).
+    mtu: u32,
+    /// The flood targets the kernel had at the last reconciliation, after our changes.
+    programmed: BTreeSet<Ipv4Addr>,
     gossip: Supervised<Gossip>,
     /// A reconciliation is under way: the next tick waits for it.
     busy: bool,
@@ -37,10 +41,12 @@ pub struct Fastdp {
 }
 
 impl Fastdp {
-    pub fn new(ops: NetlinkLinkOps, vxlan: String, gossip: Supervised<Gossip>) -> Self {
+    pub fn new(ops: NetlinkLinkOps, vxlan: String, mtu: u32, gossip: Supervised<Gossip>) -> Self {
         Self {
             ops,
             vxlan,
+            mtu,
+            programmed: BTreeSet::new(),
             gossip,
             busy: false,
             tracker: FloodTracker::default(),
@@ -82,8 +88,16 @@ impl Fastdp {
             }
         };
         ctx.spawn(observe.into_actor(self).then(|observed, act, _| {
-            let plan = observed
-                .map(|(present, wanted)| act.tracker.plan(&present, &wanted, Instant::now()));
+            let plan = observed.map(|(present, wanted)| {
+                let plan = act.tracker.plan(&present, &wanted, Instant::now());
+                act.programmed = present
+                    .iter()
+                    .chain(&plan.add)
+                    .filter(|remote| !plan.remove.contains(remote))
+                    .copied()
+                    .collect();
+                plan
+            });
             let ops = act.ops.clone();
             let vxlan = act.vxlan.clone();
             async move {
@@ -109,6 +123,28 @@ async fn apply(ops: &NetlinkLinkOps, vxlan: &str, plan: FloodPlan) {
             Ok(_) => info!("fastdp: {vxlan} no longer floods to {remote}"),
             Err(err) => warn!("fastdp: cannot remove {remote} from {vxlan}: {err}"),
         }
+    }
+}
+
+/// Which peers' underlay addresses the kernel carries traffic to, and at what MTU.
+#[derive(Clone, Debug, Default)]
+pub struct FastdpStatus {
+    pub programmed: BTreeSet<Ipv4Addr>,
+    pub mtu: u32,
+}
+
+#[derive(Message)]
+#[rtype(result = "FastdpStatus")]
+pub struct GetFastdpStatus;
+
+impl Handler<GetFastdpStatus> for Fastdp {
+    type Result = MessageResult<GetFastdpStatus>;
+
+    fn handle(&mut self, _: GetFastdpStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(FastdpStatus {
+            programmed: self.programmed.clone(),
+            mtu: self.mtu,
+        })
     }
 }
 

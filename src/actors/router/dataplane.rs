@@ -31,7 +31,7 @@ pub async fn start(
     initial_peers: &[String],
     gossip: Supervised<Gossip>,
     ipam: Option<&IpamApi>,
-) -> Result<(), DataplaneError> {
+) -> Result<Option<Supervised<Fastdp>>, DataplaneError> {
     let ops = NetlinkLinkOps::new()?;
     let mut node = NodeConfig::new(MacAddr(name.to_bytes()), args.port, FASTDP_VNI);
     node.mtu = args.mtu;
@@ -47,20 +47,22 @@ pub async fn start(
         "Bridge {} (MTU {}, {:?}), VXLAN {} on UDP {}",
         node.bridge, state.mtu, state.mtu_source, node.vxlan_name, node.vxlan_port
     );
-    if args.no_fastdp {
+    let fastdp = if args.no_fastdp {
         warn!(
             "fastdp is off (--no-fastdp) and sleeve is not part of this build yet: pods reach only the pods of this node"
         );
+        None
     } else {
         let vxlan = node.vxlan_name.clone();
-        Supervised::start(ActorKind::Fastdp, move || {
-            Fastdp::new(ops.clone(), vxlan.clone(), gossip.clone()).start()
-        });
-    }
+        let mtu = state.mtu;
+        Some(Supervised::start(ActorKind::Fastdp, move || {
+            Fastdp::new(ops.clone(), vxlan.clone(), mtu, gossip.clone()).start()
+        }))
+    };
     if let Some(ipam) = ipam {
         expose_bridge(ipam.clone(), node.bridge.clone());
     }
-    Ok(())
+    Ok(fastdp)
 }
 
 /// Gives the bridge its address from IPAM once the ring can allocate (it may wait for consensus),

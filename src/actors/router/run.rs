@@ -206,9 +206,11 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             })
         }
     };
-    if !args.no_dataplane {
-        super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref()).await?;
-    }
+    let fastdp = if args.no_dataplane {
+        None
+    } else {
+        super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref()).await?
+    };
     let _listener = Supervised::start(ActorKind::Listener, move || {
         let listener = mesh_listener
             .try_clone()
@@ -229,6 +231,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         gossip,
         maker,
         ipam,
+        fastdp,
         info: Arc::new(RouterInfo {
             name,
             nickname,
