@@ -251,10 +251,22 @@ pub trait LinkOps {
     fn fdb_entries(&self, vxlan: &str) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;
 }
 
+/// The loopback interface: routes through it are to our own addresses.
+const LOOPBACK: &str = "lo";
+
 /// The bridge MTU computed from the underlay: the MTU of the interface that carries the route to
-/// `peer`, minus [`VXLAN_OVERHEAD_BYTES`]. Used when neither --mtu nor WEAVE_MTU is given.
-pub async fn auto_vxlan_mtu<L: LinkOps>(ops: &L, peer: Ipv4Addr) -> Result<u32> {
+/// `peer`, minus [`VXLAN_OVERHEAD_BYTES`], and that interface's name. Used when neither --mtu nor
+/// WEAVE_MTU is given.
+pub async fn auto_vxlan_mtu<L: LinkOps>(ops: &L, peer: Ipv4Addr) -> Result<(u32, String)> {
     let underlay = ops.route_link(peer).await?;
+    // A route through loopback means `peer` is one of our own addresses: it says nothing about
+    // the underlay (and loopback's 64 KiB MTU would make an overlay no NIC can carry).
+    if underlay.name == LOOPBACK {
+        return Err(DataplaneError::NoRoute {
+            dest: peer,
+            reason: format!("{peer} is a local address"),
+        });
+    }
     let mtu = vxlan_mtu_for(underlay.mtu);
     if mtu < MIN_OVERLAY_MTU_BYTES {
         return Err(DataplaneError::MtuTooSmall {
@@ -264,7 +276,7 @@ pub async fn auto_vxlan_mtu<L: LinkOps>(ops: &L, peer: Ipv4Addr) -> Result<u32> 
             minimum: MIN_OVERLAY_MTU_BYTES,
         });
     }
-    Ok(mtu)
+    Ok((mtu, underlay.name))
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ fn vxlan_mtu_is_detected_from_the_route_interface() {
             .await
             .expect("ip");
         ops.set_up("under0", true).await.expect("up");
-        let mtu = auto_vxlan_mtu(&ops, Ipv4Addr::new(198, 51, 100, 2))
+        let (mtu, _) = auto_vxlan_mtu(&ops, Ipv4Addr::new(198, 51, 100, 2))
             .await
             .expect("mtu");
         // No default route in the namespace: TEST-NET-3 is unreachable.

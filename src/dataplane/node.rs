@@ -9,7 +9,7 @@ use super::error::{DataplaneError, Result};
 #[cfg(doc)]
 use super::link::auto_vxlan_mtu;
 use super::link::{
-    Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VXLAN_OVERHEAD_BYTES, VxlanConfig, vxlan_mtu_for,
+    Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VxlanConfig, auto_vxlan_mtu, vxlan_mtu_for,
 };
 
 /// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
@@ -22,9 +22,6 @@ pub const DEFAULT_VXLAN_NAME: &str = "vxlan-6784";
 /// An address in TEST-NET-1 (RFC 5737), never routed specifically: looking up the route to it
 /// (RTM_GETROUTE, no packet sent) finds the interface holding the default route.
 const DEFAULT_ROUTE_PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-
-/// The loopback interface, whose routes are to our own addresses.
-const LOOPBACK: &str = "lo";
 
 /// The underlay MTU assumed when the node has no route at all yet, in bytes: standard Ethernet
 /// (IEEE 802.3), which gives the usual 1450-byte overlay.
@@ -143,14 +140,14 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
         return Ok((mtu, MtuSource::Configured));
     }
     if let Some(peer) = cfg.underlay_probe {
-        match underlay_mtu(ops, peer).await {
+        match auto_vxlan_mtu(ops, peer).await {
             Ok((mtu, underlay)) => return Ok((mtu, MtuSource::PeerRoute { peer, underlay })),
             // No route to that peer (yet): the default route is the next best guess.
             Err(DataplaneError::NoRoute { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    match underlay_mtu(ops, DEFAULT_ROUTE_PROBE).await {
+    match auto_vxlan_mtu(ops, DEFAULT_ROUTE_PROBE).await {
         Ok((mtu, underlay)) => Ok((mtu, MtuSource::DefaultRoute { underlay })),
         Err(DataplaneError::NoRoute { reason, .. }) => {
             tracing::warn!(%reason, "no default route: assuming a 1500-byte Ethernet underlay");
@@ -159,30 +156,6 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
         }
         Err(e) => Err(e),
     }
-}
-
-/// The overlay MTU over the interface routing to `dest`, and that interface's name. Like
-/// [`auto_vxlan_mtu`], but one route lookup also names the interface for the log.
-async fn underlay_mtu<L: LinkOps>(ops: &L, dest: Ipv4Addr) -> Result<(u32, String)> {
-    let underlay = ops.route_link(dest).await?;
-    // A route through loopback means `dest` is one of our own addresses: it says nothing about
-    // the underlay (and loopback's 64 KiB MTU would make an overlay no NIC can carry).
-    if underlay.name == LOOPBACK {
-        return Err(DataplaneError::NoRoute {
-            dest,
-            reason: format!("{dest} is a local address"),
-        });
-    }
-    let mtu = vxlan_mtu_for(underlay.mtu);
-    if mtu < MIN_OVERLAY_MTU_BYTES {
-        return Err(DataplaneError::MtuTooSmall {
-            name: underlay.name,
-            underlay_mtu: underlay.mtu,
-            overhead: VXLAN_OVERHEAD_BYTES,
-            minimum: MIN_OVERLAY_MTU_BYTES,
-        });
-    }
-    Ok((mtu, underlay.name))
 }
 
 /// Removes every pod's host veth (`vethwepl*`, which takes the pod end with it), the VXLAN device
