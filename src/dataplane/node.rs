@@ -6,8 +6,6 @@ use std::net::Ipv4Addr;
 
 use super::attach::HOST_VETH_PREFIX;
 use super::error::{DataplaneError, Result};
-#[cfg(doc)]
-use super::link::auto_vxlan_mtu;
 use super::link::{
     Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VxlanConfig, auto_vxlan_mtu, vxlan_mtu_for,
 };
