@@ -48,13 +48,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-apt_updated=false
-need() { # need COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "Installing $2..."
-  $apt_updated || { apt-get update -qq; apt_updated=true; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+# need and remove_namespace, shared with the other namespace scripts.
+# shellcheck source=/dev/null
+. scripts/lib/netns.sh # (we are in the repository root)
 need ip iproute2
 need bridge iproute2
 need curl curl
@@ -78,24 +74,6 @@ ns_of() { echo "${prefix}$1"; }
 work=$(mktemp -d /tmp/weft-bench.XXXXXX)
 namespaces=() # in creation order; removed in reverse
 
-# Stops every process inside the namespace, then deletes it. Idempotent.
-remove_namespace() {
-  local ns=$1 pids _
-  [ -e "/var/run/netns/$ns" ] || return 0
-  pids=$(ip netns pids "$ns" 2>/dev/null || true)
-  if [ -n "$pids" ]; then
-    # shellcheck disable=SC2086
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 1 30); do
-      [ -z "$(ip netns pids "$ns" 2>/dev/null || true)" ] && break
-      sleep 0.1
-    done
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [ -n "$pids" ] && { kill -9 $pids 2>/dev/null || true; sleep 0.2; }
-  fi
-  ip netns del "$ns" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$? i

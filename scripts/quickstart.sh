@@ -41,35 +41,12 @@ fi
 prefix=weft-qs-               # every namespace of every run starts with this
 state_glob=/tmp/weft-quickstart.*  # each run's temp dir (database, logs, list of namespaces)
 
-# Installs Debian packages for the commands that are missing (one apt-get update at most).
-apt_updated=false
-need() { # need COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "Installing $2..."
-  $apt_updated || { apt-get update -qq; apt_updated=true; }
-  apt-get install -y -qq "$2" >/dev/null
-}
+# need and remove_namespace, shared with the other namespace scripts.
+# shellcheck source=/dev/null
+. scripts/lib/netns.sh # (we are in the repository root)
 
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^$prefix" || true; }
 
-# Stops every process inside the namespace (routers, pings), then deletes it. Idempotent.
-remove_namespace() {
-  local ns=$1 pids _
-  [ -e "/var/run/netns/$ns" ] || return 0
-  pids=$(ip netns pids "$ns" 2>/dev/null || true)
-  if [ -n "$pids" ]; then
-    # shellcheck disable=SC2086
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 1 30); do
-      [ -z "$(ip netns pids "$ns" 2>/dev/null || true)" ] && break
-      sleep 0.1
-    done
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    [ -n "$pids" ] && { kill -9 $pids 2>/dev/null || true; sleep 0.2; }
-  fi
-  ip netns del "$ns" 2>/dev/null || true
-}
 
 # Removes one run: its namespaces (pods first, the underlay last) and its temp dir.
 remove_run() {
