@@ -8,9 +8,9 @@
 //! that fit. Weave Net did the same (`router/sleeve.go`, too-big frames).
 
 use super::checksum::internet_checksum;
+use crate::wire::sleeve::ETHERNET_HEADER_LEN;
 
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-use crate::wire::sleeve::ETHERNET_HEADER_LEN;
 /// IPv4 header without options.
 const IPV4_MIN_HEADER_LEN: usize = 20;
 /// ICMP header of a destination-unreachable message: type, code, checksum, unused, next-hop MTU.
