@@ -9,6 +9,7 @@ pub mod gossip;
 pub mod ipam;
 pub mod listener;
 pub mod mac_learner;
+pub mod overlay;
 pub mod router;
 pub mod supervisor;
 #[cfg(test)]

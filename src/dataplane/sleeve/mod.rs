@@ -5,6 +5,7 @@
 
 mod batch;
 mod checksum;
+mod forwarding;
 mod icmp;
 #[cfg(test)]
 mod test_frames;
@@ -14,4 +15,5 @@ pub use checksum::{
     ChecksumError, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
     complete_partial_checksum, internet_checksum, ones_complement_add, ones_complement_sum,
 };
+pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};

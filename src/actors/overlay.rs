@@ -1,0 +1,57 @@
+//! The messages the data-plane actors exchange: which overlay carries each peer's traffic (the
+//! overlay switch, decided by fastdp heartbeats), what the hot paths learn about MACs, and the
+//! MAC table the `MacLearner` publishes. They live here, apart from any one actor, so each actor
+//! depends on recipients of these messages rather than on another actor's address.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use actix::Message;
+
+use crate::actors::mac_learner::state::{Location, MacEvent, MacSnapshot};
+use crate::topology::PeerName;
+use crate::wire::MacAddr;
+
+/// How frames reach a peer: the kernel's VXLAN device or the router's UDP sleeve.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Overlay {
+    Fastdp,
+    Sleeve,
+}
+
+impl Overlay {
+    /// The name `weave status connections` and the `type` metric label use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fastdp => "fastdp",
+            Self::Sleeve => "sleeve",
+        }
+    }
+}
+
+impl fmt::Display for Overlay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// From the overlay switch (the `Fastdp` actor): the direct peers the kernel carries our frames
+/// to right now. Every other peer is the sleeve's. Sent whole on every switch.
+#[derive(Message, Clone, PartialEq, Eq, Debug, Default)]
+#[rtype(result = "()")]
+pub struct FastdpPeers(pub BTreeSet<PeerName>);
+
+/// From a hot path to the `MacLearner`: source MACs seen, with where they live.
+#[derive(Message, Clone, PartialEq, Eq, Debug, Default)]
+#[rtype(result = "()")]
+pub struct MacsSeen(pub Vec<(MacAddr, Location)>);
+
+/// From the `MacLearner` to its subscribers: the table after a change, and the changes (a MAC
+/// that moved invalidates whatever was programmed for its old location).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct MacTablePublished {
+    pub snapshot: Arc<MacSnapshot>,
+    pub events: Vec<MacEvent>,
+}
