@@ -11,6 +11,7 @@ pub mod listener;
 pub mod mac_learner;
 pub mod overlay;
 pub mod router;
+pub mod sleeve;
 pub mod supervisor;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -31,6 +31,9 @@ pub enum ClosingReason {
     /// The remote's IP allocation belongs to another cluster (split brain): linking the two
     /// would hand out the same addresses twice. Retried with back-off, in case one side is reset.
     SplitBrain(String),
+    /// The sleeve heard no UDP heartbeat from the remote for its timeout: the mesh link is up
+    /// but no overlay path carries frames.
+    UdpHeartbeatTimeout,
 }
 
 impl ClosingReason {
@@ -75,6 +78,7 @@ impl std::fmt::Display for ClosingReason {
             ClosingReason::Panicked => write!(f, "internal error (link actor panicked)"),
             ClosingReason::ShuttingDown => write!(f, "shutting down"),
             ClosingReason::SplitBrain(why) => write!(f, "{why}"),
+            ClosingReason::UdpHeartbeatTimeout => write!(f, "timed out waiting for UDP heartbeat"),
         }
     }
 }

@@ -192,9 +192,7 @@ impl Handler<ClosePeerLink> for Gossip {
     type Result = ();
 
     fn handle(&mut self, msg: ClosePeerLink, _: &mut Context<Self>) {
-        let effects = self
-            .state
-            .close_link_to(msg.peer, ClosingReason::SplitBrain(msg.reason));
+        let effects = self.state.close_link_to(msg.peer, msg.reason);
         self.apply(effects);
     }
 }

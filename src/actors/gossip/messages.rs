@@ -89,10 +89,11 @@ pub struct PeersChanged {
     pub addresses: Vec<(PeerName, std::net::SocketAddr)>,
 }
 
-/// Close our link to `peer` (its IPAM ring belongs to another cluster).
+/// Close our link to `peer`: its IPAM ring belongs to another cluster, or no overlay path to it
+/// works.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ClosePeerLink {
     pub peer: PeerName,
-    pub reason: String,
+    pub reason: crate::actors::connection::ClosingReason,
 }

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::snapshot::snapshot;
+use crate::actors::connection::ClosingReason;
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::{
     Audience, ChannelGossip, ClosePeerLink, GetGossipStatus, RegisterChannel, SendChannelGossip,
@@ -121,7 +122,10 @@ impl Ipam {
                     );
                     warn!("{text}");
                     self.warning = Some(text.clone());
-                    let close = ClosePeerLink { peer, reason: text };
+                    let close = ClosePeerLink {
+                        peer,
+                        reason: ClosingReason::SplitBrain(text),
+                    };
                     if self.config.gossip.addr().try_send(close).is_err() {
                         metrics::message_dropped(metrics::DropReason::ChannelMailboxFull);
                     }

@@ -1,0 +1,231 @@
+//! The `Sleeve` actor: the control side of the userspace overlay. It keeps one heartbeat and
+//! path-MTU search per established mesh link, closes links whose UDP heartbeats stop, and
+//! publishes the forwarding table the hot path reads (neighbours, routes, fastdp set, MACs).
+//! Frames never pass through it: the I/O threads read and write the TAP and the socket, and
+//! hand it only control records. All decisions are in [`state::SleeveState`].
+
+pub mod heartbeat;
+pub mod pmtu;
+pub mod state;
+#[cfg(test)]
+mod state_tests;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tracing::{debug, info, warn};
+
+use crate::actors::connection::ClosingReason;
+use crate::actors::gossip::Gossip;
+use crate::actors::gossip::messages::{ClosePeerLink, GetGossipStatus, GossipStatus};
+use crate::actors::overlay::{FastdpPeers, MacTablePublished};
+use crate::actors::supervisor::Supervised;
+use crate::dataplane::sleeve::ForwardingTable;
+use crate::topology::PeerName;
+use crate::wire::sleeve::{Control, encode_control_datagram};
+pub use state::{NeighbourLink, SleeveLinkStatus, SleeveOutput, SleeveState};
+
+/// Period of the heartbeat/probe clock: below every interval it drives (probes wait 200 ms).
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the links and routes are read from the gossip (a change shows within this).
+const GOSSIP_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the actor needs from the hot path: somewhere to publish the table, and a way to send a
+/// control datagram on the sleeve's socket.
+pub trait SleeveIo: Send + Sync + 'static {
+    fn publish(&self, table: Arc<ForwardingTable>);
+    /// Sends one datagram; an `io::ErrorKind` of EMSGSIZE (raw OS error) means a local link is
+    /// smaller than the datagram.
+    fn send_control(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()>;
+}
+
+/// A control record the hot path received.
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct ControlReceived {
+    pub from: SocketAddr,
+    pub sender: PeerName,
+    pub control: Control,
+}
+
+/// The sleeve's per-link state, for status and report.
+#[derive(Message)]
+#[rtype(result = "Vec<SleeveLinkStatus>")]
+pub struct GetSleeveStatus;
+
+pub struct Sleeve {
+    local: PeerName,
+    state: SleeveState,
+    io: Arc<dyn SleeveIo>,
+    gossip: Supervised<Gossip>,
+    /// The mesh port peers listen on when their record does not say otherwise.
+    mesh_port: u16,
+    polling: bool,
+    datagram: Vec<u8>,
+}
+
+impl Sleeve {
+    /// `max_mtu`: the largest IP packet our own underlay lets one datagram carry.
+    pub fn new(
+        local: PeerName,
+        max_mtu: u16,
+        mesh_port: u16,
+        io: Arc<dyn SleeveIo>,
+        gossip: Supervised<Gossip>,
+    ) -> Self {
+        Self {
+            local,
+            state: SleeveState::new(local, max_mtu),
+            io,
+            gossip,
+            mesh_port,
+            polling: false,
+            datagram: Vec::new(),
+        }
+    }
+
+    fn poll_gossip(&mut self, ctx: &mut Context<Self>) {
+        if self.polling {
+            return;
+        }
+        self.polling = true;
+        let status = self.gossip.addr().send(GetGossipStatus);
+        ctx.spawn(status.into_actor(self).map(|status, act, _| {
+            act.polling = false;
+            if let Ok(status) = status {
+                let links = neighbour_links(&status, act.mesh_port);
+                act.state.set_links(links, &status.routes, Instant::now());
+                act.publish();
+            }
+        }));
+    }
+
+    fn tick(&mut self) {
+        let outputs = self.state.on_tick(Instant::now());
+        self.carry_out(outputs);
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        if let Some(table) = self.state.take_table() {
+            self.io.publish(table);
+        }
+    }
+
+    fn carry_out(&mut self, outputs: Vec<SleeveOutput>) {
+        for output in outputs {
+            match output {
+                SleeveOutput::Send { peer, to, control } => self.send(peer, to, control),
+                SleeveOutput::MtuVerified {
+                    peer,
+                    nickname,
+                    addr,
+                    mtu,
+                } => info!("sleeve ->[{addr}|{peer}({nickname})]: Effective MTU verified at {mtu}"),
+                SleeveOutput::AddressChanged { peer, from, to } => {
+                    info!("sleeve ->[{peer}]: Peer UDP address changed from {from} to {to}")
+                }
+                SleeveOutput::Failed { peer, reason } => {
+                    warn!("sleeve ->[{peer}]: {reason}");
+                    let close = ClosePeerLink {
+                        peer,
+                        reason: ClosingReason::UdpHeartbeatTimeout,
+                    };
+                    if self.gossip.addr().try_send(close).is_err() {
+                        warn!("sleeve: cannot ask the gossip to close the link to {peer}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, peer: PeerName, to: SocketAddr, control: Control) {
+        if let Err(err) = encode_control_datagram(self.local, control, &mut self.datagram) {
+            return warn!("sleeve: cannot encode {control:?}: {err}");
+        }
+        match self.io.send_control(to, &self.datagram) {
+            Ok(()) => {}
+            Err(err) if err.raw_os_error() == Some(nix::libc::EMSGSIZE) => {
+                let outputs = self.state.on_too_big(peer, control);
+                self.carry_out(outputs);
+            }
+            // UDP sends fail transiently (no route yet, buffer full): heartbeats retry.
+            Err(err) => debug!("sleeve ->[{to}|{peer}]: send failed: {err}"),
+        }
+    }
+}
+
+/// The established links of a gossip status, with the UDP address each peer's sleeve listens
+/// on: the IP the link runs to and the peer's advertised mesh port.
+pub fn neighbour_links(status: &GossipStatus, default_port: u16) -> Vec<NeighbourLink> {
+    status
+        .links
+        .iter()
+        .filter(|link| link.established)
+        .map(|link| {
+            let port = status
+                .peers
+                .iter()
+                .find(|record| record.name == link.remote)
+                .map_or(default_port, |record| record.listen_addr.port());
+            NeighbourLink {
+                peer: link.remote,
+                nickname: link.remote_nickname.clone(),
+                link_id: link.id.0,
+                udp_addr: SocketAddr::new(link.remote_addr.ip(), port),
+            }
+        })
+        .collect()
+}
+
+impl Actor for Sleeve {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.publish();
+        self.poll_gossip(ctx);
+        ctx.run_interval(GOSSIP_POLL_INTERVAL, |act, ctx| act.poll_gossip(ctx));
+        ctx.run_interval(TICK_INTERVAL, |act, _| act.tick());
+    }
+}
+
+impl Handler<ControlReceived> for Sleeve {
+    type Result = ();
+
+    fn handle(&mut self, msg: ControlReceived, _: &mut Context<Self>) {
+        let outputs = self
+            .state
+            .on_control(msg.from, msg.sender, msg.control, Instant::now());
+        self.carry_out(outputs);
+        self.publish();
+    }
+}
+
+impl Handler<FastdpPeers> for Sleeve {
+    type Result = ();
+
+    fn handle(&mut self, msg: FastdpPeers, _: &mut Context<Self>) {
+        self.state.set_fastdp(msg.0);
+        self.publish();
+    }
+}
+
+impl Handler<MacTablePublished> for Sleeve {
+    type Result = ();
+
+    fn handle(&mut self, msg: MacTablePublished, _: &mut Context<Self>) {
+        self.state.set_macs(msg.snapshot);
+        self.publish();
+    }
+}
+
+impl Handler<GetSleeveStatus> for Sleeve {
+    type Result = MessageResult<GetSleeveStatus>;
+
+    fn handle(&mut self, _: GetSleeveStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.status())
+    }
+}
