@@ -1,165 +1,22 @@
-//! End to end over the kernel: two "nodes" (network namespaces joined by a veth underlay), a
-//! router in each, a "pod" namespace attached to each node's bridge with `weft attach`, and TCP
-//! between the pods over the VXLAN path the routers programmed (fastdp). Every namespace and
-//! process is the test's own and is removed when the test ends, also on failure.
+//! End to end over the kernel: two "nodes" (network namespaces on a shared underlay), a router
+//! in each, a "pod" namespace attached to each node's bridge with `weft attach`, and TCP between
+//! the pods over the VXLAN path the routers programmed (fastdp). Every namespace and process is
+//! the test's own and is removed when the test ends, also on failure.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod netlab;
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+use std::time::Duration;
 
-/// Runs `ip` and fails the test with its stderr when it fails.
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(output.status.success(), "ip {args:?}: {output:?}");
-}
-
-fn in_netns(netns: &str, program: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", netns, program])
-        .args(args)
-        .output()
-        .expect("run ip netns exec")
-}
-
-/// The namespaces and routers of one test, removed on drop.
-struct Lab {
-    namespaces: Vec<String>,
-    routers: Vec<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Self {
-        Self {
-            namespaces: Vec::new(),
-            routers: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn netns(&mut self, tag: &str) -> String {
-        let name = format!("weft-dp-{tag}-{}", std::process::id());
-        ip(&["netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    fn router(&mut self, node: &str, name: &str, host: &str, peers: &[&str]) {
-        let db = format!("{}/{name}/weave-net", self.dir.path().display());
-        let mut args = vec![
-            "netns",
-            "exec",
-            node,
-            WEFT,
-            "router",
-            "--name",
-            name,
-            "--nickname",
-            node,
-            "--host",
-            host,
-            "--http-addr",
-            "127.0.0.1:6784",
-            "--metrics-addr",
-            "127.0.0.1:6782",
-            "--db-prefix",
-            &db,
-            "--ipalloc-init",
-            "consensus=2",
-        ];
-        args.extend_from_slice(peers);
-        let log =
-            std::fs::File::create(format!("{}/{name}.log", self.dir.path().display())).unwrap();
-        let child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a router");
-        self.routers.push(child);
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            if entry.path().extension().is_some_and(|e| e == "log") {
-                all.push_str(&format!("--- {}\n", entry.path().display()));
-                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-            }
-        }
-        all
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for router in &mut self.routers {
-            let _ = router.kill();
-            let _ = router.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        for name in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    check()
-}
-
-/// One TCP exchange from `client_ns` to `server_ip:port` served in `server_ns`.
-fn tcp_works(client_ns: &str, server_ns: &str, server_ip: &str, port: u16) -> bool {
-    let server = format!(
-        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
-         s.bind(('0.0.0.0',{port}));s.listen();s.settimeout(5);c,_=s.accept();c.sendall(b'pong')"
-    );
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", server_ns, "python3", "-c", &server])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let client = format!(
-        "import socket;s=socket.create_connection(('{server_ip}',{port}),timeout=3);print(s.recv(4).decode())"
-    );
-    let output = in_netns(client_ns, "python3", &["-c", &client]);
-    let _ = listener.kill();
-    let _ = listener.wait();
-    String::from_utf8_lossy(&output.stdout).trim() == "pong"
-}
+use netlab::{Lab, WEFT, in_netns, tcp_works, wait_until};
 
 #[test]
 fn pods_on_two_nodes_talk_over_fastdp() {
-    let mut lab = Lab::new();
-    let node_a = lab.netns("node-a");
-    let node_b = lab.netns("node-b");
-    let pod_a = lab.netns("pod-a");
-    let pod_b = lab.netns("pod-b");
-    // The underlay: one veth pair between the nodes (RFC 5737 documentation addresses).
-    let (veth_a, veth_b) = ("weftdpa", "weftdpb");
-    ip(&[
-        "link", "add", veth_a, "netns", &node_a, "type", "veth", "peer", "name", veth_b, "netns",
-        &node_b,
-    ]);
-    ip(&["-n", &node_a, "addr", "add", "192.0.2.1/24", "dev", veth_a]);
-    ip(&["-n", &node_b, "addr", "add", "192.0.2.2/24", "dev", veth_b]);
-    ip(&["-n", &node_a, "link", "set", veth_a, "up"]);
-    ip(&["-n", &node_b, "link", "set", veth_b, "up"]);
-
-    lab.router(&node_a, "00:00:00:00:0d:01", "192.0.2.1", &[]);
-    lab.router(&node_b, "00:00:00:00:0d:02", "192.0.2.2", &["192.0.2.1"]);
+    let mut lab = Lab::new("dp");
+    let node1 = lab.node(1);
+    let node2 = lab.node(2);
+    let (node_a, node_b) = (node1.ns.clone(), node2.ns.clone());
+    lab.router(&node1, 0x0d, &["--ipalloc-init", "consensus=2"], &[]);
+    lab.router(&node2, 0x0d, &["--ipalloc-init", "consensus=2"], &[&node1]);
     let status = |node: &str| {
         let output = in_netns(
             node,
@@ -197,13 +54,8 @@ fn pods_on_two_nodes_talk_over_fastdp() {
         "{link:?}"
     );
 
-    for (node, pod, address) in [
-        (&node_a, &pod_a, "10.32.0.2/12"),
-        (&node_b, &pod_b, "10.32.0.3/12"),
-    ] {
-        let output = in_netns(node, WEFT, &["attach", "--netns", pod, "--ip", address]);
-        assert!(output.status.success(), "attach {pod}: {output:?}");
-    }
+    let pod_a = lab.pod(&node1, "pod-a", "10.32.0.2/12");
+    let pod_b = lab.pod(&node2, "pod-b", "10.32.0.3/12");
     assert!(
         wait_until(Duration::from_secs(20), || tcp_works(
             &pod_a,
@@ -226,9 +78,7 @@ fn pods_on_two_nodes_talk_over_fastdp() {
 
     // The kernel carries the traffic: it keeps flowing while the router of node A is down (and
     // node B keeps its entry towards A, since links come back).
-    let mut router_a = lab.routers.remove(0);
-    router_a.kill().unwrap();
-    router_a.wait().unwrap();
+    lab.kill_router(0);
     // Long enough for node B to notice the dead link and reconcile its FDB more than once.
     std::thread::sleep(Duration::from_secs(2));
     assert!(

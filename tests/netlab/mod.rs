@@ -1,0 +1,342 @@
+//! A cluster made of network namespaces, for the data-plane tests: an underlay bridge in a
+//! namespace of its own, "nodes" (namespaces with a veth on that underlay and a `weft router`),
+//! and "pods" (namespaces wired to a node's bridge with `weft attach`). Every name carries the
+//! test's tag and the process id, and everything is removed on drop, also when a test fails
+//! (the routers' logs are printed then).
+
+#![allow(dead_code)] // each test file uses its own part of the lab
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Runs `ip` and fails the test with its stderr when it fails.
+pub fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(output.status.success(), "ip {args:?}: {output:?}");
+}
+
+pub fn in_netns(netns: &str, program: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", netns, program])
+        .args(args)
+        .output()
+        .expect("run ip netns exec")
+}
+
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+/// A node: its namespace and underlay address (198.51.100.<10 + index>, RFC 5737).
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub ns: String,
+    pub ip: String,
+    pub index: u8,
+}
+
+/// The namespaces and processes of one test, removed on drop.
+pub struct Lab {
+    tag: String,
+    underlay: Option<String>,
+    namespaces: Vec<String>,
+    /// Routers in the order they were started.
+    routers: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// `tag` must be unique among the tests of the crate (it names every namespace).
+    pub fn new(tag: &str) -> Self {
+        Self {
+            tag: tag.to_string(),
+            underlay: None,
+            namespaces: Vec::new(),
+            routers: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn netns(&mut self, what: &str) -> String {
+        let name = format!("weft-{}-{what}-{}", self.tag, std::process::id());
+        ip(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// A node on the shared underlay (made with the first node).
+    pub fn node(&mut self, index: u8) -> Node {
+        let underlay = match &self.underlay {
+            Some(underlay) => underlay.clone(),
+            None => {
+                let underlay = self.netns("underlay");
+                ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"]);
+                ip(&["-n", &underlay, "link", "set", "br0", "up"]);
+                self.underlay = Some(underlay.clone());
+                underlay
+            }
+        };
+        let ns = self.netns(&format!("node{index}"));
+        let port = format!("node{index}");
+        ip(&[
+            "link",
+            "add",
+            "underlay0",
+            "netns",
+            &ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &underlay,
+        ]);
+        ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"]);
+        let address = format!("198.51.100.{}", 10 + index);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "underlay0",
+        ]);
+        ip(&["-n", &ns, "link", "set", "underlay0", "up"]);
+        Node {
+            ns,
+            ip: address,
+            index,
+        }
+    }
+
+    /// Starts a router in `node`, named 00:00:00:00:<tag byte>:<index>, with `extra` options and
+    /// `peers` to connect to.
+    pub fn router(&mut self, node: &Node, name_byte: u8, extra: &[&str], peers: &[&Node]) {
+        let name = format!("00:00:00:00:{name_byte:02x}:{:02x}", node.index);
+        let db = format!("{}/{}/weave-net", self.dir.path().display(), node.index);
+        let nickname = format!("node{}", node.index);
+        let mut args = vec![
+            "netns",
+            "exec",
+            &node.ns,
+            WEFT,
+            "router",
+            "--name",
+            &name,
+            "--nickname",
+            &nickname,
+            "--host",
+            &node.ip,
+            "--http-addr",
+            "127.0.0.1:6784",
+            "--metrics-addr",
+            "127.0.0.1:6782",
+            "--db-prefix",
+            &db,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(peers.iter().map(|peer| peer.ip.as_str()));
+        let log = std::fs::File::create(self.log_path(node)).unwrap();
+        let child = Command::new("ip")
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a router");
+        self.routers.push(child);
+    }
+
+    /// Kills the `index`th router started (SIGKILL: no clean-up of its own).
+    pub fn kill_router(&mut self, index: usize) {
+        let router = &mut self.routers[index];
+        router.kill().expect("kill a router");
+        router.wait().expect("reap a router");
+    }
+
+    fn log_path(&self, node: &Node) -> String {
+        format!("{}/node{}.log", self.dir.path().display(), node.index)
+    }
+
+    pub fn log(&self, node: &Node) -> String {
+        std::fs::read_to_string(self.log_path(node)).unwrap_or_default()
+    }
+
+    /// A pod namespace attached to `node`'s bridge with `address` (CIDR).
+    pub fn pod(&mut self, node: &Node, what: &str, address: &str) -> String {
+        let pod = self.netns(what);
+        let output = in_netns(
+            &node.ns,
+            WEFT,
+            &["attach", "--netns", &pod, "--ip", address],
+        );
+        assert!(output.status.success(), "attach {pod}: {output:?}");
+        pod
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                all.push_str(&format!("--- {}\n", entry.path().display()));
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.routers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for name in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// `weave status connections` of the node's router.
+pub fn connections(node: &Node) -> String {
+    let output = in_netns(
+        &node.ns,
+        WEFT,
+        &["--http-addr", "127.0.0.1:6784", "status", "connections"],
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// The established connection lines of the node that use `overlay` ("fastdp" or "sleeve").
+pub fn links_using(node: &Node, overlay: &str) -> usize {
+    connections(node)
+        .lines()
+        .filter(|line| line.contains(&format!("established {overlay}")))
+        .count()
+}
+
+/// One TCP exchange from `client_ns` to `server_ip:port` served in `server_ns`.
+pub fn tcp_works(client_ns: &str, server_ns: &str, server_ip: &str, port: u16) -> bool {
+    let server = format!(
+        "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);\
+         s.bind(('0.0.0.0',{port}));s.listen();s.settimeout(5);c,_=s.accept();c.sendall(b'pong')"
+    );
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", server_ns, "python3", "-c", &server])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = format!(
+        "import socket;s=socket.create_connection(('{server_ip}',{port}),timeout=3);print(s.recv(4).decode())"
+    );
+    let output = in_netns(client_ns, "python3", &["-c", &client]);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    String::from_utf8_lossy(&output.stdout).trim() == "pong"
+}
+
+/// A TCP connection that carries a steady trickle of numbered messages for `seconds`: the
+/// server prints how many bytes arrived in order and intact, the client exits non-zero if its
+/// connection broke.
+pub struct Stream {
+    server: Option<Child>,
+    client: Option<Child>,
+}
+
+impl Stream {
+    pub fn start(
+        client_ns: &str,
+        server_ns: &str,
+        server_ip: &str,
+        port: u16,
+        seconds: u32,
+    ) -> Self {
+        let server = format!(
+            "import socket\n\
+             s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('0.0.0.0',{port}));s.listen();s.settimeout(10)\n\
+             c,_=s.accept();c.settimeout({timeout})\n\
+             data=b''\n\
+             while True:\n\
+             \x20 chunk=c.recv(65536)\n\
+             \x20 if not chunk: break\n\
+             \x20 data+=chunk\n\
+             expected=b''.join(b'%08d' % i for i in range(len(data)//8))\n\
+             print(len(data) if data==expected else -1)\n",
+            timeout = seconds + 30
+        );
+        let server = Command::new("ip")
+            .args(["netns", "exec", server_ns, "python3", "-c", &server])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let client = format!(
+            "import socket,time\n\
+             s=socket.create_connection(('{server_ip}',{port}),timeout=10);s.settimeout({timeout})\n\
+             end=time.time()+{seconds};i=0\n\
+             while time.time()<end:\n\
+             \x20 s.sendall(b''.join(b'%08d' % (i+k) for k in range(128)));i+=128\n\
+             \x20 time.sleep(0.01)\n\
+             s.shutdown(socket.SHUT_WR);s.recv(1);print(i*8)\n",
+            timeout = seconds + 30
+        );
+        let client = Command::new("ip")
+            .args(["netns", "exec", client_ns, "python3", "-c", &client])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self {
+            server: Some(server),
+            client: Some(client),
+        }
+    }
+
+    /// Waits for both ends: (bytes the client sent, bytes the server received intact), or the
+    /// failure's output.
+    pub fn finish(mut self) -> Result<(i64, i64), String> {
+        let (Some(client), Some(server)) = (self.client.take(), self.server.take()) else {
+            return Err("already finished".to_string());
+        };
+        let client = client.wait_with_output().map_err(|e| e.to_string())?;
+        let server = server.wait_with_output().map_err(|e| e.to_string())?;
+        let number = |output: &Output| {
+            String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{output:?}"))
+        };
+        Ok((number(&client)?, number(&server)?))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        for child in [self.client.as_mut(), self.server.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
