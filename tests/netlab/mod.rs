@@ -177,6 +177,13 @@ impl Lab {
     /// A pod namespace attached to `node`'s bridge with `address` (CIDR).
     pub fn pod(&mut self, node: &Node, what: &str, address: &str) -> String {
         let pod = self.netns(what);
+        // The router makes the bridge once it has started.
+        let bridge_up = || in_netns(&node.ns, "ip", &["link", "show", "weave"]).status.success();
+        assert!(
+            wait_until(Duration::from_secs(20), bridge_up),
+            "no bridge in {}",
+            node.ns
+        );
         let output = in_netns(
             &node.ns,
             WEFT,
