@@ -6,7 +6,7 @@
 //! so the CLI works the same from a shell on the node and through `kubectl exec`.
 
 mod attach;
-mod client;
+pub mod client;
 mod connect;
 mod error;
 mod ipam;
