@@ -16,6 +16,8 @@
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
 pub mod attach;
+#[cfg(test)]
+mod attach_tests;
 pub mod error;
 #[cfg(test)]
 mod fdb_tests;
