@@ -133,8 +133,16 @@ fn check_passes_then_names_the_removed_route_and_del_twice_succeeds() {
     let id = format!("chk{}", std::process::id());
     let path = netns_path(&pod);
     let env = pod_env(&id, &path);
-    let added = plugin(&node, "ADD", &env, &conf("1.0.0"));
-    let checked = with_prev(conf("1.0.0"), added.result());
+    let mut config = conf("1.0.0");
+    config["mtu"] = json!(1400);
+    let added = plugin(&node, "ADD", &env, &config);
+    let checked = with_prev(config, added.result());
+    // The configured MTU, and hairpin mode on by default.
+    let pod_link = run("ip", &["-n", &pod, "link", "show", "eth0"]);
+    assert!(pod_link.contains("mtu 1400"), "{pod_link}");
+    let veth = format!("vethwepl{}", &id[..7]);
+    let port = run("ip", &["-n", &node, "-d", "link", "show", &veth]);
+    assert!(port.contains("hairpin on"), "{port}");
 
     let check = plugin(&node, "CHECK", &env, &checked);
     assert!(check.ok, "{check:?}");
