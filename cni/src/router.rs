@@ -3,6 +3,7 @@
 //! failure comes back as a [`CniError`] with the CNI code it deserves.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use weft::cli::CliError;
@@ -17,6 +18,13 @@ pub const EXPOSE_IDENT: &str = "weave:expose";
 
 /// The report's IPAM state when allocations are served at once.
 const IPAM_READY: &str = "ready";
+
+/// How long one exchange with the router may take, allocations included. The router answers an
+/// allocation only once its IPAM can (consensus, space from a peer); past this the plugin
+/// answers "try again later" (code 11) with the allocator's state, and the router drops the
+/// abandoned request. Ten seconds is far above a healthy allocation (milliseconds, see
+/// load-tests/cni_bench.py) and well below kubelet's 2-minute runtime request timeout.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One router's HTTP API.
 pub struct Router {
@@ -37,7 +45,7 @@ impl Router {
     /// The router at `http_addr` (`host:port`).
     pub fn new(http_addr: &str) -> Self {
         Self {
-            client: Client::new(http_addr),
+            client: Client::with_timeout(http_addr, EXCHANGE_TIMEOUT),
         }
     }
 
@@ -50,10 +58,17 @@ impl Router {
             None => format!("/ip/{ident}"),
             Some(subnet) => format!("/ip/{ident}/{subnet}"),
         };
-        let body = self
-            .client
-            .post_form(&path, &[])
-            .map_err(|e| CniError::from_router(what.clone(), e))?;
+        let body = match self.client.post_form(&path, &[]) {
+            Ok(body) => body,
+            // Timed out waiting: say what the allocator waits for, when the router can tell.
+            Err(e @ CliError::Request { .. }) => {
+                let state = self.ipam_state().unwrap_or_else(|| "unknown".into());
+                return Err(CniError::TryAgainLater(format!(
+                    "{what}: {e}; the router's IP allocator is {state}"
+                )));
+            }
+            Err(e) => return Err(CniError::from_router(what, e)),
+        };
         parse_ipv4_cidr(&body).ok_or_else(|| CniError::RouterRefused {
             what,
             detail: format!("unexpected answer {:?}", body.trim()),
@@ -94,6 +109,13 @@ impl Router {
             source,
         })?;
         Ok(owned.owned.into_iter().map(|e| e.containerid).collect())
+    }
+
+    /// The allocator's state as the report words it (`ready`, `awaiting consensus (...)`).
+    fn ipam_state(&self) -> Option<String> {
+        let report = self.client.get_json("/report").ok()?;
+        let report: serde_json::Value = serde_json::from_str(&report).ok()?;
+        report["IPAM"]["Status"].as_str().map(String::from)
     }
 
     /// `Ok` when the router answers and has finished starting.

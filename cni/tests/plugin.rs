@@ -311,3 +311,29 @@ fn version_answers_without_a_router() {
         &json!({"cniVersion": "0.4.0", "supportedVersions": VERSIONS})
     );
 }
+
+#[test]
+fn add_while_ipam_awaits_consensus_is_try_again_later_and_status_says_why() {
+    let mut lab = Lab::new("quorum");
+    let node = lab.netns("node");
+    // consensus=2 and no second peer: the ring never forms.
+    lab.router(&node, "00:00:00:00:c4:01", "127.0.0.1", 2, &[]);
+    let waiting = wait_until(Duration::from_secs(30), || {
+        let status = plugin(&node, "STATUS", &[], &conf("1.1.0"));
+        !status.ok && status.msg().contains("awaiting consensus")
+    });
+    assert!(waiting, "STATUS never said the allocator awaits consensus");
+    assert_eq!(plugin(&node, "STATUS", &[], &conf("1.1.0")).code(), 50);
+
+    let pod = lab.netns("pod");
+    let id = format!("quo{}", std::process::id());
+    let add = plugin(
+        &node,
+        "ADD",
+        &pod_env(&id, &netns_path(&pod)),
+        &conf("1.0.0"),
+    );
+    assert_eq!(add.code(), 11, "{add:?}");
+    assert!(add.msg().contains("awaiting consensus"), "{add:?}");
+    assert_nothing_left(&node, &pod, &id);
+}
