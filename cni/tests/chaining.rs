@@ -1,6 +1,7 @@
 //! The plugin with what surrounds it on a node: Debian's reference `portmap` chained after it
-//! (a host port reaches the pod), and the router's masquerading (a pod reaches a host outside
-//! the overlay under the node's address, and other pods under its own).
+//! (a host port reaches the pod), Debian's `host-local` as delegated IPAM, and the router's
+//! masquerading (a pod reaches a host outside the overlay under the node's address, and other
+//! pods under its own).
 
 mod common;
 
@@ -140,4 +141,61 @@ fn pods_leave_the_overlay_masqueraded_and_meet_each_other_unmasqueraded() {
         tcp_peer(pod0, &outside, 7102, OUTSIDE_IP, 7102).as_deref(),
         Some(ip0.as_str())
     );
+}
+
+#[test]
+fn ipam_delegated_to_debians_host_local_is_used_checked_and_released() {
+    let host_local = format!("{REFERENCE_PLUGINS}/host-local");
+    assert!(
+        std::path::Path::new(&host_local).is_file(),
+        "install containernetworking-plugins"
+    );
+    let mut lab = Lab::new("delegate");
+    let node = lab.single_node("node");
+    let pod = lab.netns("pod");
+    let id = format!("dl{}", std::process::id());
+    let data_dir = lab.dir.path().join("host-local");
+    let mut config = conf("1.0.0");
+    config["ipam"] = json!({
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.32.128.0/24"}]],
+        "dataDir": data_dir,
+    });
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let added = plugin(&node, "ADD", &env, &config);
+    let result = added.result();
+    let address = result["ips"][0]["address"].as_str().expect("address");
+    assert!(
+        address.starts_with("10.32.128."),
+        "host-local's range: {result}"
+    );
+    assert_eq!(
+        result["ips"][0]["gateway"], "10.32.128.1",
+        "host-local's gateway"
+    );
+    let pod_addr = run("ip", &["-n", &pod, "-4", "-o", "addr", "show", "eth0"]);
+    assert!(pod_addr.contains(address), "{pod_addr}");
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the router was not asked"
+    );
+    let leases = || {
+        std::fs::read_dir(data_dir.join("weave"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(leases(), 1, "host-local recorded the lease");
+
+    let checked = with_prev(config.clone(), result);
+    let check = plugin(&node, "CHECK", &env, &checked);
+    assert!(check.ok, "CHECK, host-local's included: {check:?}");
+    assert!(plugin(&node, "DEL", &env, &checked).ok);
+    assert_eq!(leases(), 0, "host-local released it");
+    assert!(host_veths(&node).is_empty());
 }
