@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use weft::dataplane::attach::MAX_IFNAME_BYTES;
+use weft::cli::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
+use weft::dataplane::attach::ifname_problem;
 use weft::dataplane::link::MIN_OVERLAY_MTU_BYTES;
 use weft::dataplane::node::DEFAULT_BRIDGE;
 
@@ -100,9 +101,9 @@ impl NetConf {
             return Err(CniError::InvalidConfig("name is missing".into()));
         }
         let bridge = raw.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
-        if bridge.is_empty() || bridge.len() > MAX_IFNAME_BYTES || bridge.contains(['/', ' ']) {
+        if let Some(problem) = ifname_problem(&bridge) {
             return Err(CniError::InvalidConfig(format!(
-                "bridge {bridge:?} is not a valid interface name"
+                "bridge {bridge:?}: {problem}"
             )));
         }
         if let Some(mtu) = raw.mtu
@@ -144,7 +145,7 @@ impl NetConf {
         self.ipam
             .plugin
             .as_deref()
-            .filter(|plugin| !matches!(*plugin, "weave-net" | "weave-ipam"))
+            .filter(|plugin| ![PLUGIN_NAME, IPAM_PLUGIN_NAME].contains(plugin))
     }
 }
 

@@ -61,6 +61,12 @@ pub fn run(
 
 /// The plugin's binary in the first `CNI_PATH` directory that has it.
 fn find(plugin: &str, env: &CniEnv) -> Result<PathBuf, CniError> {
+    if env.path.is_empty() {
+        return Err(CniError::InvalidEnv {
+            var: "CNI_PATH",
+            reason: format!("not set, so ipam.type {plugin:?} can't be found"),
+        });
+    }
     env.path
         .iter()
         .map(|dir| dir.join(plugin))

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use weft::dataplane::attach::MAX_IFNAME_BYTES;
+use weft::dataplane::attach::ifname_problem;
 
 use crate::error::CniError;
 
@@ -95,11 +95,14 @@ impl CniEnv {
 }
 
 /// The spec's container id syntax: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`.
-fn check_container_id(id: &str) -> Result<(), CniError> {
+pub fn is_container_id(id: &str) -> bool {
     let mut bytes = id.bytes();
-    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check_container_id(id: &str) -> Result<(), CniError> {
+    if is_container_id(id) {
         return Ok(());
     }
     Err(CniError::InvalidEnv {
@@ -112,25 +115,14 @@ fn check_container_id(id: &str) -> Result<(), CniError> {
     })
 }
 
-/// A name the kernel takes for an interface (see dev_valid_name in net/core/dev.c).
 fn check_ifname(name: &str) -> Result<(), CniError> {
-    let reason = if name.is_empty() {
-        "not set"
-    } else if name.len() > MAX_IFNAME_BYTES {
-        "longer than 15 bytes"
-    } else if name == "."
-        || name == ".."
-        || name.contains(['/', ':'])
-        || name.contains(char::is_whitespace)
-    {
-        "not a valid interface name"
-    } else {
-        return Ok(());
-    };
-    Err(CniError::InvalidEnv {
-        var: "CNI_IFNAME",
-        reason: format!("{name:?}: {reason}"),
-    })
+    match ifname_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(CniError::InvalidEnv {
+            var: "CNI_IFNAME",
+            reason: format!("{name:?}: {reason}"),
+        }),
+    }
 }
 
 /// `K=V;K=V` (empty is fine); a pair without '=' is code 4.

@@ -43,9 +43,7 @@ pub fn key(container_id: &str, ifname: &str) -> String {
 /// names (`weave:expose`, anything with ':') are never ours.
 pub fn is_plugin_key(ident: &str) -> bool {
     let id = ident.split(KEY_SEPARATOR).next().unwrap_or_default();
-    let mut bytes = id.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    crate::env::is_container_id(id)
 }
 
 /// Gets the pod's address: from the delegated plugin, or from the router (in `subnet` when

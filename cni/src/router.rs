@@ -12,9 +12,9 @@ use weft::cli::client::Client;
 use crate::error::CniError;
 use crate::result::parse_ipv4_cidr;
 
-/// The IPAM identity of the bridge's own address: the router allocates it under this name
-/// (`weave:expose`, as Weave Net did), and so does the plugin when the bridge has none yet.
-pub const EXPOSE_IDENT: &str = "weave:expose";
+/// The IPAM identity of the bridge's own address (`weave:expose`): the router allocates it
+/// under this name, and so does the plugin when the bridge has none yet.
+pub use weft::actors::router::EXPOSE_IDENT;
 
 /// The report's IPAM state when allocations are served at once.
 const IPAM_READY: &str = "ready";

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 pub use attach::Ipv4Cidr;
 pub use error::CliError;
+pub use setup_cni::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
 
 use client::Client;
 

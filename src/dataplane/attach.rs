@@ -263,29 +263,32 @@ async fn require<L: LinkOps>(ops: &L, op: &'static str, name: &str) -> Result<Li
         })
 }
 
-/// A name the kernel will take: 1–15 bytes, no '/', whitespace or ':' (dev_valid_name in
-/// net/core/dev.c), and not "." or "..".
-fn check_ifname(op: &'static str, name: &str) -> Result<()> {
-    let invalid = |reason: &str| DataplaneError::Invalid {
-        op,
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
+/// Why `name` is not a name the kernel will take for an interface, or `None` when it is one:
+/// 1–15 bytes, no '/', whitespace or ':' (dev_valid_name in net/core/dev.c), not "." or "..".
+pub fn ifname_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > MAX_IFNAME_BYTES {
-        return Err(invalid("an interface name must be 1 to 15 bytes long"));
-    }
-    if name == "." || name == ".." {
-        return Err(invalid("not a valid interface name"));
-    }
-    if name
+        Some("an interface name must be 1 to 15 bytes long")
+    } else if name == "." || name == ".." {
+        Some("not a valid interface name")
+    } else if name
         .chars()
         .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
-        return Err(invalid(
-            "an interface name can't contain '/', ':' or whitespace",
-        ));
+        Some("an interface name can't contain '/', ':' or whitespace")
+    } else {
+        None
     }
-    Ok(())
+}
+
+fn check_ifname(op: &'static str, name: &str) -> Result<()> {
+    match ifname_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(DataplaneError::Invalid {
+            op,
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }),
+    }
 }
 
 /// "veth eth0", "device eth0" (no link kind): for error messages.

@@ -9,6 +9,7 @@ mod ipam_only;
 use std::collections::HashSet;
 
 use serde_json::Value;
+use weft::cli::IPAM_PLUGIN_NAME;
 
 use crate::config::NetConf;
 use crate::delegate;
@@ -31,7 +32,7 @@ pub enum Mode {
 impl Mode {
     /// `weave-ipam` when started under that name, else the full plugin.
     pub fn from_program_name(name: &str) -> Self {
-        if name == "weave-ipam" {
+        if name == IPAM_PLUGIN_NAME {
             Mode::IpamOnly
         } else {
             Mode::Plugin
