@@ -4,7 +4,8 @@
 //! does (RunPodSandbox, StopPodSandbox, RemovePodSandbox; `cri/cri.py` is the client). Node A's
 //! config list is the one setup-cni writes (CNI 1.0.0), node B's is edited to 0.4.0, so both
 //! result layouts go through containerd's libcni. The pause image is built here from a static C
-//! binary; no registry is used. Pods get addresses from Weft and reach each other across nodes;
+//! binary; no registry is used. Pods get addresses from Weft and reach each other across nodes,
+//! a pod's host port (portmap, chained by containerd) is reachable from the other node, and
 //! afterwards nothing is left: no sandbox, veth, allocation, shim or mount.
 //!
 //! Needs root and the packages containerd, runc, containernetworking-plugins, gcc and libc6-dev,
@@ -22,6 +23,8 @@ use common::*;
 const PYTHON: &str = "/usr/bin/python3";
 /// The sandbox image's name, as CRI normalises it.
 const PAUSE_IMAGE: &str = "docker.io/weft/pause:local";
+/// Pod 0's `hostPort:containerPort`.
+const HOST_PORT_MAPPING: &str = "18081:8081";
 /// The CRI namespace of containerd, where kubelet's images and sandboxes live.
 const K8S_NAMESPACE: &str = "k8s.io";
 
@@ -247,7 +250,14 @@ fn containerd_runs_pods_on_two_nodes_through_the_plugin() {
     let mut pods = Vec::new();
     for (i, (node, runtime)) in [&a, &b].into_iter().zip(&runtimes).enumerate() {
         let name = format!("pod{i}-{pid}");
-        let sandbox = cri(&["run", &runtime.socket, &name, &format!("uid-{name}")]);
+        // Pod 0 asks for a host port, as a pod with `hostPort` does: containerd hands it to
+        // the chained portmap as the portMappings capability.
+        let uid = format!("uid-{name}");
+        let mut request = vec!["run", runtime.socket.as_str(), &name, &uid];
+        if i == 0 {
+            request.push(HOST_PORT_MAPPING);
+        }
+        let sandbox = cri(&request);
         let status = cri(&["status", &runtime.socket, &sandbox]);
         let (ip, netns) = status.split_once(' ').expect("IP and namespace");
         let octets = ip
@@ -282,6 +292,28 @@ fn containerd_runs_pods_on_two_nodes_through_the_plugin() {
         pods[1].1
     );
     assert!(ping(&pods[1].2, &pods[0].1), "and back");
+
+    // Node B reaches pod 0 through node A's host port (portmap, chained by containerd).
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &a,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
+    );
+    let pod0_netns = Path::new(&pods[0].2)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .expect("a named namespace under /var/run/netns");
+    let seen = tcp_peer(&b, &pod0_netns, 8081, "192.0.2.1", 18081);
+    assert!(
+        seen.is_some(),
+        "host port 18081 on node A did not reach pod 0"
+    );
 
     // Stop (DEL with prevResult), then remove (DEL without namespace): both must succeed.
     for ((sandbox, _, _), (node, runtime)) in pods.iter().zip([&a, &b].into_iter().zip(&runtimes)) {
