@@ -16,11 +16,7 @@ use crate::result::{CniResult, parse_ipv4_cidr};
 use crate::router::Router;
 
 pub fn check(inv: &Invocation, router: &Router) -> Result<(), CniError> {
-    let previous = inv
-        .conf
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| CniError::InvalidConfig("CHECK needs prevResult".into()))?;
+    let previous = inv.prev_result()?;
     let netns = inv
         .env
         .netns

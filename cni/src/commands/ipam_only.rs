@@ -42,11 +42,7 @@ pub fn add(inv: &Invocation, router: &Router) -> Result<Value, CniError> {
 }
 
 pub fn check(inv: &Invocation, router: &Router) -> Result<(), CniError> {
-    let previous = inv
-        .conf
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| CniError::InvalidConfig("CHECK needs prevResult".into()))?;
+    let previous = inv.prev_result()?;
     let ident = ipam::key(&inv.env.container_id, &inv.env.ifname);
     let held = router.lookup(&ident)?;
     for ip in &previous.ips {

@@ -48,6 +48,16 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
 }
 
+impl Invocation {
+    /// The previous result, which CHECK requires.
+    pub fn prev_result(&self) -> Result<&crate::result::CniResult, CniError> {
+        self.conf
+            .prev_result
+            .as_ref()
+            .ok_or_else(|| CniError::InvalidConfig("CHECK needs prevResult".into()))
+    }
+}
+
 /// Carries out the command; the JSON to print on success (`None` for commands that print
 /// nothing).
 pub fn run(mode: Mode, inv: &Invocation) -> Result<Option<Value>, CniError> {
