@@ -13,15 +13,36 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
-# Tools the tests and scripts call: kill (procps), curl, ip (iproute2: the data-plane tests make
-# throwaway network namespaces), python3 for the load tests' syntax check.
+# What the tests and scripts call, as "path-or-command package": kill (procps), curl, ip
+# (iproute2: the data-plane tests make throwaway network namespaces), python3 for the load tests'
+# syntax check, nft (the router's masquerading table), ping; and for the CNI plugin's tests
+# Debian's reference plugins (portmap, loopback in /usr/lib/cni), containerd and runc driven over
+# the CRI API by a Python gRPC client, and gcc with a static libc for the pause image.
 missing=()
-for tool in curl kill python3 ip; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
+while read -r need package; do
+  if [[ "$need" == /* ]]; then
+    [ -e "$need" ] || missing+=("$package")
+  else
+    command -v "$need" >/dev/null 2>&1 || missing+=("$package")
+  fi
+done <<'PACKAGES'
+curl curl
+kill procps
+python3 python3
+ip iproute2
+ping iputils-ping
+nft nftables
+/usr/lib/cni/portmap containernetworking-plugins
+containerd containerd
+runc runc
+/usr/lib/python3/dist-packages/grpc python3-grpcio
+/usr/lib/python3/dist-packages/grpc_tools python3-grpc-tools
+gcc gcc
+/usr/lib/x86_64-linux-gnu/libc.a libc6-dev
+PACKAGES
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq curl procps python3 iproute2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

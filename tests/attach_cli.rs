@@ -1,6 +1,7 @@
 //! `weft attach`, `weft detach` and `weft reset` as an operator runs them: the built binary,
 //! started with `ip netns exec` inside a throwaway "node" namespace, wiring a throwaway "pod"
-//! namespace to a bridge there. Needs root and iproute2; nothing touches the runner's namespace.
+//! namespace to a bridge there. Needs root, iproute2 and nftables; nothing touches the runner's
+//! namespace.
 
 use std::process::{Command, Output};
 
@@ -92,10 +93,21 @@ fn attach_detach_and_reset_from_the_command_line() {
     let text = stdout(&node.weft(&["detach", "--netns", &pod.0]));
     assert!(text.starts_with("not attached"), "{text}");
 
+    // The router's masquerading table, as a router would have left it.
+    run(
+        "ip",
+        &[
+            "netns", "exec", &node.0, "nft", "add", "table", "ip", "weft",
+        ],
+    );
     // No router in the node namespace: reset notes it and still removes the devices.
     let reset = ["--http-addr", "127.0.0.1:1", "reset"];
     let out = node.weft(&reset);
     assert!(stdout(&out).contains("removed weave"), "{out:?}");
+    assert!(
+        stdout(&out).contains("removed nftables table ip weft"),
+        "{out:?}"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("note:"),
         "{out:?}"

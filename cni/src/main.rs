@@ -1,48 +1,57 @@
-//! The `weave-net` CNI plugin (kubelet's side of Weft). For now it answers `VERSION`; the other
-//! commands (ADD, DEL, CHECK, STATUS, GC) come with the CNI issue and until then fail with a CNI
-//! error that says so, rather than pretending to have wired a pod.
+//! The `weave-net` CNI plugin (kubelet's side of Weft): reads `CNI_*` from the environment and
+//! the network config from stdin, carries out ADD, DEL, CHECK, STATUS, GC or VERSION, and prints
+//! the result or the spec's error JSON on stdout. Started as `weave-ipam` it is an IPAM-only
+//! plugin. This file owns only the process edge: reading input, choosing the mode, printing.
+//!
+//! Modules: [`env`] (the variables), [`config`] (the network config), [`version`] and
+//! [`result`] (spec versions and result shapes), [`router`] (the router's IPAM API),
+//! [`ipam`] and [`delegate`] (where addresses come from), [`kernel`] (rtnetlink), [`commands`]
+//! (what each command does), [`error`] (codes and error JSON).
 
-use std::io::Write;
+mod commands;
+mod config;
+mod delegate;
+mod env;
+mod error;
+mod ipam;
+mod kernel;
+mod result;
+mod router;
+mod version;
+
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
-/// CNI spec versions this plugin will speak.
-const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-/// CNI error code for a plugin-specific failure (codes 100+ are the plugin's own).
-const NOT_AVAILABLE_CODE: u32 = 100;
-
-/// The JSON answer to `CNI_COMMAND` and whether it is a success.
-fn respond(command: Option<&str>) -> (serde_json::Value, bool) {
-    match command {
-        Some("VERSION") => (
-            serde_json::json!({
-                "cniVersion": "1.1.0",
-                "supportedVersions": SUPPORTED_VERSIONS,
-            }),
-            true,
-        ),
-        other => {
-            let msg = match other {
-                None | Some("") => "CNI_COMMAND is not set".to_string(),
-                Some(command) => {
-                    format!("CNI_COMMAND {command} is not available in this build of weave-net yet")
-                }
-            };
-            (
-                serde_json::json!({
-                    "cniVersion": "1.1.0",
-                    "code": NOT_AVAILABLE_CODE,
-                    "msg": msg,
-                }),
-                false,
-            )
-        }
-    }
-}
+use commands::{Invocation, Mode};
+use env::{CniEnv, Command};
+use error::CniError;
 
 fn main() -> ExitCode {
-    let command = std::env::var("CNI_COMMAND").ok();
-    let (answer, ok) = respond(command.as_deref());
-    let _ = writeln!(std::io::stdout(), "{answer}");
+    let program = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let mode = Mode::from_program_name(&program);
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let (answer, ok) = match read {
+        Ok(_) => answer(mode, stdin),
+        Err(source) => {
+            let error = CniError::Io {
+                what: "reading the network configuration from stdin",
+                source,
+            };
+            (Some(error.to_json(version::LATEST)), false)
+        }
+    };
+    if let Some(answer) = answer {
+        // Nothing else can be done if stdout is gone: the exit code still tells.
+        let _ = writeln!(std::io::stdout(), "{answer}");
+    }
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -50,24 +59,27 @@ fn main() -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_lists_the_supported_spec_versions() {
-        let (answer, ok) = respond(Some("VERSION"));
-        assert!(ok);
-        assert_eq!(answer["supportedVersions"][4], "1.1.0");
+/// The JSON to print (if any) and whether the command succeeded.
+fn answer(mode: Mode, stdin: Vec<u8>) -> (Option<serde_json::Value>, bool) {
+    let fallback_version =
+        config::version_hint(&stdin).unwrap_or_else(|| version::LATEST.to_string());
+    let env = match CniEnv::read(|key| std::env::var(key).ok()) {
+        Ok(env) => env,
+        Err(e) => return (Some(e.to_json(&fallback_version)), false),
+    };
+    // VERSION answers whatever the config says (or without one).
+    if env.command == Command::Version {
+        let requested = config::version_hint(&stdin);
+        return (Some(version::version_info(requested.as_deref())), true);
     }
-
-    #[test]
-    fn other_commands_fail_with_a_cni_error_that_says_why() {
-        let (answer, ok) = respond(Some("ADD"));
-        assert!(!ok);
-        assert_eq!(answer["code"], NOT_AVAILABLE_CODE);
-        assert!(answer["msg"].as_str().unwrap().contains("ADD"));
-        let (answer, _) = respond(None);
-        assert!(answer["msg"].as_str().unwrap().contains("not set"));
+    let conf = match config::NetConf::parse(&stdin) {
+        Ok(conf) => conf,
+        Err(e) => return (Some(e.to_json(&fallback_version)), false),
+    };
+    let version = conf.version.as_str();
+    let inv = Invocation { conf, env, stdin };
+    match commands::run(mode, &inv) {
+        Ok(result) => (result, true),
+        Err(e) => (Some(e.to_json(version)), false),
     }
 }

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use crate::dataplane::node::{DEFAULT_BRIDGE, DEFAULT_VXLAN_NAME};
 use crate::dataplane::{
-    AttachRequest, DataplaneError, NetlinkLinkOps, attach_pod, detach_pod, reset_node,
+    AttachRequest, DataplaneError, NetlinkLinkOps, attach_pod, detach_pod, masquerade, reset_node,
 };
 
 use super::error::CliError;
@@ -118,7 +118,7 @@ pub fn detach(netns: &str, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// The device half of `weft reset`: removes the bridge, the VXLAN device and every pod veth,
-/// printing each device removed.
+/// printing each device removed, then the router's masquerading table.
 pub fn remove_devices(out: &mut dyn Write) -> Result<(), CliError> {
     let removed = block_on(async {
         let ops = NetlinkLinkOps::new()?;
@@ -126,6 +126,14 @@ pub fn remove_devices(out: &mut dyn Write) -> Result<(), CliError> {
     })?;
     for name in removed {
         writeln!(out, "removed {name}").map_err(CliError::Output)?;
+    }
+    match masquerade::remove() {
+        Ok(true) => writeln!(out, "removed nftables table {}", masquerade::TABLE)
+            .map_err(CliError::Output)?,
+        Ok(false) => {}
+        // No nft tool: the router could not have made the table either.
+        Err(DataplaneError::Io { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }

@@ -27,13 +27,19 @@ impl Client {
     /// A client for the API at `http_addr` (`host:port`, as in `WEAVE_HTTP_ADDR`; an `http://`
     /// URL is accepted too).
     pub fn new(http_addr: &str) -> Self {
+        Self::with_timeout(http_addr, OVERALL_TIMEOUT)
+    }
+
+    /// A client whose exchanges give up after `overall` (the CNI plugin answers "try again
+    /// later" rather than keep a pod waiting on an allocator that can't answer yet).
+    pub fn with_timeout(http_addr: &str, overall: Duration) -> Self {
         let config = Agent::config_builder()
             // Non-2xx answers carry the router's explanation in the body; we want to read it.
             .http_status_as_error(false)
             // The API is node-local: a cluster-wide HTTP_PROXY must not intercept it.
             .proxy(None)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(OVERALL_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(overall)))
+            .timeout_global(Some(overall))
             .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
             .build();
         Self {

@@ -1,17 +1,19 @@
 //! The command-line client (`weft status`, `weave status`, ...), talking to the router's HTTP API;
-//! `attach`, `detach` and the device half of `reset` act on the kernel directly instead.
+//! `attach`, `detach` and the device half of `reset` act on the kernel directly instead, and
+//! `setup-cni` on the CNI directories.
 //!
 //! This module owns the command enum and the dispatch; each subcommand lives in its own file and
 //! [`client`] does the HTTP. Everything the router knows comes from the API, never from local files,
 //! so the CLI works the same from a shell on the node and through `kubectl exec`.
 
 mod attach;
-mod client;
+pub mod client;
 mod connect;
 mod error;
 mod ipam;
 mod pretty_json;
 mod report;
+mod setup_cni;
 mod status;
 
 use std::io::{self, Write};
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 
 pub use attach::Ipv4Cidr;
 pub use error::CliError;
+pub use setup_cni::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
 
 use client::Client;
 
@@ -75,6 +78,19 @@ pub enum CliCommand {
         /// service address).
         #[arg(long)]
         hairpin: bool,
+    },
+    /// Install the CNI plugin (as weave-net and weave-ipam) and write 10-weave.conflist unless
+    /// an operator's own file has that name (what the DaemonSet's init container runs).
+    SetupCni {
+        /// The plugin binary to install [default: weave-net beside this binary].
+        #[arg(long)]
+        plugin: Option<std::path::PathBuf>,
+        /// Where kubelet looks for CNI plugins.
+        #[arg(long, default_value = setup_cni::DEFAULT_BIN_DIR)]
+        bin_dir: std::path::PathBuf,
+        /// Where kubelet looks for CNI network configs.
+        #[arg(long, default_value = setup_cni::DEFAULT_CONF_DIR)]
+        conf_dir: std::path::PathBuf,
     },
     /// Remove a namespace's veth pair (as root, on the node); not attached is not an error.
     Detach {
@@ -138,6 +154,18 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
             attach::attach(&args, out)?;
         }
         CliCommand::Detach { netns } => attach::detach(&netns, out)?,
+        CliCommand::SetupCni {
+            plugin,
+            bin_dir,
+            conf_dir,
+        } => {
+            let args = setup_cni::SetupArgs {
+                plugin,
+                bin_dir,
+                conf_dir,
+            };
+            setup_cni::setup(&args, out)?;
+        }
     }
     out.flush().map_err(CliError::Output)
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::libc;
 
 use super::error::{DataplaneError, Result};
+use super::garp::announce;
 use super::link::{Link, LinkKind, LinkOps, PortMode, VethSpec};
 use super::node::DEFAULT_BRIDGE;
 
@@ -43,6 +44,10 @@ pub struct AttachRequest {
     pub gateway: Option<Ipv4Addr>,
     /// Hairpin mode on the host port, so a pod can reach itself through a service address.
     pub hairpin: bool,
+    /// The host veth's name; `None` for [`host_veth_name`] of the namespace path. The CNI
+    /// plugin names it after the container id instead ([`container_veth_name`]), as Weave Net
+    /// did, so an operator can tell which pod a port belongs to.
+    pub host_name: Option<String>,
 }
 
 impl AttachRequest {
@@ -57,7 +62,15 @@ impl AttachRequest {
             bridge: DEFAULT_BRIDGE.to_string(),
             gateway: None,
             hairpin: false,
+            host_name: None,
         }
+    }
+
+    /// The host veth's name: the override, else the one derived from the namespace path.
+    pub fn host_veth(&self) -> String {
+        self.host_name
+            .clone()
+            .unwrap_or_else(|| host_veth_name(&self.netns_path))
     }
 }
 
@@ -77,16 +90,30 @@ pub struct Attachment {
 /// (not truncating it) keeps `/proc/12/ns/net` and `/proc/13/ns/net` apart; two namespaces share
 /// a name only on a 28-bit hash collision, which [`attach_pod`] reports instead of adopting.
 pub fn host_veth_name(netns_path: &Path) -> String {
+    hashed_veth_name(netns_path.as_os_str().as_encoded_bytes())
+}
+
+/// The host-side veth name for a container, as Weave Net's CNI plugin named it: `vethwepl` +
+/// the container id's first 7 characters (runtimes' ids are hex, so this is what `docker ps` and
+/// `crictl pods` show). An id whose first 7 characters are not all ASCII alphanumerics (or that
+/// is shorter) is hashed like a namespace path instead, so the name is always a valid one.
+pub fn container_veth_name(container_id: &str) -> String {
+    match container_id.get(..ID_HEX_DIGITS) {
+        Some(prefix) if prefix.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            format!("{HOST_VETH_PREFIX}{prefix}")
+        }
+        _ => hashed_veth_name(container_id.as_bytes()),
+    }
+}
+
+/// `vethwepl` + the first 7 hex digits of the 64-bit FNV-1a hash of `bytes`.
+fn hashed_veth_name(bytes: &[u8]) -> String {
     // FNV-1a 64-bit parameters (http://www.isthe.com/chongo/tech/comp/fnv/).
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = netns_path
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(OFFSET_BASIS, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-        });
+    let hash = bytes.iter().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    });
     let hex = format!("{hash:016x}");
     format!("{HOST_VETH_PREFIX}{}", &hex[..ID_HEX_DIGITS])
 }
@@ -103,7 +130,8 @@ pub fn host_veth_name(netns_path: &Path) -> String {
 pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Attachment> {
     const OP: &str = "attach pod";
     check_ifname(OP, &req.ifname)?;
-    let host_name = host_veth_name(&req.netns_path);
+    let host_name = req.host_veth();
+    check_ifname(OP, &host_name)?;
     let pod_ops = ops.in_netns(&req.netns_path).await?;
     let bridge = ops
         .link(&req.bridge)
@@ -144,11 +172,19 @@ pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Atta
 
     let wired = configure(ops, &pod_ops, req, &host_name).await;
     match wired {
-        Ok((host, pod)) => Ok(Attachment {
-            host,
-            pod,
-            existing,
-        }),
+        Ok((host, pod)) => {
+            if let (Some((address, _)), Some(mac)) = (req.address, pod.mac) {
+                // Best effort: a lost announcement only means neighbours learn the MAC by asking.
+                if let Err(e) = announce(&req.netns_path, pod.index, mac, address) {
+                    tracing::warn!(%e, "gratuitous ARP for the pod failed");
+                }
+            }
+            Ok(Attachment {
+                host,
+                pod,
+                existing,
+            })
+        }
         Err(e) => {
             if !existing {
                 // Best effort: the configure error is the one worth reporting.
@@ -202,6 +238,22 @@ pub async fn detach_pod<L: LinkOps>(ops: &L, netns_path: &Path) -> Result<bool> 
     ops.delete_link(&host_veth_name(netns_path)).await
 }
 
+/// Deletes the pod end `ifname` inside the namespace at `netns_path` (which takes the host end
+/// with it), if it is a veth. Acting inside the pod's own namespace means a host veth name
+/// shared by two containers can never make us remove the other one's. `Ok(false)` when there
+/// was no such veth.
+pub async fn detach_pod_interface<L: LinkOps>(
+    ops: &L,
+    netns_path: &Path,
+    ifname: &str,
+) -> Result<bool> {
+    let pod_ops = ops.in_netns(netns_path).await?;
+    match pod_ops.link(ifname).await? {
+        Some(link) if link.kind == Some(LinkKind::Veth) => pod_ops.delete_link(ifname).await,
+        _ => Ok(false),
+    }
+}
+
 async fn require<L: LinkOps>(ops: &L, op: &'static str, name: &str) -> Result<Link> {
     ops.link(name)
         .await?
@@ -211,29 +263,32 @@ async fn require<L: LinkOps>(ops: &L, op: &'static str, name: &str) -> Result<Li
         })
 }
 
-/// A name the kernel will take: 1–15 bytes, no '/', whitespace or ':' (dev_valid_name in
-/// net/core/dev.c), and not "." or "..".
-fn check_ifname(op: &'static str, name: &str) -> Result<()> {
-    let invalid = |reason: &str| DataplaneError::Invalid {
-        op,
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
+/// Why `name` is not a name the kernel will take for an interface, or `None` when it is one:
+/// 1–15 bytes, no '/', whitespace or ':' (dev_valid_name in net/core/dev.c), not "." or "..".
+pub fn ifname_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > MAX_IFNAME_BYTES {
-        return Err(invalid("an interface name must be 1 to 15 bytes long"));
-    }
-    if name == "." || name == ".." {
-        return Err(invalid("not a valid interface name"));
-    }
-    if name
+        Some("an interface name must be 1 to 15 bytes long")
+    } else if name == "." || name == ".." {
+        Some("not a valid interface name")
+    } else if name
         .chars()
         .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
-        return Err(invalid(
-            "an interface name can't contain '/', ':' or whitespace",
-        ));
+        Some("an interface name can't contain '/', ':' or whitespace")
+    } else {
+        None
     }
-    Ok(())
+}
+
+fn check_ifname(op: &'static str, name: &str) -> Result<()> {
+    match ifname_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(DataplaneError::Invalid {
+            op,
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }),
+    }
 }
 
 /// "veth eth0", "device eth0" (no link kind): for error messages.
@@ -257,6 +312,16 @@ mod tests {
         assert!(a.starts_with(HOST_VETH_PREFIX));
         assert_ne!(a, b);
         assert_eq!(a, host_veth_name(Path::new("/proc/12/ns/net")), "stable");
+    }
+
+    #[test]
+    fn container_veth_names_take_the_id_prefix_or_a_hash() {
+        assert_eq!(container_veth_name("0123456789abcdef"), "vethwepl0123456");
+        let odd = container_veth_name("a:b/c");
+        assert_eq!(odd.len(), MAX_IFNAME_BYTES);
+        assert!(odd.starts_with(HOST_VETH_PREFIX));
+        assert_ne!(odd, container_veth_name("a:b/d"));
+        assert!(check_ifname("t", &container_veth_name("short")).is_ok());
     }
 
     #[test]

@@ -130,6 +130,19 @@ pub struct PortMode {
     pub hairpin: bool,
 }
 
+/// One IPv4 route of the main table, as `ip route show` lists it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Ipv4Route {
+    /// Destination network (0.0.0.0 with prefix 0 for the default route).
+    pub destination: Ipv4Addr,
+    /// Destination prefix length in bits.
+    pub prefix_len: u8,
+    /// Next hop, for routes through a gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// Index of the output device.
+    pub oif: Option<u32>,
+}
+
 /// A veth pair whose second end goes into another network namespace.
 #[derive(Clone, Copy, Debug)]
 pub struct VethSpec<'a> {
@@ -199,6 +212,16 @@ pub trait LinkOps {
         address: Ipv4Addr,
         prefix_len: u8,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The IPv4 addresses of a device, with their prefix lengths (for the CNI's CHECK and the
+    /// bridge's gateway address). A missing device is [`DataplaneError::NotFound`].
+    fn ipv4_addresses(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<(Ipv4Addr, u8)>>> + Send;
+
+    /// The IPv4 routes of the main table.
+    fn ipv4_routes(&self) -> impl Future<Output = Result<Vec<Ipv4Route>>> + Send;
 
     /// Adds a default route (0.0.0.0/0) via `gateway` in the main table.
     fn add_default_route(&self, gateway: Ipv4Addr) -> impl Future<Output = Result<()>> + Send;

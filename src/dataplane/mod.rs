@@ -7,16 +7,23 @@
 //!   names rtnetlink or netlink-packet types), including the VXLAN FDB fastdp programs;
 //! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`node`]: the node's bridge and VXLAN device, the overlay MTU choice, `weft reset`;
-//! - [`attach`]: wiring a pod's namespace to the bridge over a veth pair (CLI and CNI);
+//! - [`attach`]: wiring a pod's namespace to the bridge over a veth pair (CLI and CNI), and
+//!   [`garp`] announcing the pod's address with a gratuitous ARP;
+//! - [`masquerade`]: the nftables table (`ip weft`) that masquerades pod traffic leaving the
+//!   pod range, never traffic between pods;
 //! - [`sleeve`]: the userspace path, frames batched into UDP datagrams (sans-IO parts).
 //!
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
 pub mod attach;
+#[cfg(test)]
+mod attach_tests;
 pub mod error;
 #[cfg(test)]
 mod fdb_tests;
+pub mod garp;
 pub mod link;
+pub mod masquerade;
 pub mod netlink;
 #[cfg(test)]
 mod netlink_tests;
@@ -27,8 +34,13 @@ pub mod sleeve;
 #[cfg(test)]
 pub(crate) mod testns;
 
-pub use attach::{AttachRequest, Attachment, attach_pod, detach_pod, host_veth_name};
+pub use attach::{
+    AttachRequest, Attachment, attach_pod, container_veth_name, detach_pod, detach_pod_interface,
+    host_veth_name,
+};
 pub use error::DataplaneError;
-pub use link::{FdbEntry, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+pub use link::{
+    FdbEntry, Ipv4Route, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig,
+};
 pub use netlink::NetlinkLinkOps;
 pub use node::{MtuSource, NodeConfig, NodeState, reset_node, setup_node};

@@ -10,17 +10,20 @@ use std::pin::pin;
 use futures_util::TryStreamExt;
 use nix::libc;
 use nix::sched::CloneFlags;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::RouteAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
     RouteMessageBuilder,
 };
 
 use super::error::{DataplaneError, Result};
-use super::link::{FdbEntry, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+use super::link::{
+    FdbEntry, Ipv4Route, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig,
+};
 
 mod fdb;
 mod vxlan;
@@ -317,6 +320,71 @@ impl LinkOps for NetlinkLinkOps {
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
             result => result.map_err(|e| kernel_error(OP, &format!("{name} {address}"), e)),
         }
+    }
+
+    async fn ipv4_addresses(&self, name: &str) -> Result<Vec<(Ipv4Addr, u8)>> {
+        const OP: &str = "list addresses";
+        let link = self.require(OP, name).await?;
+        let mut stream = pin!(
+            self.handle
+                .address()
+                .get()
+                .set_link_index_filter(link.index)
+                .execute()
+        );
+        let mut found = Vec::new();
+        while let Some(message) = stream
+            .try_next()
+            .await
+            .map_err(|e| kernel_error(OP, name, e))?
+        {
+            // The kernel may ignore the index filter on dumps: filter again here.
+            if message.header.index != link.index {
+                continue;
+            }
+            for attribute in &message.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(address)) = attribute {
+                    found.push((*address, message.header.prefix_len));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn ipv4_routes(&self) -> Result<Vec<Ipv4Route>> {
+        const OP: &str = "list routes";
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut stream = pin!(self.handle.route().get(query).execute());
+        let mut routes = Vec::new();
+        while let Some(message) = stream
+            .try_next()
+            .await
+            .map_err(|e| kernel_error(OP, "main table", e))?
+        {
+            if message.header.table != RouteHeader::RT_TABLE_MAIN {
+                continue;
+            }
+            let mut route = Ipv4Route {
+                destination: Ipv4Addr::UNSPECIFIED,
+                prefix_len: message.header.destination_prefix_length,
+                gateway: None,
+                oif: None,
+            };
+            for attribute in &message.attributes {
+                match attribute {
+                    RouteAttribute::Destination(RouteAddress::Inet(dest)) => {
+                        route.destination = *dest;
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet(gateway)) => {
+                        route.gateway = Some(*gateway);
+                    }
+                    RouteAttribute::Oif(index) => route.oif = Some(*index),
+                    _ => {}
+                }
+            }
+            routes.push(route);
+        }
+        Ok(routes)
     }
 
     async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Start-up of the data plane: the `weave` bridge and the VXLAN device (created or adopted, MTU
 //! given or derived from the underlay), the `Fastdp` actor that programs the kernel, and the
-//! bridge's own address from IPAM (`weave:expose`, the pods' gateway).
+//! bridge's own address from IPAM (`weave:expose`, the pods' gateway), and the masquerading of
+//! pod traffic leaving the pod range (our nftables table, as Weave Net's router did it).
 
 use std::net::Ipv4Addr;
 
@@ -14,8 +15,10 @@ use crate::actors::ipam::Submit;
 use crate::actors::supervisor::Supervised;
 use crate::api::http::IpamApi;
 use crate::api::metrics::ActorKind;
-use crate::dataplane::{DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, setup_node};
-use crate::ipam::{Reply, Request};
+use crate::dataplane::{
+    DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, masquerade, setup_node,
+};
+use crate::ipam::{Cidr, Reply, Request};
 use crate::topology::PeerName;
 
 /// VXLAN network identifier of the overlay. One VNI for the whole mesh: peers are told apart by
@@ -47,6 +50,7 @@ pub async fn start(
         "Bridge {} (MTU {}, {:?}), VXLAN {} on UDP {}",
         node.bridge, state.mtu, state.mtu_source, node.vxlan_name, node.vxlan_port
     );
+    egress_masquerade(&args.ipalloc_range, &node.bridge);
     let fastdp = if args.no_fastdp {
         warn!(
             "fastdp is off (--no-fastdp) and sleeve is not part of this build yet: pods reach only the pods of this node"
@@ -63,6 +67,27 @@ pub async fn start(
         expose_bridge(ipam.clone(), node.bridge.clone());
     }
     Ok(fastdp)
+}
+
+/// Masquerades pod traffic leaving `range` (the whole pod range, `--ipalloc-range`). Without it
+/// pods can't reach anything outside the overlay, but the overlay itself still works, so a
+/// failure (no `nft` tool, no nftables in the kernel) is logged loudly, not fatal.
+fn egress_masquerade(range: &str, bridge: &str) {
+    if range.is_empty() {
+        return info!("No pod range (IPAM off): no egress masquerading");
+    }
+    // ipam_config already refused a malformed range; this only reads it back.
+    let Ok(range) = range.parse::<Cidr>() else {
+        return warn!("pod range {range:?} is not a CIDR: no egress masquerading");
+    };
+    let network = (Ipv4Addr::from(range.addr()), range.prefix_len());
+    match masquerade::install(network, bridge) {
+        Ok(()) => info!(
+            "Masquerading traffic from {range} to other destinations (nftables table {})",
+            masquerade::TABLE
+        ),
+        Err(err) => tracing::error!("pods can't reach beyond the overlay: {err}"),
+    }
 }
 
 /// Gives the bridge its address from IPAM once the ring can allocate (it may wait for consensus),

@@ -8,4 +8,5 @@ mod late;
 mod run;
 
 pub use config::{DEFAULT_PORT, RouterArgs, parse_duration};
+pub use dataplane::EXPOSE_IDENT;
 pub use run::{RouterError, run};

@@ -1,0 +1,339 @@
+//! The plugin as a runtime drives it, in network namespaces with real routers: ADD's result for
+//! every supported version and pods reaching each other across nodes, idempotent ADD, CHECK
+//! passing and then failing precisely, DEL twice, GC, and the error codes of bad config, bad
+//! environment and a router that is down, each leaving nothing behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// The bridge's address in `node` (the pods' gateway).
+fn bridge_address(node: &str) -> String {
+    let text = run(
+        "ip",
+        &["-n", node, "-4", "-o", "addr", "show", "dev", "weave"],
+    );
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address on the bridge: {text}"));
+    cidr.split('/').next().unwrap_or_default().to_string()
+}
+
+/// Checks one ADD result's shape for `version`, returning the pod's address (without prefix).
+fn check_shape(result: &Value, version: &str, id: &str, pod: &str, gateway: &str) -> String {
+    assert_eq!(result["cniVersion"], version, "{result}");
+    let interfaces = result["interfaces"].as_array().expect("interfaces");
+    assert_eq!(interfaces.len(), 2, "{result}");
+    assert_eq!(interfaces[0]["name"], format!("vethwepl{}", &id[..7]));
+    assert!(
+        interfaces[0].get("sandbox").is_none(),
+        "host side has no sandbox"
+    );
+    assert_eq!(interfaces[1]["name"], "eth0");
+    assert_eq!(interfaces[1]["sandbox"], netns_path(pod));
+    let mac = interfaces[1]["mac"].as_str().expect("pod MAC");
+    assert_eq!(mac.len(), 17, "{mac}");
+    assert_eq!(
+        interfaces[1].get("mtu").is_some(),
+        version == "1.1.0",
+        "MTU only from 1.1.0 on: {result}"
+    );
+    let ip = &result["ips"][0];
+    assert_eq!(result["ips"].as_array().expect("ips").len(), 1);
+    assert_eq!(
+        ip.get("version").and_then(Value::as_str),
+        (version < "1.0.0").then_some("4"),
+        "the version field exists before 1.0.0 only: {result}"
+    );
+    assert_eq!(ip["interface"], 1);
+    assert_eq!(ip["gateway"], gateway);
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": gateway}])
+    );
+    let address = ip["address"].as_str().expect("address");
+    assert!(
+        address.ends_with("/12"),
+        "the default subnet's prefix: {address}"
+    );
+    address.split('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn add_results_fit_every_version_and_pods_reach_each_other_across_nodes() {
+    let mut lab = Lab::new("xnode");
+    let a = lab.netns("a");
+    let b = lab.netns("b");
+    lab.link(&a, "192.0.2.1/24", &b, "192.0.2.2/24");
+    lab.router(&a, "00:00:00:00:c2:01", "192.0.2.1", 2, &[]);
+    lab.router(&b, "00:00:00:00:c2:02", "192.0.2.2", 2, &["192.0.2.1"]);
+    wait_ready(&a);
+    wait_ready(&b);
+
+    let pid = std::process::id();
+    let mut pods = Vec::new();
+    for (i, version) in VERSIONS.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let pod = lab.netns(&format!("p{i}"));
+        let id = format!("{i}c{pid:07}");
+        let path = netns_path(&pod);
+        let answer = plugin(node, "ADD", &pod_env(&id, &path), &conf(version));
+        let address = check_shape(answer.result(), version, &id, &pod, &bridge_address(node));
+        pods.push((node.clone(), pod, id, address, answer.json.clone()));
+    }
+
+    // Pods on node a reach pods on node b, through the routers' VXLAN path.
+    let (from, to) = (&pods[0], &pods[1]);
+    assert!(
+        wait_until(Duration::from_secs(20), || pings(&from.1, &to.3)),
+        "{} could not reach {}",
+        from.3,
+        to.3
+    );
+    assert_eq!(
+        tcp_peer(&to.1, &from.1, 7001, &from.3, 7001),
+        Some(to.3.clone())
+    );
+
+    // ADD again with the same container and interface: the same result, no second veth.
+    let (node, pod, id, _, first) = &pods[4];
+    let veths = host_veths(node).len();
+    let again = plugin(node, "ADD", &pod_env(id, &netns_path(pod)), &conf("1.1.0"));
+    assert_eq!(again.result(), first, "ADD is idempotent");
+    assert_eq!(host_veths(node).len(), veths);
+
+    for (node, pod, id, _, result) in &pods {
+        let del = plugin(
+            node,
+            "DEL",
+            &pod_env(id, &netns_path(pod)),
+            &with_prev(conf("1.0.0"), result),
+        );
+        assert!(del.ok, "{del:?}");
+    }
+    for node in [&a, &b] {
+        assert!(host_veths(node).is_empty(), "{:?}", host_veths(node));
+        let owned = owned_idents(node);
+        assert!(owned.iter().all(|id| id == "weave:expose"), "{owned:?}");
+    }
+}
+
+#[test]
+fn check_passes_then_names_the_removed_route_and_del_twice_succeeds() {
+    let mut lab = Lab::new("check");
+    let node = lab.single_node("node");
+    let pod = lab.netns("pod");
+    let id = format!("chk{}", std::process::id());
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let mut config = conf("1.0.0");
+    config["mtu"] = json!(1400);
+    let added = plugin(&node, "ADD", &env, &config);
+    let checked = with_prev(config, added.result());
+    // The configured MTU, and hairpin mode on by default.
+    let pod_link = run("ip", &["-n", &pod, "link", "show", "eth0"]);
+    assert!(pod_link.contains("mtu 1400"), "{pod_link}");
+    let veth = format!("vethwepl{}", &id[..7]);
+    let port = run("ip", &["-n", &node, "-d", "link", "show", &veth]);
+    assert!(port.contains("hairpin on"), "{port}");
+
+    let check = plugin(&node, "CHECK", &env, &checked);
+    assert!(check.ok, "{check:?}");
+    assert_eq!(check.json, Value::Null, "CHECK prints nothing on success");
+    assert_eq!(
+        plugin(
+            &node,
+            "CHECK",
+            &env,
+            &with_prev(conf("0.3.1"), added.result())
+        )
+        .code(),
+        1
+    );
+
+    run("ip", &["-n", &pod, "route", "del", "default"]);
+    let check = plugin(&node, "CHECK", &env, &checked);
+    assert_eq!(check.code(), 102, "{check:?}");
+    let gateway = bridge_address(&node);
+    assert_eq!(
+        check.msg(),
+        format!("CHECK failed: the pod has no route to 0.0.0.0/0 via {gateway}")
+    );
+
+    // DEL as containerd sends it: with prevResult, then again without a namespace.
+    assert!(plugin(&node, "DEL", &env, &checked).ok);
+    let mut second = env.clone();
+    second[1] = ("CNI_NETNS", "");
+    let again = plugin(&node, "DEL", &second, &conf("1.0.0"));
+    assert!(again.ok, "{again:?}");
+    assert!(host_veths(&node).is_empty());
+    assert!(!owned_idents(&node).contains(&id));
+    // CHECK after DEL says what is missing.
+    let gone = plugin(&node, "CHECK", &env, &checked);
+    assert_eq!(gone.code(), 102);
+    assert!(gone.msg().contains("interface eth0 is missing"), "{gone:?}");
+}
+
+#[test]
+fn gc_frees_exactly_the_attachments_that_are_not_valid_any_more() {
+    let mut lab = Lab::new("gc");
+    let node = lab.single_node("node");
+    // IPAM-only mode: the same binary started as weave-ipam.
+    let ipam = lab.dir.path().join("weave-ipam");
+    std::os::unix::fs::symlink(PLUGIN, &ipam).expect("link weave-ipam");
+    let ipam = ipam.to_string_lossy().into_owned();
+    let pid = std::process::id();
+    let ids: Vec<String> = (1..=3).map(|i| format!("gc{i}x{pid}")).collect();
+    for id in &ids {
+        let answer = plugin_as(
+            &ipam,
+            &node,
+            "ADD",
+            &pod_env(id, "/nonexistent"),
+            &conf("1.1.0"),
+        );
+        let result = answer.result();
+        assert!(
+            result["interfaces"].as_array().expect("list").is_empty(),
+            "{result}"
+        );
+        assert!(
+            result["ips"][0]["address"]
+                .as_str()
+                .expect("address")
+                .ends_with("/12")
+        );
+    }
+    let mut owned = owned_idents(&node);
+    owned.sort();
+    assert_eq!(owned.len(), 4, "three pods and the bridge: {owned:?}");
+
+    let mut gc = conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([
+        {"containerID": ids[0], "ifname": "eth0"},
+        {"containerID": ids[2], "ifname": "eth0"},
+    ]);
+    let answer = plugin(&node, "GC", &[], &gc);
+    assert!(answer.ok, "{answer:?}");
+    let mut owned = owned_idents(&node);
+    owned.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone(), "weave:expose".to_string()];
+    expected.sort();
+    assert_eq!(owned, expected, "only {} was freed", ids[1]);
+    // GC needs 1.1.0: older configs are refused.
+    assert_eq!(plugin(&node, "GC", &[], &conf("1.0.0")).code(), 1);
+}
+
+/// Nothing of the container is left on the node or in the pod.
+fn assert_nothing_left(node: &str, pod: &str, id: &str) {
+    assert!(host_veths(node).is_empty(), "{:?}", host_veths(node));
+    let links = run("ip", &["-n", pod, "-o", "link", "show"]);
+    assert!(!links.contains("eth0@"), "{links}");
+    assert!(!owned_idents(node).contains(&id.to_string()));
+}
+
+#[test]
+fn bad_config_bad_env_and_a_down_router_give_spec_codes_and_leave_nothing() {
+    let mut lab = Lab::new("errors");
+    let node = lab.single_node("node");
+    let pod = lab.netns("pod");
+    let id = format!("err{}", std::process::id());
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+
+    let bad_json = plugin(&node, "ADD", &env, &json!("{not json"));
+    assert_eq!(bad_json.code(), 6, "{bad_json:?}");
+    let cases = [
+        (json!({"name": "weave"}), 7, "cniVersion is missing"),
+        (json!({"cniVersion": "0.2.0", "name": "weave"}), 1, "0.2.0"),
+        (
+            json!({"cniVersion": "1.0.0", "name": "weave", "mtu": 20}),
+            7,
+            "mtu 20",
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "weave", "ipam": {"type": "nope"}}),
+            7,
+            "nope",
+        ),
+    ];
+    for (config, code, words) in cases {
+        let answer = plugin(&node, "ADD", &env, &config);
+        assert_eq!(answer.code(), code, "{config}: {answer:?}");
+        assert!(answer.msg().contains(words), "{answer:?}");
+        assert_nothing_left(&node, &pod, &id);
+    }
+    for missing in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+        let partial: Vec<_> = env.iter().filter(|(k, _)| *k != missing).copied().collect();
+        let answer = plugin(&node, "ADD", &partial, &conf("1.0.0"));
+        assert_eq!(answer.code(), 4, "{answer:?}");
+        assert!(answer.msg().contains(missing), "{answer:?}");
+        assert_nothing_left(&node, &pod, &id);
+    }
+
+    // A failure after the address was allocated: the pod already has an eth0.
+    run("ip", &["-n", &pod, "link", "add", "eth0", "type", "bridge"]);
+    let clash = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(clash.code(), 100, "{clash:?}");
+    assert!(clash.msg().contains("File exists"), "{clash:?}");
+    assert!(host_veths(&node).is_empty());
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the address was given back"
+    );
+    run("ip", &["-n", &pod, "link", "del", "eth0"]);
+
+    lab.stop_routers();
+    let down = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(down.code(), 11, "{down:?}");
+    assert!(down.msg().contains("cannot reach the router"), "{down:?}");
+    assert!(host_veths(&node).is_empty());
+    let status = plugin(&node, "STATUS", &[], &conf("1.1.0"));
+    assert_eq!(status.code(), 50, "{status:?}");
+    // DEL can't free the address without the router: the runtime must retry.
+    assert_eq!(plugin(&node, "DEL", &env, &conf("1.0.0")).code(), 11);
+}
+
+#[test]
+fn version_answers_without_a_router() {
+    let mut lab = Lab::new("version");
+    let node = lab.netns("node");
+    let answer = plugin(&node, "VERSION", &[], &json!({"cniVersion": "0.4.0"}));
+    assert_eq!(
+        answer.result(),
+        &json!({"cniVersion": "0.4.0", "supportedVersions": VERSIONS})
+    );
+}
+
+#[test]
+fn add_while_ipam_awaits_consensus_is_try_again_later_and_status_says_why() {
+    let mut lab = Lab::new("quorum");
+    let node = lab.netns("node");
+    // consensus=2 and no second peer: the ring never forms.
+    lab.router(&node, "00:00:00:00:c4:01", "127.0.0.1", 2, &[]);
+    let waiting = wait_until(Duration::from_secs(30), || {
+        let status = plugin(&node, "STATUS", &[], &conf("1.1.0"));
+        !status.ok && status.msg().contains("awaiting consensus")
+    });
+    assert!(waiting, "STATUS never said the allocator awaits consensus");
+    assert_eq!(plugin(&node, "STATUS", &[], &conf("1.1.0")).code(), 50);
+
+    let pod = lab.netns("pod");
+    let id = format!("quo{}", std::process::id());
+    let add = plugin(
+        &node,
+        "ADD",
+        &pod_env(&id, &netns_path(&pod)),
+        &conf("1.0.0"),
+    );
+    assert_eq!(add.code(), 11, "{add:?}");
+    assert!(add.msg().contains("awaiting consensus"), "{add:?}");
+    assert_nothing_left(&node, &pod, &id);
+}

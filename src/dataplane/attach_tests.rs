@@ -1,0 +1,132 @@
+//! Tests of what the CNI plugin added to pod wiring, against the real kernel in throwaway
+//! namespaces: a container-named host veth, removal from inside the pod, the read-back of
+//! addresses and routes, the gratuitous ARP that refreshes a neighbour's stale entry, and the
+//! masquerading table's install and removal.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use super::attach::{AttachRequest, attach_pod, container_veth_name, detach_pod_interface};
+use super::link::{LinkOps, MacAddr};
+use super::masquerade;
+use super::netlink::NetlinkLinkOps;
+use super::node::{NodeConfig, setup_node};
+use super::testns::TestNs;
+
+/// A locally administered MAC no device here has: the "previous owner" of a reused address.
+const STALE_MAC: &str = "02:00:00:00:00:99";
+
+const POD_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 7);
+const BRIDGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
+
+fn node_with_bridge(node: &TestNs) {
+    node.run(|| async {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let config = NodeConfig {
+            mtu: Some(1450),
+            ..NodeConfig::new(MacAddr([0x0a, 0, 0, 0, 0, 0x42]), 6783, 42)
+        };
+        setup_node(&ops, &config).await.expect("setup");
+        ops.add_ipv4_address("weave", BRIDGE_ADDRESS, 12)
+            .await
+            .expect("bridge address");
+    });
+}
+
+#[test]
+fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
+    let node = TestNs::new("cni-garp");
+    let pod = TestNs::new("cni-garp-pod");
+    node_with_bridge(&node);
+    // The node still believes the address belongs to a pod that is gone.
+    node.ip(&[
+        "neigh",
+        "replace",
+        "10.32.0.7",
+        "lladdr",
+        STALE_MAC,
+        "dev",
+        "weave",
+        "nud",
+        "stale",
+    ]);
+    let request = AttachRequest {
+        address: Some((POD_ADDRESS, 12)),
+        gateway: Some(BRIDGE_ADDRESS),
+        host_name: Some(container_veth_name("0123456789abcdef")),
+        ..AttachRequest::new(pod.path())
+    };
+    let pod_path = pod.path();
+    let (attached, addresses, routes) = node.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let attached = attach_pod(&ops, &request).await.expect("attach");
+        let pod_ops = ops.in_netns(&pod_path).await.expect("pod netlink");
+        let addresses = pod_ops.ipv4_addresses("eth0").await.expect("addresses");
+        let routes = pod_ops.ipv4_routes().await.expect("routes");
+        (attached, addresses, routes)
+    });
+    assert_eq!(attached.host.name, "vethwepl0123456");
+    assert_eq!(addresses, [(POD_ADDRESS, 12)]);
+    assert!(
+        routes.iter().any(|r| r.prefix_len == 0
+            && r.destination == Ipv4Addr::UNSPECIFIED
+            && r.gateway == Some(BRIDGE_ADDRESS)
+            && r.oif == Some(attached.pod.index)),
+        "{routes:?}"
+    );
+
+    // The gratuitous ARP replaced the stale MAC with the new pod's.
+    let pod_mac = attached.pod.mac.expect("pod MAC").to_string();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut neighbour = String::new();
+    while Instant::now() < deadline {
+        neighbour = node.ip(&["neigh", "show", "10.32.0.7", "dev", "weave"]);
+        if neighbour.contains(&pod_mac) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        neighbour.contains(&pod_mac),
+        "{neighbour} (pod MAC {pod_mac})"
+    );
+
+    let pod_path = pod.path();
+    let (removed, removed_again) = node.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let removed = detach_pod_interface(&ops, &pod_path, "eth0").await;
+        let again = detach_pod_interface(&ops, &pod_path, "eth0").await;
+        (removed.expect("detach"), again.expect("detach again"))
+    });
+    assert!(removed && !removed_again);
+    assert!(
+        !node.ip(&["link"]).contains("vethwepl"),
+        "host end went too"
+    );
+}
+
+#[test]
+fn the_masquerading_table_is_installed_replaced_and_removed() {
+    let node = TestNs::new("cni-masq");
+    let range = (Ipv4Addr::new(10, 32, 0, 0), 12);
+    let (first, replaced, removed, removed_again, after) = node.run(move || async move {
+        masquerade::install(range, "weave").expect("install");
+        let first = masquerade::current().expect("list").expect("table exists");
+        masquerade::install(range, "weave").expect("install again");
+        let replaced = masquerade::current().expect("list").expect("table exists");
+        let removed = masquerade::remove().expect("remove");
+        let removed_again = masquerade::remove().expect("remove again");
+        let after = masquerade::current().expect("list");
+        (first, replaced, removed, removed_again, after)
+    });
+    assert!(
+        first.contains("ip saddr 10.32.0.0/12 masquerade"),
+        "{first}"
+    );
+    assert_eq!(
+        first, replaced,
+        "installing again replaces, never duplicates"
+    );
+    assert!(removed && !removed_again);
+    assert_eq!(after, None);
+}

@@ -1,0 +1,148 @@
+//! Gratuitous ARP: once a pod's interface has its address, announce (address, MAC) on the pod's
+//! link so neighbours that cached an older owner of the address (a pod deleted a moment ago,
+//! whose address IPAM handed out again) update their entry at once instead of sending to a
+//! dead MAC until it goes stale. This module owns building that frame and sending it from
+//! inside the pod's namespace over a raw packet socket.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use nix::libc;
+use nix::sched::CloneFlags;
+use socket2::{Domain, Socket, Type};
+
+use super::error::{DataplaneError, Result};
+use super::link::MacAddr;
+
+/// EtherType of ARP (IEEE 802 numbers, RFC 826).
+const ETH_P_ARP: u16 = 0x0806;
+/// EtherType of IPv4, the protocol type the ARP packet resolves.
+const ETH_P_IP: u16 = 0x0800;
+/// ARP hardware type of Ethernet (RFC 826 / IANA "Hardware Types").
+const ARPHRD_ETHER: u16 = 1;
+/// ARP operation "request": a gratuitous ARP is a request for our own address (RFC 5227 §3).
+const ARPOP_REQUEST: u16 = 1;
+/// The shortest Ethernet frame without its FCS, in bytes (IEEE 802.3): shorter ARP frames are
+/// padded to this.
+const MIN_FRAME_BYTES: usize = 60;
+/// Ethernet header (14) + ARP for IPv4 over Ethernet (28), in bytes.
+const ARP_FRAME_BYTES: usize = 14 + 28;
+
+/// The gratuitous ARP request announcing that `address` is at `mac`: broadcast, sender and
+/// target protocol address both `address`, target hardware address zero (RFC 5227 §3).
+pub fn gratuitous_arp_frame(mac: MacAddr, address: Ipv4Addr) -> [u8; MIN_FRAME_BYTES] {
+    let mut frame = [0u8; MIN_FRAME_BYTES];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        frame[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&[0xff; 6]);
+    put(&mac.0);
+    put(&ETH_P_ARP.to_be_bytes());
+    put(&ARPHRD_ETHER.to_be_bytes());
+    put(&ETH_P_IP.to_be_bytes());
+    put(&[6, 4]);
+    put(&ARPOP_REQUEST.to_be_bytes());
+    put(&mac.0);
+    put(&address.octets());
+    put(&[0; 6]);
+    put(&address.octets());
+    debug_assert_eq!(at, ARP_FRAME_BYTES);
+    frame
+}
+
+/// Sends one gratuitous ARP for `address` out of interface `ifindex` (MAC `mac`) of the
+/// namespace at `netns`. Runs on a short-lived thread that enters the namespace, so the caller's
+/// thread (and runtime) never moves.
+pub fn announce(netns: &Path, ifindex: u32, mac: MacAddr, address: Ipv4Addr) -> Result<()> {
+    let name = netns.display().to_string();
+    let file = File::open(netns).map_err(|source| DataplaneError::Io {
+        op: "open network namespace",
+        name: name.clone(),
+        source,
+    })?;
+    let frame = gratuitous_arp_frame(mac, address);
+    let thread = std::thread::Builder::new()
+        .name("weft-garp".into())
+        .spawn(move || {
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            send_frame(ifindex, &frame)
+        })
+        .map_err(|source| DataplaneError::Io {
+            op: "spawn gratuitous ARP thread",
+            name: name.clone(),
+            source,
+        })?;
+    let sent = thread.join().map_err(|_| DataplaneError::Io {
+        op: "send gratuitous ARP in",
+        name: name.clone(),
+        source: std::io::Error::other("the sending thread panicked"),
+    })?;
+    sent.map_err(|source| DataplaneError::Io {
+        op: "send gratuitous ARP in",
+        name,
+        source,
+    })
+}
+
+/// Sends `frame` (a whole Ethernet frame) out of interface `ifindex` of the calling thread's
+/// namespace.
+fn send_frame(ifindex: u32, frame: &[u8]) -> std::io::Result<()> {
+    // Protocol 0: this socket only sends, it never receives a frame.
+    let socket = Socket::new(Domain::from(libc::AF_PACKET), Type::RAW, None)?;
+    let ifindex =
+        i32::try_from(ifindex).map_err(|_| std::io::Error::from_raw_os_error(libc::ENODEV))?;
+    let mut sll_addr = [0u8; 8];
+    sll_addr[..6].fill(0xff);
+    let address = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: ETH_P_ARP.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr,
+    };
+    let length = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `frame` is a valid buffer of `frame.len()` bytes and `address` a fully
+    // initialised sockaddr_ll whose size is `length`; both outlive the call, and the kernel
+    // only reads them. The fd belongs to `socket`, open until it is dropped after the call.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            std::ptr::from_ref(&address).cast(),
+            length,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_is_a_broadcast_arp_request_for_our_own_address() {
+        let mac = MacAddr([0x02, 0, 0, 0, 0, 0x05]);
+        let address = Ipv4Addr::new(10, 32, 0, 5);
+        let frame = gratuitous_arp_frame(mac, address);
+        assert_eq!(&frame[..6], &[0xff; 6], "broadcast");
+        assert_eq!(&frame[6..12], &mac.0, "from the pod");
+        assert_eq!(&frame[12..14], &[0x08, 0x06], "ARP");
+        assert_eq!(&frame[14..22], &[0, 1, 0x08, 0, 6, 4, 0, 1], "IPv4 request");
+        assert_eq!(&frame[22..28], &mac.0, "sender MAC");
+        assert_eq!(&frame[28..32], &address.octets(), "sender IP");
+        assert_eq!(&frame[32..38], &[0; 6], "target MAC unknown");
+        assert_eq!(&frame[38..42], &address.octets(), "target IP = sender IP");
+        assert!(frame[42..].iter().all(|b| *b == 0), "padding");
+    }
+}
