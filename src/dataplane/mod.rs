@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod error;
+pub mod fastdp_frame;
 #[cfg(test)]
 mod fdb_tests;
 pub mod link;

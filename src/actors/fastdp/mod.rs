@@ -8,7 +8,9 @@
 //! the rest of the data-plane issue. The entries live in the kernel: traffic keeps flowing while
 //! the router is down, and a restarted router adopts what it finds.
 
+pub mod fdb_plan;
 pub mod plan;
+pub mod switch;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
