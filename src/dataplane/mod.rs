@@ -13,6 +13,8 @@
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
 pub mod attach;
+#[cfg(test)]
+mod bridge_fdb_tests;
 pub mod error;
 pub mod fastdp_frame;
 #[cfg(test)]
@@ -30,6 +32,11 @@ pub(crate) mod testns;
 
 pub use attach::{AttachRequest, Attachment, attach_pod, detach_pod, host_veth_name};
 pub use error::DataplaneError;
-pub use link::{FdbEntry, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+pub use link::{
+    FdbEntry, LearnedFdb, Link, LinkKind, LinkOps, LinkStats, MacAddr, PortMode, VethSpec,
+    VxlanConfig,
+};
 pub use netlink::NetlinkLinkOps;
-pub use node::{MtuSource, NodeConfig, NodeState, reset_node, setup_node};
+pub use node::{
+    MtuSource, NodeConfig, NodeState, reset_node, reset_node_for_port, setup_node, sleeve_tap_name,
+};
