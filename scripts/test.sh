@@ -14,14 +14,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 # Tools the tests and scripts call: kill (procps), curl, ip (iproute2: the data-plane tests make
-# throwaway network namespaces), python3 for the load tests' syntax check.
+# throwaway network namespaces), nft (nftables: the fastdp fallback test blocks UDP 6784),
+# ping (iputils-ping), python3 for the load tests' syntax check.
 missing=()
-for tool in curl kill python3 ip; do
+for tool in curl kill python3 ip nft ping; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq curl procps python3 iproute2 >/dev/null
+  apt-get install -y -qq curl procps python3 iproute2 nftables iputils-ping >/dev/null
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

@@ -17,6 +17,7 @@ pub mod attach;
 mod bridge_fdb_tests;
 pub mod error;
 pub mod fastdp_frame;
+pub mod fastdp_heartbeat;
 #[cfg(test)]
 mod fdb_tests;
 pub mod link;
