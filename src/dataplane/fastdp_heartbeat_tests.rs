@@ -232,3 +232,44 @@ fn an_underlay_too_small_for_full_frames_gets_no_acks() {
         "smaller heartbeats should cross"
     );
 }
+
+#[test]
+fn the_vxlan_device_learning_a_remote_mac_is_notified() {
+    let (a, b) = two_nodes("learn", 1500);
+    let socket_a = node(&a, name(1), name(2), B_IP);
+    let _socket_b = node(&b, name(2), name(1), A_IP);
+    let learned = b.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let vxlan = NodeConfig::new(MacAddr([0; 6]), MESH_PORT, VNI).vxlan_name;
+        let link = ops.link(&vxlan).await.expect("look up").expect("vxlan");
+        let mut watch = crate::dataplane::LearnedFdbWatch::new(link.index).expect("watch");
+        // A frame from a pod MAC node B has never seen, sent by node A through its VXLAN device.
+        let frame = Frame {
+            dst: MacAddr(name(2).to_bytes()),
+            src: POD_MAC,
+            kind: Kind::Heartbeat,
+            seq: 1,
+            sender: name(1),
+            size: 100,
+        };
+        socket_a
+            .send(&fastdp_frame::encode(&frame))
+            .expect("send from node A");
+        let learned = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("notified within 5 s")
+            .expect("subscription alive");
+        let dumped = ops.fdb_learned(&vxlan).await.expect("dump");
+        (learned, dumped)
+    });
+    let (notified, dumped) = learned;
+    assert_eq!(notified.mac, POD_MAC);
+    assert_eq!(notified.remote, A_IP);
+    assert!(
+        dumped.iter().any(|e| e.mac == POD_MAC && e.remote == A_IP),
+        "{dumped:?}"
+    );
+}
+
+/// A locally administered unicast MAC, as a pod's would be.
+const POD_MAC: MacAddr = MacAddr([0x0a, 0x58, 0, 0, 0, 7]);

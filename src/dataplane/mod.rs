@@ -38,6 +38,7 @@ pub use link::{
     VxlanConfig,
 };
 pub use netlink::NetlinkLinkOps;
+pub use netlink::neigh_watch::LearnedFdbWatch;
 pub use node::{
     MtuSource, NodeConfig, NodeState, reset_node, reset_node_for_port, setup_node, sleeve_tap_name,
 };

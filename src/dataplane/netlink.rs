@@ -27,6 +27,7 @@ use super::link::{
 
 mod bridge_fdb;
 mod fdb;
+pub mod neigh_watch;
 mod vxlan;
 
 use vxlan::{check_vxlan, vxlan_changes};

@@ -31,7 +31,7 @@ use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Recipient
 use crate::actors::supervisor::Supervised;
 use crate::api::metrics;
 use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
-use crate::dataplane::{LinkOps, LinkStats, NetlinkLinkOps};
+use crate::dataplane::{LearnedFdb, LearnedFdbWatch, LinkOps, LinkStats, NetlinkLinkOps};
 use crate::topology::PeerName;
 
 pub use kernel::Devices;
@@ -71,6 +71,11 @@ pub struct FastdpOutputs {
     /// The overlay switch's subscribers (the `Sleeve` actor).
     pub peers: Subscribers<FastdpPeers>,
 }
+
+/// An entry the VXLAN device just learned, from the neighbour notification task.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct KernelLearned(LearnedFdb);
 
 /// An ack to one of our heartbeats, from the heartbeat thread.
 #[derive(Message)]
@@ -152,6 +157,30 @@ impl Fastdp {
                 }
             }
         }));
+    }
+
+    /// Forwards the VXLAN device's learning notifications to the actor as they come: a new
+    /// remote MAC reaches the `MacLearner` at once instead of at the next dump.
+    fn watch_learning(&mut self, ctx: &mut Context<Self>) {
+        let ops = self.ops.clone();
+        let vxlan = self.config.devices.vxlan.clone();
+        let me = ctx.address();
+        let watch = async move {
+            let link = match ops.link(&vxlan).await {
+                Ok(Some(link)) => link,
+                Ok(None) => return warn!("fastdp: no {vxlan} to watch for learned MACs"),
+                Err(err) => return warn!("fastdp: cannot watch {vxlan} for learned MACs: {err}"),
+            };
+            let mut watch = match LearnedFdbWatch::new(link.index) {
+                Ok(watch) => watch,
+                Err(err) => return warn!("fastdp: learned MACs come only by polling: {err}"),
+            };
+            while let Some(learned) = watch.next().await {
+                // Full mailbox: the periodic dump reports it while it is fresh.
+                let _ = me.try_send(KernelLearned(learned));
+            }
+        };
+        ctx.spawn(watch.into_actor(self));
     }
 
     fn switched(&mut self, switched: Vec<Switched>) {
@@ -297,6 +326,17 @@ impl Handler<HeartbeatAck> for Fastdp {
     }
 }
 
+impl Handler<KernelLearned> for Fastdp {
+    type Result = ();
+
+    fn handle(&mut self, KernelLearned(learned): KernelLearned, _: &mut Context<Self>) {
+        let seen = self.state.sightings(&[learned]);
+        if let (false, Some(macs_seen)) = (seen.is_empty(), &self.outputs.macs_seen) {
+            let _ = macs_seen().try_send(MacsSeen(seen));
+        }
+    }
+}
+
 impl Handler<MacTablePublished> for Fastdp {
     type Result = ();
 
@@ -310,6 +350,7 @@ impl Actor for Fastdp {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_heartbeats(ctx);
+        self.watch_learning(ctx);
         ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
     }
 }

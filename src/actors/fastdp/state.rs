@@ -147,23 +147,34 @@ impl FastdpState {
             fdb_plan::plan(&kernel.entries, &want, &known, &kept_ips)
         });
 
-        let by_ip: BTreeMap<Ipv4Addr, PeerName> =
-            links.iter().map(|link| (link.ip, link.name)).collect();
-        let seen = kernel
-            .learned
-            .iter()
-            .filter(|learned| learned.updated_ago <= LEARNED_FRESH)
-            .filter_map(|learned| {
-                let peer = by_ip.get(&learned.remote)?;
-                Some((learned.mac, Location::Remote(*peer)))
-            })
-            .collect();
+        let seen = self.sightings(&kernel.learned);
         Step {
             switched,
             flood,
             fdb,
             seen,
         }
+    }
+}
+
+impl FastdpState {
+    /// The fresh kernel-learned entries as sightings at the linked peer whose underlay address
+    /// they came from; entries from addresses of no linked peer are dropped.
+    pub fn sightings(&self, learned: &[LearnedFdb]) -> Vec<(MacAddr, Location)> {
+        let by_ip: BTreeMap<Ipv4Addr, PeerName> = self
+            .switch
+            .peers()
+            .into_iter()
+            .map(|(name, peer)| (peer.ip, name))
+            .collect();
+        learned
+            .iter()
+            .filter(|learned| learned.updated_ago <= LEARNED_FRESH)
+            .filter_map(|learned| {
+                let peer = by_ip.get(&learned.remote)?;
+                Some((learned.mac, Location::Remote(*peer)))
+            })
+            .collect()
     }
 }
 
