@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use actix::{Actor, Context, Handler, Message, Recipient};
+use actix::Message;
 
 use crate::actors::mac_learner::state::{Location, MacEvent, MacSnapshot};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::RecipientSource;
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
 
@@ -57,24 +57,14 @@ pub struct MacTablePublished {
     pub events: Vec<MacEvent>,
 }
 
-/// Reaches whichever incarnation of a supervised actor is current, as a recipient of `M`: a
-/// recipient taken once would point at a dead incarnation after a restart.
-pub type RecipientFn<M> = Arc<dyn Fn() -> Recipient<M> + Send + Sync>;
-
-/// A [`RecipientFn`] for a supervised actor.
-pub fn current_recipient<A, M>(actor: &Supervised<A>) -> RecipientFn<M>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: Message<Result = ()> + Send + 'static,
-{
-    let actor = actor.clone();
-    Arc::new(move || actor.addr().recipient())
-}
+/// A subscriber: whichever incarnation of a supervised actor is current (a recipient taken
+/// once would point at a dead incarnation after a restart), or a fixed recipient.
+pub type Subscriber<M> = Arc<dyn RecipientSource<M>>;
 
 /// The subscribers of one kind of message, shared between an actor's incarnations and whoever
 /// registers subscribers (the router's wiring, possibly after the publisher started).
 pub struct Subscribers<M: Message<Result = ()> + Send> {
-    list: Arc<Mutex<Vec<RecipientFn<M>>>>,
+    list: Arc<Mutex<Vec<Subscriber<M>>>>,
 }
 
 impl<M: Message<Result = ()> + Send> Clone for Subscribers<M> {
@@ -94,7 +84,7 @@ impl<M: Message<Result = ()> + Send> Default for Subscribers<M> {
 }
 
 impl<M: Message<Result = ()> + Send + Clone + 'static> Subscribers<M> {
-    pub fn add(&self, subscriber: RecipientFn<M>) {
+    pub fn add(&self, subscriber: Subscriber<M>) {
         self.lock().push(subscriber);
     }
 
@@ -110,14 +100,14 @@ impl<M: Message<Result = ()> + Send + Clone + 'static> Subscribers<M> {
     /// misses this copy and catches up with the next, as publishers repeat themselves
     /// periodically). Returns how many copies were not delivered.
     pub fn publish(&self, message: &M) -> usize {
-        let subscribers: Vec<RecipientFn<M>> = self.lock().clone();
+        let subscribers: Vec<Subscriber<M>> = self.lock().clone();
         subscribers
             .iter()
-            .filter(|subscriber| subscriber().try_send(message.clone()).is_err())
+            .filter(|subscriber| subscriber.recipient().try_send(message.clone()).is_err())
             .count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RecipientFn<M>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber<M>>> {
         // A panic while holding the lock leaves a valid Vec behind: keep using it.
         self.list
             .lock()

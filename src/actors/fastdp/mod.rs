@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
-use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, RecipientFn, Subscribers};
+use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::Supervised;
 use crate::api::metrics;
 use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
@@ -67,7 +67,7 @@ pub struct FastdpConfig {
 #[derive(Clone)]
 pub struct FastdpOutputs {
     /// The `MacLearner`, for kernel-learned MACs.
-    pub macs_seen: Option<RecipientFn<MacsSeen>>,
+    pub macs_seen: Option<Subscriber<MacsSeen>>,
     /// The overlay switch's subscribers (the `Sleeve` actor).
     pub peers: Subscribers<FastdpPeers>,
 }
@@ -256,7 +256,7 @@ impl Fastdp {
                     .collect();
                 if !step.seen.is_empty()
                     && let Some(macs_seen) = &act.outputs.macs_seen
-                    && macs_seen().try_send(MacsSeen(step.seen)).is_err()
+                    && macs_seen.recipient().try_send(MacsSeen(step.seen)).is_err()
                 {
                     // The next reconciliation reports them again while they stay fresh.
                     tracing::debug!("fastdp: the MAC learner's mailbox is full");
@@ -332,7 +332,7 @@ impl Handler<KernelLearned> for Fastdp {
     fn handle(&mut self, KernelLearned(learned): KernelLearned, _: &mut Context<Self>) {
         let seen = self.state.sightings(&[learned]);
         if let (false, Some(macs_seen)) = (seen.is_empty(), &self.outputs.macs_seen) {
-            let _ = macs_seen().try_send(MacsSeen(seen));
+            let _ = macs_seen.recipient().try_send(MacsSeen(seen));
         }
     }
 }

@@ -240,7 +240,77 @@ impl Handler<GetMacTable> for MacLearner {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+    use crate::actors::overlay::Subscriber;
+    use crate::actors::supervisor::Fixed;
+    use crate::actors::test_support::lone_gossip;
+
+    /// Keeps every publication it receives.
+    struct Collector(Arc<Mutex<Vec<MacTablePublished>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<MacTablePublished> for Collector {
+        type Result = ();
+        fn handle(&mut self, published: MacTablePublished, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(published);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn sightings_are_published_coalesced_and_reported() {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector(received.clone()).start();
+        let subscribers = Subscribers::default();
+        let subscriber: Subscriber<MacTablePublished> = Arc::new(Fixed(collector.recipient()));
+        subscribers.add(subscriber);
+        let local = PeerName::from_u64(1).unwrap();
+        let remote = PeerName::from_u64(2).unwrap();
+        let learner = MacLearner::new(local, lone_gossip(1), subscribers).start();
+        let mac = |n: u8| MacAddr([0x0a, 0, 0, 0, 0, n]);
+        // Three batches queued at once: handled before the publication delay runs out. The
+        // remote peer is not in the (lone) topology: its MAC is forgotten at the first poll.
+        for n in 1..=3 {
+            learner
+                .try_send(MacsSeen(vec![(mac(n), Location::Local)]))
+                .unwrap();
+        }
+        learner
+            .try_send(MacsSeen(vec![(mac(9), Location::Remote(remote))]))
+            .unwrap();
+        tokio::time::sleep(PUBLISH_DELAY * 5).await;
+        let published = received.lock().unwrap().clone();
+        assert!(
+            (1..=2).contains(&published.len()),
+            "four batches, coalesced: {}",
+            published.len()
+        );
+        let events: Vec<MacEvent> = published.iter().flat_map(|p| p.events.clone()).collect();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, MacEvent::Discovered { .. }))
+                .count(),
+            4
+        );
+        assert!(events.contains(&MacEvent::Forgotten {
+            mac: mac(9),
+            at: remote
+        }));
+        let last = &published.last().unwrap().snapshot;
+        assert_eq!(last.len(), 3);
+        assert_eq!(last.lookup(mac(2)), Some(Location::Local));
+        assert_eq!(last.lookup(mac(9)), None);
+        let rows = learner.send(GetMacTable).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].mac, mac(1));
+        assert_eq!(rows[0].peer, local);
+        assert_eq!(rows[0].nickname.as_deref(), Some("peer1"));
+    }
 
     #[test]
     fn conflicts_log_once_per_interval_with_the_count_in_between() {

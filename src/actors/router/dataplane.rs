@@ -9,6 +9,7 @@
 //! to [`Dataplane::macs_seen`].
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use actix::Actor;
 use tracing::{info, warn};
@@ -18,9 +19,7 @@ use crate::actors::fastdp::{Devices, Fastdp, FastdpConfig, FastdpOutputs};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::Submit;
 use crate::actors::mac_learner::MacLearner;
-use crate::actors::overlay::{
-    FastdpPeers, MacTablePublished, MacsSeen, RecipientFn, Subscribers, current_recipient,
-};
+use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::Supervised;
 use crate::api::http::IpamApi;
 use crate::api::metrics::ActorKind;
@@ -42,13 +41,13 @@ pub struct Dataplane {
     pub fastdp: Supervised<Fastdp>,
     pub mac_learner: Supervised<MacLearner>,
     /// Receivers of the overlay switch's [`FastdpPeers`] (whole set, on every change and every
-    /// few seconds). Add the `Sleeve` actor with [`current_recipient`].
+    /// few seconds). Add the `Sleeve` actor (its `Supervised` handle, in an `Arc`).
     pub fastdp_peers: Subscribers<FastdpPeers>,
     /// Receivers of the MAC table ([`MacTablePublished`], coalesced after changes and every few
     /// seconds). `Fastdp` is subscribed; add the `Sleeve` actor.
     pub mac_table: Subscribers<MacTablePublished>,
     /// Where the hot paths report the MACs they see (the current `MacLearner`).
-    pub macs_seen: RecipientFn<MacsSeen>,
+    pub macs_seen: Subscriber<MacsSeen>,
     /// The overlay MTU.
     pub mtu: u32,
     /// The sleeve TAP's name (`sleeve-<mesh port>`), where the bridge entries of MACs at sleeve
@@ -91,7 +90,7 @@ pub async fn start(
             MacLearner::new(name, gossip.clone(), mac_table.clone()).start()
         })
     };
-    let macs_seen: RecipientFn<MacsSeen> = current_recipient(&mac_learner);
+    let macs_seen: Subscriber<MacsSeen> = Arc::new(mac_learner.clone());
     let tap = sleeve_tap_name(args.port);
     let config = FastdpConfig {
         local: name,
@@ -109,7 +108,7 @@ pub async fn start(
     let fastdp = Supervised::start(ActorKind::Fastdp, move || {
         Fastdp::new(ops.clone(), config.clone(), gossip.clone(), outputs.clone()).start()
     });
-    mac_table.add(current_recipient(&fastdp));
+    mac_table.add(Arc::new(fastdp.clone()));
     if let Some(ipam) = ipam {
         expose_bridge(ipam.clone(), node.bridge.clone());
     }
