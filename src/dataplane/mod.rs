@@ -4,7 +4,10 @@
 //! - [`link`]: the narrow [`link::LinkOps`] trait (what the router needs from the kernel), the
 //!   plain data types it speaks in, and the MTU arithmetic;
 //! - [`netlink`]: the one real implementation, over the `rtnetlink` crate (the only module that
-//!   names rtnetlink or netlink-packet types), including the VXLAN FDB fastdp programs;
+//!   names rtnetlink or netlink-packet types), including the VXLAN and bridge FDB entries fastdp
+//!   programs and the notifications of what the VXLAN device learns;
+//! - [`fastdp_frame`], [`fastdp_heartbeat`]: the full-MTU fastdp heartbeat (sans-IO format, and
+//!   the AF_PACKET socket and thread that send, answer and report heartbeats);
 //! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`node`]: the node's bridge and VXLAN device, the overlay MTU choice, `weft reset`;
 //! - [`attach`]: wiring a pod's namespace to the bridge over a veth pair (CLI and CNI);
