@@ -273,3 +273,41 @@ fn the_vxlan_device_learning_a_remote_mac_is_notified() {
 
 /// A locally administered unicast MAC, as a pod's would be.
 const POD_MAC: MacAddr = MacAddr([0x0a, 0x58, 0, 0, 0, 7]);
+
+#[test]
+fn the_filter_passes_heartbeat_frames_only() {
+    let (a, b) = two_nodes("bpf", 1500);
+    let socket_a = node(&a, name(1), name(2), B_IP);
+    let socket_b = node(&b, name(2), name(1), A_IP);
+    let heartbeat = fastdp_frame::encode(&Frame {
+        dst: MacAddr(name(2).to_bytes()),
+        src: MacAddr(name(1).to_bytes()),
+        kind: Kind::Heartbeat,
+        seq: 7,
+        sender: name(1),
+        size: 200,
+    });
+    // The same frame as IPv4 (ethertype 0x0800): what pod traffic looks like to the filter.
+    let mut pod_frame = heartbeat.clone();
+    pod_frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    for _ in 0..3 {
+        socket_a.send(&pod_frame).expect("send pod-like frame");
+    }
+    socket_a.send(&heartbeat).expect("send heartbeat");
+    let mut buffer = vec![0; 2048];
+    let mut received = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Some(len) = socket_b.recv(&mut buffer).expect("recv") {
+            received.push(buffer[..len].to_vec());
+        }
+    }
+    assert_eq!(received, vec![heartbeat], "only the heartbeat reaches userspace");
+    // The pod-like frames did cross: the filter, not the path, kept them out.
+    let stats = b.run(|| async {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let vxlan = NodeConfig::new(MacAddr([0; 6]), MESH_PORT, VNI).vxlan_name;
+        ops.link_stats(&vxlan).await.expect("stats")
+    });
+    assert!(stats.rx_packets >= 4, "{stats:?}");
+}
