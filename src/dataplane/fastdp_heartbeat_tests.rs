@@ -302,7 +302,11 @@ fn the_filter_passes_heartbeat_frames_only() {
             received.push(buffer[..len].to_vec());
         }
     }
-    assert_eq!(received, vec![heartbeat], "only the heartbeat reaches userspace");
+    assert_eq!(
+        received,
+        vec![heartbeat],
+        "only the heartbeat reaches userspace"
+    );
     // The pod-like frames did cross: the filter, not the path, kept them out.
     let stats = b.run(|| async {
         let ops = NetlinkLinkOps::new().expect("netlink");

@@ -118,3 +118,71 @@ fn a_programmed_kernel_is_left_alone() {
     let want = desired(&macs, &c);
     assert!(plan(&want, &want, &known, &ips(&c)).is_empty());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mac() -> impl Strategy<Value = MacAddr> {
+        (0u8..12).prop_map(|n| MacAddr([0x0a, 0, 0, 0, 0, n]))
+    }
+
+    fn ip() -> impl Strategy<Value = Ipv4Addr> {
+        (1u8..4).prop_map(|n| Ipv4Addr::new(192, 0, 2, n))
+    }
+
+    fn port() -> impl Strategy<Value = Port> {
+        prop_oneof![Just(Port::Vxlan), Just(Port::Tap)]
+    }
+
+    fn present() -> impl Strategy<Value = Present> {
+        (
+            proptest::collection::btree_map(mac(), port(), 0..8),
+            proptest::collection::btree_map(mac(), ip(), 0..8),
+        )
+            .prop_map(|(bridge, vxlan)| Present { bridge, vxlan })
+    }
+
+    proptest! {
+        /// Applying the plan gives exactly the wanted bridge entries, every wanted VXLAN entry,
+        /// and no other VXLAN entry but the kernel's own learning of unknown MACs at kept
+        /// addresses.
+        #[test]
+        fn applying_the_plan_reaches_the_wanted_state(
+            present in present(),
+            want in present(),
+            known in proptest::collection::btree_set(mac(), 0..12),
+            kept in proptest::collection::btree_set(ip(), 0..3),
+        ) {
+            let mut known = known;
+            known.extend(want.bridge.keys().chain(want.vxlan.keys()).copied());
+            let plan = plan(&present, &want, &known, &kept);
+            let mut after = present.clone();
+            for (mac, port) in &plan.bridge_set {
+                after.bridge.insert(*mac, *port);
+            }
+            for (mac, ip) in &plan.vxlan_set {
+                after.vxlan.insert(*mac, *ip);
+            }
+            for (mac, _) in &plan.bridge_del {
+                after.bridge.remove(mac);
+            }
+            for (mac, _) in &plan.vxlan_del {
+                after.vxlan.remove(mac);
+            }
+            prop_assert_eq!(&after.bridge, &want.bridge);
+            for (mac, ip) in &after.vxlan {
+                match want.vxlan.get(mac) {
+                    Some(wanted) => prop_assert_eq!(wanted, ip),
+                    None => prop_assert!(!known.contains(mac) && kept.contains(ip)),
+                }
+            }
+            for (mac, ip) in &want.vxlan {
+                prop_assert_eq!(after.vxlan.get(mac), Some(ip));
+            }
+            // And a second plan from there has nothing to do.
+            prop_assert!(super::plan(&after, &want, &known, &kept).is_empty());
+        }
+    }
+}
