@@ -264,6 +264,12 @@ fn pods_on_two_nodes_talk_over_fastdp() {
         "pod B's MAC is not in node A's table: {}",
         report(&node_a)
     );
+    // The report shows the switch's view of the link: fastdp, heartbeats acked.
+    assert!(
+        report(&node_a).contains("\"Overlay\":\"fastdp\",\"FastdpHealthy\":true"),
+        "{}",
+        report(&node_a)
+    );
     let on_vxlan = format!("{pod_b_mac} master weave static");
     assert!(
         wait_until(Duration::from_secs(5), || fdb(&node_a).contains(&on_vxlan)),
