@@ -5,9 +5,41 @@
 
 mod netlab;
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use netlab::{Lab, WEFT, in_netns, tcp_works, wait_until};
+
+/// A device's MAC address in a namespace, as `ip link` prints it.
+fn mac_of(netns: &str, dev: &str) -> String {
+    let output = in_netns(netns, "ip", &["link", "show", dev]);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|word| *word != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {text}"))
+        .to_string()
+}
+
+/// Loads an nftables ruleset into a namespace (install nftables for `nft`).
+fn nft(netns: &str, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft (install nftables)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "nft: {output:?}");
+}
 
 #[test]
 fn pods_on_two_nodes_talk_over_fastdp() {
@@ -66,6 +98,109 @@ fn pods_on_two_nodes_talk_over_fastdp() {
         "pod A cannot reach pod B over the overlay"
     );
     assert!(tcp_works(&pod_b, &pod_a, "10.32.0.2", 7102), "and back");
+
+    // MAC learning: node A learned pod B's MAC from the kernel's VXLAN learning (it shows in
+    // the report's MAC table at node B), and the bridge now sends it to the VXLAN port.
+    let pod_b_mac = mac_of(&pod_b, "eth0");
+    let report = |node: &str| {
+        let output = in_netns(node, "curl", &["-sf", "127.0.0.1:6784/report"]);
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let fdb = |node: &str| {
+        let output = in_netns(node, "bridge", &["fdb", "show", "dev", "vxlan-6784"]);
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || report(&node_a).contains(
+            &format!("\"Mac\":\"{pod_b_mac}\",\"Name\":\"00:00:00:00:0d:02\"")
+        )),
+        "pod B's MAC is not in node A's table: {}",
+        report(&node_a)
+    );
+    // The report shows the switch's view of the link: fastdp, heartbeats acked.
+    assert!(
+        report(&node_a).contains("\"Overlay\":\"fastdp\",\"FastdpHealthy\":true"),
+        "{}",
+        report(&node_a)
+    );
+    let on_vxlan = format!("{pod_b_mac} master weave static");
+    assert!(
+        wait_until(Duration::from_secs(5), || fdb(&node_a).contains(&on_vxlan)),
+        "{}",
+        fdb(&node_a)
+    );
+
+    // Block fastdp (UDP 6784) into node B: both ends fall back to sleeve within seconds, and
+    // return to fastdp once the rule goes.
+    nft(
+        &node_b,
+        "table inet weft_test {\n chain input {\n type filter hook input priority 0\n \
+         udp dport 6784 drop\n }\n}\n",
+    );
+    let blocked = Instant::now();
+    let both = |overlay: &str| {
+        let wanted = format!("established {overlay}");
+        [&node_a, &node_b]
+            .iter()
+            .all(|node| status(node).contains(&wanted))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || both("sleeve")),
+        "no fallback: {} / {}",
+        status(&node_a),
+        status(&node_b)
+    );
+    eprintln!(
+        "both ends on sleeve {:?} after blocking UDP 6784",
+        blocked.elapsed()
+    );
+    let metrics = in_netns(&node_a, "curl", &["-sf", "127.0.0.1:6782/metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    assert!(
+        metrics.contains("weft_overlay_fallbacks_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("weave_connections{state=\"established\",type=\"sleeve\",encryption=\"\"} 1"),
+        "{metrics}"
+    );
+    // The kernel no longer sends pod B's MAC over VXLAN (no sleeve TAP in this test: it floods).
+    assert!(
+        wait_until(Duration::from_secs(2), || !fdb(&node_a).contains(&on_vxlan)),
+        "{}",
+        fdb(&node_a)
+    );
+    nft(&node_b, "delete table inet weft_test");
+    let unblocked = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || both("fastdp")),
+        "no recovery: {} / {}",
+        status(&node_a),
+        status(&node_b)
+    );
+    eprintln!(
+        "both ends on fastdp {:?} after unblocking",
+        unblocked.elapsed()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || tcp_works(
+            &pod_a,
+            &pod_b,
+            "10.32.0.3",
+            7104
+        )),
+        "pods talk over fastdp again"
+    );
+    let logs = lab.logs();
+    for line in [
+        "overlay_switch ->[00:00:00:00:0d:02(weft-dp-node-b",
+        "] using sleeve",
+        "] using fastdp",
+        &format!("Discovered remote MAC {pod_b_mac} at 00:00:00:00:0d:02("),
+    ] {
+        assert!(logs.contains(line), "{line:?} not logged");
+    }
 
     // The bridge got its address from IPAM (weave:expose) once the two routers agreed.
     assert!(

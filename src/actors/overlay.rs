@@ -5,11 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::Message;
 
 use crate::actors::mac_learner::state::{Location, MacEvent, MacSnapshot};
+use crate::actors::supervisor::RecipientSource;
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
 
@@ -54,4 +55,62 @@ pub struct MacsSeen(pub Vec<(MacAddr, Location)>);
 pub struct MacTablePublished {
     pub snapshot: Arc<MacSnapshot>,
     pub events: Vec<MacEvent>,
+}
+
+/// A subscriber: whichever incarnation of a supervised actor is current (a recipient taken
+/// once would point at a dead incarnation after a restart), or a fixed recipient.
+pub type Subscriber<M> = Arc<dyn RecipientSource<M>>;
+
+/// The subscribers of one kind of message, shared between an actor's incarnations and whoever
+/// registers subscribers (the router's wiring, possibly after the publisher started).
+pub struct Subscribers<M: Message<Result = ()> + Send> {
+    list: Arc<Mutex<Vec<Subscriber<M>>>>,
+}
+
+impl<M: Message<Result = ()> + Send> Clone for Subscribers<M> {
+    fn clone(&self) -> Self {
+        Self {
+            list: self.list.clone(),
+        }
+    }
+}
+
+impl<M: Message<Result = ()> + Send> Default for Subscribers<M> {
+    fn default() -> Self {
+        Self {
+            list: Arc::default(),
+        }
+    }
+}
+
+impl<M: Message<Result = ()> + Send + Clone + 'static> Subscribers<M> {
+    pub fn add(&self, subscriber: Subscriber<M>) {
+        self.lock().push(subscriber);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Offers `message` to every subscriber without waiting (bounded mailboxes: a full one
+    /// misses this copy and catches up with the next, as publishers repeat themselves
+    /// periodically). Returns how many copies were not delivered.
+    pub fn publish(&self, message: &M) -> usize {
+        let subscribers: Vec<Subscriber<M>> = self.lock().clone();
+        subscribers
+            .iter()
+            .filter(|subscriber| subscriber.recipient().try_send(message.clone()).is_err())
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber<M>>> {
+        // A panic while holding the lock leaves a valid Vec behind: keep using it.
+        self.list
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }

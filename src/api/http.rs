@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::snapshot::{
-    BroadcastRoute, ConnectionState, ConnectionStatus, PeerConnectionStatus, PeerStatus,
-    RouterStatus, UnicastRoute,
+    BroadcastRoute, ConnectionState, ConnectionStatus, MacStatus, OverlayStatus,
+    PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
 };
 use super::{metrics, status_text};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
@@ -23,6 +23,7 @@ use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
+use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
 use crate::actors::supervisor::Supervised;
 use crate::ipam::Cidr;
 use crate::topology::{PeerName, PeerRecord};
@@ -52,8 +53,10 @@ pub struct ApiState {
     pub maker: Supervised<ConnectionMaker>,
     /// None when the router runs without IP address management.
     pub ipam: Option<IpamApi>,
-    /// None without a data plane or with --no-fastdp.
+    /// None without a data plane.
     pub fastdp: Option<Supervised<Fastdp>>,
+    /// None without a data plane.
+    pub mac_learner: Option<Supervised<MacLearner>>,
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
@@ -122,6 +125,11 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         None => None,
         Some(fastdp) => fastdp.addr().send(GetFastdpStatus).await.ok(),
     };
+    // Likewise a restarting MAC learner shows an empty table.
+    let macs: Vec<MacRow> = match &state.mac_learner {
+        None => Vec::new(),
+        Some(learner) => learner.addr().send(GetMacTable).await.unwrap_or_default(),
+    };
     let ipam = match &state.ipam {
         None => None,
         Some(ipam) => Some(
@@ -152,10 +160,10 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             peer: Some(link.remote),
             nick_name: Some(link.remote_nickname.clone()),
             info: String::new(),
-            overlay: overlay_of(fastdp.as_ref(), link.remote_addr.ip()).map(str::to_string),
+            overlay: overlay_of(fastdp.as_ref(), link.established, link.remote).map(str::to_string),
             attrs: fastdp
                 .as_ref()
-                .filter(|_| overlay_of(fastdp.as_ref(), link.remote_addr.ip()).is_some())
+                .filter(|_| overlay_of(fastdp.as_ref(), link.established, link.remote).is_some())
                 .map(|status| vec![("mtu".to_string(), status.mtu.to_string())])
                 .unwrap_or_default(),
         })
@@ -205,18 +213,55 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         refused_for_limit_count: metrics::refused_for_limit_count(),
         trusted_subnets: Vec::new(),
         ipam,
+        macs: mac_status(macs),
+        overlays: overlay_status(fastdp.as_ref()),
     })
 }
 
-/// The overlay carrying a link's pod traffic: fastdp when the kernel is programmed towards the
-/// peer's address.
-fn overlay_of(fastdp: Option<&FastdpStatus>, remote: std::net::IpAddr) -> Option<&'static str> {
-    let std::net::IpAddr::V4(remote) = remote else {
-        return None;
+fn mac_status(rows: Vec<MacRow>) -> Vec<MacStatus> {
+    let now = std::time::SystemTime::now();
+    rows.into_iter()
+        .map(|row| MacStatus {
+            mac: row.mac.to_string(),
+            name: row.peer,
+            nick_name: row.nickname,
+            last_seen: rfc3339_utc(now - row.last_seen_ago),
+        })
+        .collect()
+}
+
+fn overlay_status(fastdp: Option<&FastdpStatus>) -> Vec<OverlayStatus> {
+    let now = std::time::Instant::now();
+    let Some(fastdp) = fastdp else {
+        return Vec::new();
     };
     fastdp
-        .filter(|status| status.programmed.contains(&remote))
-        .map(|_| "fastdp")
+        .peers
+        .iter()
+        .map(|(name, peer)| OverlayStatus {
+            name: *name,
+            nick_name: peer.nickname.clone(),
+            overlay: peer.overlay.to_string(),
+            fastdp_healthy: peer.healthy,
+            last_heartbeat_ack_ms: peer.last_ack.map(|at| {
+                u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)
+            }),
+        })
+        .collect()
+}
+
+/// The overlay carrying an established link's pod traffic, as the overlay switch decided it
+/// (`fastdp` only while the peer's fastdp heartbeats are acked, else `sleeve`). None without a
+/// data plane, or for a link the switch has not seen yet.
+fn overlay_of(
+    fastdp: Option<&FastdpStatus>,
+    established: bool,
+    remote: PeerName,
+) -> Option<&'static str> {
+    if !established {
+        return None;
+    }
+    fastdp?.peers.get(&remote).map(|peer| peer.overlay.as_str())
 }
 
 fn peer_status(

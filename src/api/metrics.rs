@@ -23,6 +23,9 @@ const IPAM_UNREACHABLE_PERCENTAGE: &str = "weave_ipam_unreachable_percentage";
 const IPAM_PENDING_ALLOCATES: &str = "weave_ipam_pending_allocates";
 const IPAM_PENDING_CLAIMS: &str = "weave_ipam_pending_claims";
 const IPAM_SPLIT_BRAIN: &str = "weft_ipam_split_brain_total";
+const OVERLAY_FALLBACKS: &str = "weft_overlay_fallbacks_total";
+const OVERLAY_FRAMES: &str = "weft_overlay_frames_total";
+const OVERLAY_BYTES: &str = "weft_overlay_bytes_total";
 
 static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
 static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -53,6 +56,25 @@ pub enum ActorKind {
     Listener,
     Ipam,
     Fastdp,
+    MacLearner,
+}
+
+/// The path pod frames take between nodes (the `path` label of the traffic counters).
+#[derive(Clone, Copy, Debug)]
+pub enum OverlayPath {
+    /// The kernel's VXLAN device.
+    Fastdp,
+    /// The router's UDP sleeve.
+    Sleeve,
+}
+
+impl OverlayPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayPath::Fastdp => "fastdp",
+            OverlayPath::Sleeve => "sleeve",
+        }
+    }
 }
 
 impl ActorKind {
@@ -63,6 +85,7 @@ impl ActorKind {
             ActorKind::Listener => "listener",
             ActorKind::Ipam => "ipam",
             ActorKind::Fastdp => "fastdp",
+            ActorKind::MacLearner => "mac_learner",
         }
     }
 }
@@ -97,6 +120,18 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 RESTARTS,
                 "Re-creations of supervised actors after they stopped."
+            );
+            describe_counter!(
+                OVERLAY_FALLBACKS,
+                "Peers switched from fastdp to sleeve because fastdp heartbeats failed."
+            );
+            describe_counter!(
+                OVERLAY_FRAMES,
+                "Frames carried between nodes, by path and direction."
+            );
+            describe_counter!(
+                OVERLAY_BYTES,
+                "Bytes carried between nodes, by path and direction."
             );
             handle
         })
@@ -166,6 +201,20 @@ pub fn record_connections(status: &RouterStatus) {
                 .set(count as f64);
         }
     }
+}
+
+pub fn overlay_fallback() {
+    counter!(OVERLAY_FALLBACKS).increment(1);
+}
+
+/// Sets the traffic counters of `path` from its device's own counters (the kernel counts
+/// fastdp frames; nothing is counted twice in userspace).
+pub fn record_overlay_traffic(path: OverlayPath, stats: &crate::dataplane::LinkStats) {
+    let path = path.as_str();
+    counter!(OVERLAY_FRAMES, "path" => path, "direction" => "rx").absolute(stats.rx_packets);
+    counter!(OVERLAY_FRAMES, "path" => path, "direction" => "tx").absolute(stats.tx_packets);
+    counter!(OVERLAY_BYTES, "path" => path, "direction" => "rx").absolute(stats.rx_bytes);
+    counter!(OVERLAY_BYTES, "path" => path, "direction" => "tx").absolute(stats.tx_bytes);
 }
 
 pub fn ipam_split_brain() {

@@ -34,6 +34,37 @@ pub struct RouterStatus {
     /// The IP allocator's view, when IPAM runs.
     #[serde(rename = "IPAM", skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamSnapshot>,
+    /// The MAC table (Weave Net's `MACs`), when the data plane runs.
+    #[serde(rename = "MACs")]
+    pub macs: Vec<MacStatus>,
+    /// Each linked peer's overlay and fastdp heartbeat health, when the data plane runs.
+    pub overlays: Vec<OverlayStatus>,
+}
+
+/// One MAC table row, as Weave Net's report showed it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct MacStatus {
+    pub mac: String,
+    /// The peer the MAC lives behind (ourselves for local MACs).
+    pub name: PeerName,
+    pub nick_name: Option<String>,
+    /// When a frame from it was last seen (RFC 3339, UTC; refreshed at most once a minute).
+    pub last_seen: String,
+}
+
+/// The overlay switch's view of one linked peer.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct OverlayStatus {
+    pub name: PeerName,
+    pub nick_name: String,
+    /// `fastdp` or `sleeve`.
+    pub overlay: String,
+    /// Fastdp heartbeats are being acked (false with fastdp disabled).
+    pub fastdp_healthy: bool,
+    /// Milliseconds since the last heartbeat ack, if any came.
+    pub last_heartbeat_ack_ms: Option<u64>,
 }
 
 /// The IP allocator as `weave status`, `weave status ipam`, the report and the metrics show it.
@@ -149,4 +180,45 @@ pub struct UnicastRoute {
 pub struct BroadcastRoute {
     pub source: PeerName,
     pub via: Vec<PeerName>,
+}
+
+/// `SystemTime` as RFC 3339 UTC with second precision (`2026-01-31T12:00:00Z`), as Weave Net's
+/// report printed times; no date crate needed for this one format.
+pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::rfc3339_utc;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339_utc(leap_day), "2000-02-29T01:02:03Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339_utc(later), "2026-11-18T11:06:40Z");
+    }
 }

@@ -254,6 +254,8 @@ mod tests {
             refused_for_limit_count: 0,
             trusted_subnets: vec![],
             ipam: None,
+            macs: vec![],
+            overlays: vec![],
         }
     }
 

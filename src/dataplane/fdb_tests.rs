@@ -46,6 +46,7 @@ fn fastdp(local: Option<Ipv4Addr>) -> VxlanConfig {
         vni: VNI,
         port: FASTDP_PORT,
         learning: false,
+        df: false,
         mtu: OVERLAY_MTU,
         local,
     }

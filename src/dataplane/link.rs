@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 use super::error::{DataplaneError, Result};
 
@@ -99,9 +100,15 @@ pub struct VxlanConfig {
     pub vni: u32,
     /// UDP destination port (Weave's fastdp port is 6784).
     pub port: u16,
-    /// Whether the kernel learns remote MACs from received packets; off when the router programs
-    /// the FDB itself.
+    /// Whether the kernel learns remote MACs from received packets (IFLA_VXLAN_LEARNING). On for
+    /// fastdp: the learned entries are how the router hears of remote MACs; the bridge FDB it
+    /// programs still decides which overlay port a frame takes. Changed in place on adoption.
     pub learning: bool,
+    /// Whether encapsulated packets carry the IPv4 "don't fragment" bit (IFLA_VXLAN_DF=set,
+    /// kernel ≥ 5.7): an underlay too small for a full frame then drops it rather than
+    /// fragmenting, which is what lets the full-size fastdp heartbeat prove the path's MTU.
+    /// Changed in place on adoption.
+    pub df: bool,
     /// MTU in bytes.
     pub mtu: u32,
     /// Underlay source address for encapsulated packets (IFLA_VXLAN_LOCAL); `None` lets the
@@ -118,6 +125,26 @@ pub struct FdbEntry {
     /// The underlay address frames to `mac` are sent to; `None` for entries without one (such
     /// as the kernel's entry for the device's own MAC).
     pub remote: Option<Ipv4Addr>,
+}
+
+/// An entry the VXLAN device learned from a received packet (state neither permanent nor
+/// static).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LearnedFdb {
+    pub mac: MacAddr,
+    /// The underlay source address the MAC's frames came from.
+    pub remote: Ipv4Addr,
+    /// How long ago the kernel last updated the entry.
+    pub updated_ago: Duration,
+}
+
+/// A device's counters since it was created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
 }
 
 /// How a port behaves on the bridge.
@@ -272,6 +299,39 @@ pub trait LinkOps {
 
     /// The vxlan device's own FDB, one entry per (MAC, remote).
     fn fdb_entries(&self, vxlan: &str) -> impl Future<Output = Result<Vec<FdbEntry>>> + Send;
+
+    /// Points unicast `mac` at `remote` like [`LinkOps::fdb_add`], as a dynamic (reachable)
+    /// entry: the kernel's learning may refresh or migrate it, and ages it out when unused.
+    fn fdb_set_dynamic(
+        &self,
+        vxlan: &str,
+        mac: MacAddr,
+        remote: Ipv4Addr,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The entries the vxlan device learned itself, with their age.
+    fn fdb_learned(&self, vxlan: &str) -> impl Future<Output = Result<Vec<LearnedFdb>>> + Send;
+
+    /// Sends the bridge's frames for `mac` out of `port` (a static `master` entry on the port),
+    /// moving the entry from another port if it had one.
+    fn bridge_fdb_set(&self, port: &str, mac: MacAddr) -> impl Future<Output = Result<()>> + Send;
+
+    /// Removes the static bridge entry `mac → port`; `Ok(false)` when there was none.
+    fn bridge_fdb_del(&self, port: &str, mac: MacAddr)
+    -> impl Future<Output = Result<bool>> + Send;
+
+    /// The MACs with a static bridge entry pointing at `port`.
+    fn bridge_fdb_static(&self, port: &str) -> impl Future<Output = Result<Vec<MacAddr>>> + Send;
+
+    /// Turns the bridge's learning of source MACs on `port` on or off.
+    fn set_port_learning(
+        &self,
+        port: &str,
+        learning: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The device's packet and byte counters.
+    fn link_stats(&self, name: &str) -> impl Future<Output = Result<LinkStats>> + Send;
 }
 
 /// The loopback interface: routes through it are to our own addresses.

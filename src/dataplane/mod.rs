@@ -4,7 +4,10 @@
 //! - [`link`]: the narrow [`link::LinkOps`] trait (what the router needs from the kernel), the
 //!   plain data types it speaks in, and the MTU arithmetic;
 //! - [`netlink`]: the one real implementation, over the `rtnetlink` crate (the only module that
-//!   names rtnetlink or netlink-packet types), including the VXLAN FDB fastdp programs;
+//!   names rtnetlink or netlink-packet types), including the VXLAN and bridge FDB entries fastdp
+//!   programs and the notifications of what the VXLAN device learns;
+//! - [`fastdp_frame`], [`fastdp_heartbeat`]: the full-MTU fastdp heartbeat (sans-IO format, and
+//!   the AF_PACKET socket and thread that send, answer and report heartbeats);
 //! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`node`]: the node's bridge and VXLAN device, the overlay MTU choice, `weft reset`;
 //! - [`attach`]: wiring a pod's namespace to the bridge over a veth pair (CLI and CNI), and
@@ -18,7 +21,11 @@
 pub mod attach;
 #[cfg(test)]
 mod attach_tests;
+#[cfg(test)]
+mod bridge_fdb_tests;
 pub mod error;
+pub mod fastdp_frame;
+pub mod fastdp_heartbeat;
 #[cfg(test)]
 mod fdb_tests;
 pub mod garp;
@@ -40,7 +47,11 @@ pub use attach::{
 };
 pub use error::DataplaneError;
 pub use link::{
-    FdbEntry, Ipv4Route, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig,
+    FdbEntry, Ipv4Route, LearnedFdb, Link, LinkKind, LinkOps, LinkStats, MacAddr, PortMode,
+    VethSpec, VxlanConfig,
 };
 pub use netlink::NetlinkLinkOps;
-pub use node::{MtuSource, NodeConfig, NodeState, reset_node, setup_node};
+pub use netlink::neigh_watch::LearnedFdbWatch;
+pub use node::{
+    MtuSource, NodeConfig, NodeState, reset_node, reset_node_for_port, setup_node, sleeve_tap_name,
+};

@@ -22,13 +22,16 @@ use rtnetlink::{
 
 use super::error::{DataplaneError, Result};
 use super::link::{
-    FdbEntry, Ipv4Route, Link, LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig,
+    FdbEntry, Ipv4Route, LearnedFdb, Link, LinkKind, LinkOps, LinkStats, MacAddr, PortMode,
+    VethSpec, VxlanConfig,
 };
 
+mod bridge_fdb;
 mod fdb;
+pub mod neigh_watch;
 mod vxlan;
 
-use vxlan::check_vxlan;
+use vxlan::{check_vxlan, vxlan_changes};
 
 /// [`LinkOps`] over one rtnetlink connection, bound to the network namespace its socket was
 /// opened in (a netlink socket stays in the namespace it was created in, whatever thread uses it).
@@ -208,13 +211,25 @@ impl LinkOps for NetlinkLinkOps {
                         .build();
                     self.set(OP, name, change).await?;
                 }
+                // Learning and DF change in place (vxlan changelink): a device made by an older
+                // router is brought to this one's settings without interrupting traffic.
+                // RTM_NEWLINK without NLM_F_CREATE: RTM_SETLINK would ignore the link info data.
+                if let Some(change) = vxlan_changes(&message, config) {
+                    self.handle
+                        .link()
+                        .change(change)
+                        .execute()
+                        .await
+                        .map_err(|e| kernel_error(OP, name, e))?;
+                }
             }
             None => {
                 // Created down: it comes up only once it is an isolated bridge port, so no frame
                 // crosses between overlays in between.
                 let mut create = LinkVxlan::new(name, config.vni)
                     .port(config.port)
-                    .learning(config.learning);
+                    .learning(config.learning)
+                    .df(vxlan::df_setting(config.df));
                 if let Some(local) = config.local {
                     create = create.local(local);
                 }
@@ -476,6 +491,35 @@ impl LinkOps for NetlinkLinkOps {
 
     async fn fdb_entries(&self, vxlan: &str) -> Result<Vec<FdbEntry>> {
         self.fdb_dump(vxlan).await
+    }
+
+    async fn fdb_set_dynamic(&self, vxlan: &str, mac: MacAddr, remote: Ipv4Addr) -> Result<()> {
+        let change = fdb::Change::ReplaceDynamic;
+        self.fdb_change(change, vxlan, mac, remote).await.map(drop)
+    }
+
+    async fn fdb_learned(&self, vxlan: &str) -> Result<Vec<LearnedFdb>> {
+        self.fdb_dump_learned(vxlan).await
+    }
+
+    async fn bridge_fdb_set(&self, port: &str, mac: MacAddr) -> Result<()> {
+        self.bridge_fdb_change(false, port, mac).await.map(drop)
+    }
+
+    async fn bridge_fdb_del(&self, port: &str, mac: MacAddr) -> Result<bool> {
+        self.bridge_fdb_change(true, port, mac).await
+    }
+
+    async fn bridge_fdb_static(&self, port: &str) -> Result<Vec<MacAddr>> {
+        self.bridge_fdb_dump(port).await
+    }
+
+    async fn set_port_learning(&self, port: &str, learning: bool) -> Result<()> {
+        self.port_learning(port, learning).await
+    }
+
+    async fn link_stats(&self, name: &str) -> Result<LinkStats> {
+        self.stats(name).await
     }
 }
 

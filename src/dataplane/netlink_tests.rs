@@ -17,6 +17,7 @@ fn fastdp(vni: u32) -> VxlanConfig {
         vni,
         port: 6784,
         learning: false,
+        df: false,
         mtu: 1450,
         local: None,
     }

@@ -110,14 +110,22 @@ pub async fn setup_node<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<NodeSta
         name: cfg.vxlan_name.clone(),
         vni: cfg.vni,
         port: cfg.vxlan_port,
-        // The router programs the FDB from the mesh topology; kernel learning would race it.
-        learning: false,
+        // The kernel's learned entries tell the router where remote MACs live (the bridge FDB
+        // the router programs, not these entries, decides which overlay carries a frame).
+        learning: true,
+        // The fastdp heartbeat proves full-size frames cross the underlay only if they can't be
+        // fragmented on the way.
+        df: true,
         mtu,
         // Any local address: the kernel picks the source by route, which is what a node with
         // one underlay interface wants; a fixed source comes with multi-homed nodes.
         local: None,
     };
     let vxlan = ops.ensure_vxlan(&vxlan, &cfg.bridge).await?;
+    // The router programs the bridge's entries for remote MACs (fastdp or sleeve port, by the
+    // overlay switch); bridge learning on this port would point them back at the VXLAN port
+    // after a fallback.
+    ops.set_port_learning(&cfg.vxlan_name, false).await?;
     Ok(NodeState {
         bridge,
         vxlan,
@@ -172,6 +180,23 @@ pub async fn reset_node<L: LinkOps>(ops: &L, bridge: &str, vxlan: &str) -> Resul
     Ok(removed)
 }
 
+/// The sleeve TAP's name for a mesh port (`sleeve-6783`).
+pub fn sleeve_tap_name(mesh_port: u16) -> String {
+    format!("sleeve-{mesh_port}")
+}
+
+/// [`reset_node`] for the router that used `mesh_port`: its bridge, its VXLAN device
+/// (`vxlan-<port + 1>`) and its sleeve TAP (`sleeve-<port>`), with the pods' veths.
+pub async fn reset_node_for_port<L: LinkOps>(ops: &L, mesh_port: u16) -> Result<Vec<String>> {
+    let cfg = NodeConfig::new(MacAddr([0; 6]), mesh_port, 0);
+    let mut removed = reset_node(ops, &cfg.bridge, &cfg.vxlan_name).await?;
+    let tap = sleeve_tap_name(mesh_port);
+    if ops.delete_link(&tap).await? {
+        removed.push(tap);
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +211,6 @@ mod tests {
             NodeConfig::new(cfg.bridge_mac, 7000, 8).vxlan_name,
             "vxlan-7001"
         );
+        assert_eq!(sleeve_tap_name(6783), "sleeve-6783");
     }
 }

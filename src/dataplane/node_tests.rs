@@ -51,6 +51,12 @@ fn setup_node_creates_bridge_and_isolated_vxlan_then_adopts() {
     let vxlan = ns.ip(&["-d", "link", "show", "vxlan-6784"]);
     assert!(vxlan.contains("isolated on"), "{vxlan}");
     assert!(vxlan.contains("dstport 6784"), "{vxlan}");
+    // Fastdp's settings: the kernel learns remote MACs (the router hears of them), DF is set
+    // (the full-size heartbeat proves the MTU), and the bridge does not learn on this port (the
+    // router decides which overlay port each remote MAC takes).
+    assert!(!vxlan.contains("nolearning"), "{vxlan}");
+    assert!(vxlan.contains("df set"), "{vxlan}");
+    assert!(vxlan.contains("learning off"), "{vxlan}");
 }
 
 #[test]

@@ -178,7 +178,11 @@ impl Lab {
     pub fn pod(&mut self, node: &Node, what: &str, address: &str) -> String {
         let pod = self.netns(what);
         // The router makes the bridge once it has started.
-        let bridge_up = || in_netns(&node.ns, "ip", &["link", "show", "weave"]).status.success();
+        let bridge_up = || {
+            in_netns(&node.ns, "ip", &["link", "show", "weave"])
+                .status
+                .success()
+        };
         assert!(
             wait_until(Duration::from_secs(20), bridge_up),
             "no bridge in {}",
@@ -193,7 +197,7 @@ impl Lab {
         pod
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         let mut all = String::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
             if entry.path().extension().is_some_and(|e| e == "log") {

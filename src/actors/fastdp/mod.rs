@@ -1,56 +1,212 @@
-//! The `Fastdp` actor: keeps the kernel's VXLAN forwarding database in step with the mesh, so the
-//! kernel carries pod traffic to every directly connected peer without the router on the path.
+//! The `Fastdp` actor: the overlay switch and the kernel's forwarding tables. Every
+//! [`RECONCILE_INTERVAL`] it reads the established links (gossip) and the kernel's tables, runs
+//! the pure [`state::FastdpState::step`], and applies the result: the VXLAN flood list (peers on
+//! fastdp, plus departed peers during the grace of [`plan`]), the per-MAC bridge and VXLAN
+//! entries of [`fdb_plan`], the kernel-learned MACs reported to the `MacLearner`. Fastdp
+//! heartbeats ([`crate::dataplane::fastdp_heartbeat`], on their own thread) decide each peer's
+//! overlay ([`switch`]); every switch is logged as Weave Net did and published as
+//! [`FastdpPeers`].
 //!
-//! For now every established link's peer is a flood target (the all-zero MAC entry): broadcast
-//! and unknown-unicast frames reach every direct peer and the bridges learn where MACs live. A
-//! peer whose link goes keeps its entry for a grace period (see [`plan`]).
-//! Per-MAC entries (from MAC learning), fastdp heartbeats and the fall-back to sleeve come with
-//! the rest of the data-plane issue. The entries live in the kernel: traffic keeps flowing while
-//! the router is down, and a restarted router adopts what it finds.
+//! The entries live in the kernel: traffic keeps flowing while the router is down, and a
+//! restarted router adopts what it finds (a peer the kernel already floods to starts on fastdp).
 
+pub mod fdb_plan;
+pub mod kernel;
 pub mod plan;
+pub mod state;
+pub mod switch;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::Supervised;
-use crate::dataplane::{LinkOps, NetlinkLinkOps};
+use crate::api::metrics;
+use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
+use crate::dataplane::{LearnedFdb, LearnedFdbWatch, LinkOps, LinkStats, NetlinkLinkOps};
+use crate::topology::PeerName;
 
+pub use kernel::Devices;
 pub use plan::{FloodPlan, FloodTracker};
+pub use switch::PeerOverlay;
 
-/// How often the FDB is reconciled with the links (a link change shows within this).
+use state::FastdpState;
+use switch::{HEARTBEAT_INTERVAL, LinkedPeer, Switched};
+
+/// How often the kernel is reconciled with the links, the switch and the MAC table (a link or
+/// MAC change shows within this).
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
+/// [`FastdpPeers`] is published again this often without changes, so a subscriber that
+/// restarted catches up.
+const REPUBLISH_INTERVAL: Duration = Duration::from_secs(3);
+/// How long to wait before retrying to open the heartbeat socket (the VXLAN device missing,
+/// say, after a `weft reset` under a running router).
+const HEARTBEAT_RETRY: Duration = Duration::from_secs(5);
+
+/// What the actor is configured with.
+#[derive(Clone, Debug)]
+pub struct FastdpConfig {
+    /// Our peer name: our bridge MAC, the heartbeats' source.
+    pub local: PeerName,
+    pub devices: Devices,
+    /// The overlay MTU: heartbeats are this + 14 bytes.
+    pub mtu: u32,
+    /// False with `--no-fastdp`: every peer on sleeve, no heartbeats, no flood list.
+    pub enabled: bool,
+}
+
+/// Where the actor sends what it decides.
+#[derive(Clone)]
+pub struct FastdpOutputs {
+    /// The `MacLearner`, for kernel-learned MACs.
+    pub macs_seen: Option<Subscriber<MacsSeen>>,
+    /// The overlay switch's subscribers (the `Sleeve` actor).
+    pub peers: Subscribers<FastdpPeers>,
+}
+
+/// An entry the VXLAN device just learned, from the neighbour notification task.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct KernelLearned(LearnedFdb);
+
+/// An ack to one of our heartbeats, from the heartbeat thread.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HeartbeatAck(pub PeerName);
 
 pub struct Fastdp {
     ops: NetlinkLinkOps,
-    vxlan: String,
-    /// The overlay MTU the node was set up with (shown per link in the status).
-    mtu: u32,
-    /// The flood targets the kernel had at the last reconciliation, after our changes.
-    programmed: BTreeSet<Ipv4Addr>,
+    config: FastdpConfig,
     gossip: Supervised<Gossip>,
+    outputs: FastdpOutputs,
+    state: FastdpState,
+    programmed: BTreeSet<Ipv4Addr>,
+    published: Option<(BTreeSet<PeerName>, Instant)>,
+    targets: watch::Sender<Vec<PeerName>>,
+    heartbeater: Option<Heartbeater>,
+    stats: LinkStats,
     /// A reconciliation is under way: the next tick waits for it.
     busy: bool,
-    tracker: FloodTracker,
 }
 
 impl Fastdp {
-    pub fn new(ops: NetlinkLinkOps, vxlan: String, mtu: u32, gossip: Supervised<Gossip>) -> Self {
+    pub fn new(
+        ops: NetlinkLinkOps,
+        config: FastdpConfig,
+        gossip: Supervised<Gossip>,
+        outputs: FastdpOutputs,
+    ) -> Self {
         Self {
             ops,
-            vxlan,
-            mtu,
-            programmed: BTreeSet::new(),
+            state: FastdpState::new(config.enabled),
+            config,
             gossip,
+            outputs,
+            programmed: BTreeSet::new(),
+            published: None,
+            targets: watch::channel(Vec::new()).0,
+            heartbeater: None,
+            stats: LinkStats::default(),
             busy: false,
-            tracker: FloodTracker::default(),
         }
+    }
+
+    fn start_heartbeats(&mut self, ctx: &mut Context<Self>) {
+        if !self.config.enabled || self.heartbeater.is_some() {
+            return;
+        }
+        let ops = self.ops.clone();
+        let vxlan = self.config.devices.vxlan.clone();
+        let lookup = async move { ops.link(&vxlan).await };
+        ctx.spawn(lookup.into_actor(self).map(|link, act, ctx| {
+            let vxlan = act.config.devices.vxlan.clone();
+            let opened = match link {
+                Ok(Some(link)) => HeartbeatSocket::open(&vxlan, link.index),
+                Ok(None) => Err(crate::dataplane::DataplaneError::NotFound {
+                    op: "open heartbeat socket on",
+                    name: vxlan,
+                }),
+                Err(err) => Err(err),
+            };
+            let me = ctx.address();
+            let config = HeartbeatConfig {
+                local: act.config.local,
+                mtu: act.config.mtu,
+                interval: HEARTBEAT_INTERVAL,
+            };
+            let started = opened.and_then(|socket| {
+                Heartbeater::spawn(socket, config, act.targets.subscribe(), move |peer| {
+                    // Bounded mailbox: a dropped ack is a missed heartbeat, which the
+                    // hysteresis tolerates.
+                    let _ = me.try_send(HeartbeatAck(peer));
+                })
+            });
+            match started {
+                Ok(heartbeater) => act.heartbeater = Some(heartbeater),
+                Err(err) => {
+                    warn!("fastdp heartbeats cannot start (peers stay on sleeve): {err}");
+                    ctx.run_later(HEARTBEAT_RETRY, |act, ctx| act.start_heartbeats(ctx));
+                }
+            }
+        }));
+    }
+
+    /// Forwards the VXLAN device's learning notifications to the actor as they come: a new
+    /// remote MAC reaches the `MacLearner` at once instead of at the next dump.
+    fn watch_learning(&mut self, ctx: &mut Context<Self>) {
+        let ops = self.ops.clone();
+        let vxlan = self.config.devices.vxlan.clone();
+        let me = ctx.address();
+        let watch = async move {
+            let link = match ops.link(&vxlan).await {
+                Ok(Some(link)) => link,
+                Ok(None) => return warn!("fastdp: no {vxlan} to watch for learned MACs"),
+                Err(err) => return warn!("fastdp: cannot watch {vxlan} for learned MACs: {err}"),
+            };
+            let mut watch = match LearnedFdbWatch::new(link.index) {
+                Ok(watch) => watch,
+                Err(err) => return warn!("fastdp: learned MACs come only by polling: {err}"),
+            };
+            while let Some(learned) = watch.next().await {
+                // Full mailbox: the periodic dump reports it while it is fresh.
+                let _ = me.try_send(KernelLearned(learned));
+            }
+        };
+        ctx.spawn(watch.into_actor(self));
+    }
+
+    fn switched(&mut self, switched: Vec<Switched>) {
+        for switch in switched {
+            info!("{}", switch.log_line());
+            if switch.fallback {
+                metrics::overlay_fallback();
+            }
+        }
+    }
+
+    fn publish_peers(&mut self, now: Instant) {
+        let peers = self.state.switch().fastdp_peers();
+        let due = match &self.published {
+            Some((last, at)) => {
+                *last != peers || now.saturating_duration_since(*at) >= REPUBLISH_INTERVAL
+            }
+            None => true,
+        };
+        if due {
+            self.outputs.peers.publish(&FastdpPeers(peers.clone()));
+            self.published = Some((peers, now));
+        }
+        // Send failures are harmless: the watch keeps the latest value for the thread.
+        self.targets
+            .send_replace(self.state.switch().heartbeat_targets());
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
@@ -60,77 +216,82 @@ impl Fastdp {
         self.busy = true;
         let status = self.gossip.addr().send(GetGossipStatus);
         let ops = self.ops.clone();
-        let vxlan = self.vxlan.clone();
+        let devices = self.config.devices.clone();
         let observe = async move {
             let status = status.await.ok()?;
-            let wanted: BTreeSet<Ipv4Addr> = status
+            let links: Vec<LinkedPeer> = status
                 .links
                 .iter()
                 .filter(|link| link.established)
                 .filter_map(|link| match link.remote_addr.ip() {
-                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V4(ip) => Some(LinkedPeer {
+                        name: link.remote,
+                        nickname: link.remote_nickname.clone(),
+                        ip,
+                    }),
                     IpAddr::V6(_) => None,
                 })
                 .collect();
-            match ops.fdb_entries(&vxlan).await {
-                Ok(entries) => {
-                    let present: BTreeSet<Ipv4Addr> = entries
-                        .into_iter()
-                        .filter(|entry| entry.mac.0 == [0; 6])
-                        .filter_map(|entry| entry.remote)
-                        .collect();
-                    Some((present, wanted))
-                }
+            match kernel::observe(&ops, &devices).await {
+                Ok((view, stats)) => Some((links, view, stats)),
                 Err(err) => {
-                    warn!("cannot read the FDB of {vxlan}: {err}");
+                    warn!("fastdp: cannot read the kernel's tables: {err}");
                     None
                 }
             }
         };
         ctx.spawn(observe.into_actor(self).then(|observed, act, _| {
-            let plan = observed.map(|(present, wanted)| {
-                let plan = act.tracker.plan(&present, &wanted, Instant::now());
-                act.programmed = present
+            let plans = observed.map(|(links, view, stats)| {
+                let now = Instant::now();
+                let step = act.state.step(&links, &view, now);
+                act.switched(step.switched);
+                act.stats = stats;
+                metrics::record_overlay_traffic(metrics::OverlayPath::Fastdp, &stats);
+                act.programmed = view
+                    .flood
                     .iter()
-                    .chain(&plan.add)
-                    .filter(|remote| !plan.remove.contains(remote))
+                    .chain(&step.flood.add)
+                    .filter(|remote| !step.flood.remove.contains(remote))
                     .copied()
                     .collect();
-                plan
+                if !step.seen.is_empty()
+                    && let Some(macs_seen) = &act.outputs.macs_seen
+                    && macs_seen.recipient().try_send(MacsSeen(step.seen)).is_err()
+                {
+                    // The next reconciliation reports them again while they stay fresh.
+                    tracing::debug!("fastdp: the MAC learner's mailbox is full");
+                }
+                (step.flood, step.fdb)
             });
             let ops = act.ops.clone();
-            let vxlan = act.vxlan.clone();
+            let devices = act.config.devices.clone();
             async move {
-                if let Some(plan) = plan {
-                    apply(&ops, &vxlan, plan).await;
+                if let Some((flood, fdb)) = plans {
+                    kernel::apply(&ops, &devices, flood, fdb).await;
                 }
             }
             .into_actor(act)
-            .map(|(), act, _| act.busy = false)
+            .map(|(), act, _| {
+                act.busy = false;
+                // Published once the kernel follows the switch: the sleeve takes over (or lets
+                // go of) a peer when the bridge already sends its MACs the new way.
+                act.publish_peers(Instant::now());
+            })
         }));
     }
 }
 
-async fn apply(ops: &NetlinkLinkOps, vxlan: &str, plan: FloodPlan) {
-    for remote in plan.add {
-        match ops.fdb_append_flood(vxlan, remote).await {
-            Ok(()) => info!("fastdp: {vxlan} floods to {remote}"),
-            Err(err) => warn!("fastdp: cannot add {remote} to {vxlan}: {err}"),
-        }
-    }
-    for remote in plan.remove {
-        match ops.fdb_del_flood(vxlan, remote).await {
-            Ok(_) => info!("fastdp: {vxlan} no longer floods to {remote}"),
-            Err(err) => warn!("fastdp: cannot remove {remote} from {vxlan}: {err}"),
-        }
-    }
-}
-
-/// Which peers' underlay addresses the kernel carries traffic to, and at what MTU.
+/// The overlay state as status, report and metrics show it.
 #[derive(Clone, Debug, Default)]
 pub struct FastdpStatus {
+    /// The underlay addresses the kernel floods to.
     pub programmed: BTreeSet<Ipv4Addr>,
     pub mtu: u32,
+    pub enabled: bool,
+    /// Every linked peer's overlay and heartbeat health.
+    pub peers: BTreeMap<PeerName, PeerOverlay>,
+    /// The VXLAN device's counters.
+    pub stats: LinkStats,
 }
 
 #[derive(Message)]
@@ -143,8 +304,44 @@ impl Handler<GetFastdpStatus> for Fastdp {
     fn handle(&mut self, _: GetFastdpStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(FastdpStatus {
             programmed: self.programmed.clone(),
-            mtu: self.mtu,
+            mtu: self.config.mtu,
+            enabled: self.config.enabled,
+            peers: self.state.switch().peers(),
+            stats: self.stats,
         })
+    }
+}
+
+impl Handler<HeartbeatAck> for Fastdp {
+    type Result = ();
+
+    fn handle(&mut self, HeartbeatAck(peer): HeartbeatAck, ctx: &mut Context<Self>) {
+        let switched = self.state.on_ack(peer, Instant::now());
+        if !switched.is_empty() {
+            self.switched(switched);
+            // Reprogram now rather than at the next tick (a reconciliation under way leaves it
+            // to the next tick).
+            self.reconcile(ctx);
+        }
+    }
+}
+
+impl Handler<KernelLearned> for Fastdp {
+    type Result = ();
+
+    fn handle(&mut self, KernelLearned(learned): KernelLearned, _: &mut Context<Self>) {
+        let seen = self.state.sightings(&[learned]);
+        if let (false, Some(macs_seen)) = (seen.is_empty(), &self.outputs.macs_seen) {
+            let _ = macs_seen.recipient().try_send(MacsSeen(seen));
+        }
+    }
+}
+
+impl Handler<MacTablePublished> for Fastdp {
+    type Result = ();
+
+    fn handle(&mut self, table: MacTablePublished, _: &mut Context<Self>) {
+        self.state.set_macs(Arc::clone(&table.snapshot));
     }
 }
 
@@ -152,6 +349,8 @@ impl Actor for Fastdp {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_heartbeats(ctx);
+        self.watch_learning(ctx);
         ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
     }
 }

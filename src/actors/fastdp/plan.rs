@@ -33,12 +33,25 @@ impl FloodTracker {
         wanted: &BTreeSet<Ipv4Addr>,
         now: Instant,
     ) -> FloodPlan {
+        self.plan_with_fallbacks(present, wanted, &BTreeSet::new(), now)
+    }
+
+    /// [`Self::plan`], where `fallen_back` are peers whose link is up but whose fastdp path
+    /// failed: their entries go at once (no grace: the path is known broken, and the sleeve
+    /// carries their frames now).
+    pub fn plan_with_fallbacks(
+        &mut self,
+        present: &BTreeSet<Ipv4Addr>,
+        wanted: &BTreeSet<Ipv4Addr>,
+        fallen_back: &BTreeSet<Ipv4Addr>,
+        now: Instant,
+    ) -> FloodPlan {
         self.absent_since
             .retain(|remote, _| present.contains(remote));
         let mut remove = Vec::new();
         for remote in present.difference(wanted) {
             let since = *self.absent_since.entry(*remote).or_insert(now);
-            if now.saturating_duration_since(since) >= FLOOD_GRACE {
+            if fallen_back.contains(remote) || now.saturating_duration_since(since) >= FLOOD_GRACE {
                 remove.push(*remote);
             }
         }
@@ -77,6 +90,15 @@ mod tests {
         );
         let later = tracker.plan(&present, &wanted, t0 + FLOOD_GRACE);
         assert_eq!(later.remove, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    }
+
+    #[test]
+    fn a_peer_that_fell_back_is_removed_at_once() {
+        let t0 = Instant::now();
+        let mut tracker = FloodTracker::default();
+        let present = set(&[[192, 0, 2, 1], [192, 0, 2, 2]]);
+        let plan = tracker.plan_with_fallbacks(&present, &set(&[]), &set(&[[192, 0, 2, 1]]), t0);
+        assert_eq!(plan.remove, vec![Ipv4Addr::new(192, 0, 2, 1)]);
     }
 
     #[test]

@@ -1,22 +1,34 @@
 //! Start-up of the data plane: the `weave` bridge and the VXLAN device (created or adopted, MTU
-//! given or derived from the underlay), the `Fastdp` actor that programs the kernel, and the
-//! bridge's own address from IPAM (`weave:expose`, the pods' gateway), and the masquerading of
-//! pod traffic leaving the pod range (our nftables table, as Weave Net's router did it).
+//! given or derived from the underlay), the `MacLearner` (always), the `Fastdp` actor that runs
+//! the overlay switch and programs the kernel (with `--no-fastdp` it still programs the bridge,
+//! every peer on sleeve), and the bridge's own address from IPAM (`weave:expose`, the pods'
+//! gateway).
+//!
+//! The returned [`Dataplane`] is how the rest of the router joins in: the `Sleeve` actor adds
+//! itself to [`Dataplane::fastdp_peers`] and [`Dataplane::mac_table`], and sends what it learns
+//! to [`Dataplane::macs_seen`].
+//!
+//! It also sets up the masquerading of pod traffic leaving the pod range (our nftables table, as
+//! Weave Net's router did it).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use actix::Actor;
 use tracing::{info, warn};
 
 use super::config::RouterArgs;
-use crate::actors::fastdp::Fastdp;
+use crate::actors::fastdp::{Devices, Fastdp, FastdpConfig, FastdpOutputs};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::Submit;
+use crate::actors::mac_learner::MacLearner;
+use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::Supervised;
 use crate::api::http::IpamApi;
 use crate::api::metrics::ActorKind;
 use crate::dataplane::{
     DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, masquerade, setup_node,
+    sleeve_tap_name,
 };
 use crate::ipam::{Cidr, Reply, Request};
 use crate::topology::PeerName;
@@ -27,6 +39,26 @@ pub const FASTDP_VNI: u32 = 0x5745; // "WE"
 /// The IPAM identity of the bridge's own address (Weave Net's name for it).
 pub const EXPOSE_IDENT: &str = "weave:expose";
 
+/// The running data plane's actors and the registries the other overlay actors join.
+#[derive(Clone)]
+pub struct Dataplane {
+    pub fastdp: Supervised<Fastdp>,
+    pub mac_learner: Supervised<MacLearner>,
+    /// Receivers of the overlay switch's [`FastdpPeers`] (whole set, on every change and every
+    /// few seconds). Add the `Sleeve` actor (its `Supervised` handle, in an `Arc`).
+    pub fastdp_peers: Subscribers<FastdpPeers>,
+    /// Receivers of the MAC table ([`MacTablePublished`], coalesced after changes and every few
+    /// seconds). `Fastdp` is subscribed; add the `Sleeve` actor.
+    pub mac_table: Subscribers<MacTablePublished>,
+    /// Where the hot paths report the MACs they see (the current `MacLearner`).
+    pub macs_seen: Subscriber<MacsSeen>,
+    /// The overlay MTU.
+    pub mtu: u32,
+    /// The sleeve TAP's name (`sleeve-<mesh port>`), where the bridge entries of MACs at sleeve
+    /// peers point.
+    pub tap: String,
+}
+
 /// Sets up the node's devices and starts programming them. Must run inside the actix system.
 pub async fn start(
     args: &RouterArgs,
@@ -34,7 +66,7 @@ pub async fn start(
     initial_peers: &[String],
     gossip: Supervised<Gossip>,
     ipam: Option<&IpamApi>,
-) -> Result<Option<Supervised<Fastdp>>, DataplaneError> {
+) -> Result<Dataplane, DataplaneError> {
     let ops = NetlinkLinkOps::new()?;
     let mut node = NodeConfig::new(MacAddr(name.to_bytes()), args.port, FASTDP_VNI);
     node.mtu = args.mtu;
@@ -51,22 +83,49 @@ pub async fn start(
         node.bridge, state.mtu, state.mtu_source, node.vxlan_name, node.vxlan_port
     );
     egress_masquerade(&args.ipalloc_range, &node.bridge);
-    let fastdp = if args.no_fastdp {
-        warn!(
-            "fastdp is off (--no-fastdp) and sleeve is not part of this build yet: pods reach only the pods of this node"
-        );
-        None
-    } else {
-        let vxlan = node.vxlan_name.clone();
-        let mtu = state.mtu;
-        Some(Supervised::start(ActorKind::Fastdp, move || {
-            Fastdp::new(ops.clone(), vxlan.clone(), mtu, gossip.clone()).start()
-        }))
+    if args.no_fastdp {
+        warn!("fastdp is off (--no-fastdp): every peer's traffic goes over sleeve");
+    }
+    let mac_table = Subscribers::<MacTablePublished>::default();
+    let fastdp_peers = Subscribers::<FastdpPeers>::default();
+    let mac_learner = {
+        let gossip = gossip.clone();
+        let mac_table = mac_table.clone();
+        Supervised::start(ActorKind::MacLearner, move || {
+            MacLearner::new(name, gossip.clone(), mac_table.clone()).start()
+        })
     };
+    let macs_seen: Subscriber<MacsSeen> = Arc::new(mac_learner.clone());
+    let tap = sleeve_tap_name(args.port);
+    let config = FastdpConfig {
+        local: name,
+        devices: Devices {
+            vxlan: node.vxlan_name.clone(),
+            tap: tap.clone(),
+        },
+        mtu: state.mtu,
+        enabled: !args.no_fastdp,
+    };
+    let outputs = FastdpOutputs {
+        macs_seen: Some(macs_seen.clone()),
+        peers: fastdp_peers.clone(),
+    };
+    let fastdp = Supervised::start(ActorKind::Fastdp, move || {
+        Fastdp::new(ops.clone(), config.clone(), gossip.clone(), outputs.clone()).start()
+    });
+    mac_table.add(Arc::new(fastdp.clone()));
     if let Some(ipam) = ipam {
         expose_bridge(ipam.clone(), node.bridge.clone());
     }
-    Ok(fastdp)
+    Ok(Dataplane {
+        fastdp,
+        mac_learner,
+        fastdp_peers,
+        mac_table,
+        macs_seen,
+        mtu: state.mtu,
+        tap,
+    })
 }
 
 /// Masquerades pod traffic leaving `range` (the whole pod range, `--ipalloc-range`). Without it

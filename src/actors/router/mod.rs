@@ -2,7 +2,7 @@
 //! supervision, binds the listeners and serves the API until asked to stop.
 
 mod config;
-mod dataplane;
+pub mod dataplane;
 mod ipam_config;
 mod late;
 mod run;

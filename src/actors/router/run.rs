@@ -206,10 +206,12 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             })
         }
     };
-    let fastdp = if args.no_dataplane {
+    let dataplane = if args.no_dataplane {
         None
     } else {
-        super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref()).await?
+        let started =
+            super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref());
+        Some(started.await?)
     };
     let _listener = Supervised::start(ActorKind::Listener, move || {
         let listener = mesh_listener
@@ -231,7 +233,8 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         gossip,
         maker,
         ipam,
-        fastdp,
+        fastdp: dataplane.as_ref().map(|d| d.fastdp.clone()),
+        mac_learner: dataplane.as_ref().map(|d| d.mac_learner.clone()),
         info: Arc::new(RouterInfo {
             name,
             nickname,

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 use std::pin::pin;
+use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use nix::libc;
@@ -19,7 +20,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{NetlinkLinkOps, errno, kernel_error};
 use crate::dataplane::error::Result;
-use crate::dataplane::link::{FdbEntry, LinkKind, MacAddr};
+use crate::dataplane::link::{FdbEntry, LearnedFdb, LinkKind, MacAddr};
 
 /// The all-zero MAC: the vxlan driver's default entry, used for broadcast, multicast and any
 /// unicast MAC without its own entry (`bridge fdb append 00:00:00:00:00:00 dst ...`).
@@ -31,6 +32,10 @@ pub(super) enum Change {
     /// RTM_NEWNEIGH with NLM_F_CREATE|NLM_F_REPLACE: one remote per unicast MAC, so a MAC that
     /// moved to another node is re-pointed in place rather than refused with EEXIST.
     Replace,
+    /// As [`Change::Replace`], but a reachable (dynamic) entry rather than a permanent one: the
+    /// kernel's own learning may refresh it, and migrate it when the MAC shows up behind another
+    /// node (it drops such frames for a permanent entry), and ages it out when unused.
+    ReplaceDynamic,
     /// RTM_NEWNEIGH with NLM_F_CREATE|NLM_F_APPEND: adds a remote to the MAC's list (the kernel
     /// allows several only for the all-zero and multicast MACs); already present is a no-op.
     Append,
@@ -49,7 +54,7 @@ impl NetlinkLinkOps {
         remote: Ipv4Addr,
     ) -> Result<bool> {
         let op = match change {
-            Change::Replace => "add fdb entry on",
+            Change::Replace | Change::ReplaceDynamic => "add fdb entry on",
             Change::Append => "append fdb flood entry on",
             Change::Delete => "delete fdb entry on",
         };
@@ -72,15 +77,18 @@ impl NetlinkLinkOps {
         message.header.ifindex = link.index;
         // NTF_SELF: the vxlan driver's own table, not the bridge's (NTF_MASTER) view of the port.
         message.header.flags = NeighbourFlags::Own;
-        // Permanent: never aged out; the router alone adds and removes entries.
-        message.header.state = NeighbourState::Permanent;
+        message.header.state = match change {
+            Change::ReplaceDynamic => NeighbourState::Reachable,
+            // Permanent: never aged out; the router alone adds and removes entries.
+            _ => NeighbourState::Permanent,
+        };
         message.header.kind = RouteType::Unspec;
         message.attributes = vec![
             NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()),
             NeighbourAttribute::Destination(NeighbourAddress::Inet(remote)),
         ];
         let (payload, flags) = match change {
-            Change::Replace => (
+            Change::Replace | Change::ReplaceDynamic => (
                 RouteNetlinkMessage::NewNeighbour(message),
                 NLM_F_CREATE | NLM_F_REPLACE,
             ),
@@ -119,6 +127,35 @@ impl NetlinkLinkOps {
     /// The vxlan device's own FDB, one entry per (MAC, remote): a flood entry with several
     /// remotes comes back as several entries.
     pub(super) async fn fdb_dump(&self, vxlan: &str) -> Result<Vec<FdbEntry>> {
+        Ok(self
+            .fdb_dump_detailed(vxlan)
+            .await?
+            .into_iter()
+            .map(|(entry, _)| entry)
+            .collect())
+    }
+
+    /// The entries the vxlan device learned itself (neither permanent nor static), with how
+    /// long ago each was last updated.
+    pub(super) async fn fdb_dump_learned(&self, vxlan: &str) -> Result<Vec<LearnedFdb>> {
+        Ok(self
+            .fdb_dump_detailed(vxlan)
+            .await?
+            .into_iter()
+            .filter_map(|(entry, learned)| {
+                let updated_ago = learned?;
+                Some(LearnedFdb {
+                    mac: entry.mac,
+                    remote: entry.remote?,
+                    updated_ago,
+                })
+            })
+            .collect())
+    }
+
+    /// Every entry of the vxlan device's own FDB, with, for a learned entry, how long ago the
+    /// kernel last updated it.
+    async fn fdb_dump_detailed(&self, vxlan: &str) -> Result<Vec<(FdbEntry, Option<Duration>)>> {
         const OP: &str = "list fdb entries of";
         let link = self.require(OP, vxlan).await?;
         link.expect_kind(LinkKind::Vxlan)?;
@@ -142,11 +179,28 @@ impl NetlinkLinkOps {
                 continue;
             }
             if let Some(entry) = parse_fdb_entry(&message) {
-                entries.push(entry);
+                entries.push((entry, learned_age(&message)));
             }
         }
         Ok(entries)
     }
+}
+
+/// How long ago a learned entry was updated; `None` for entries someone programmed.
+fn learned_age(message: &NeighbourMessage) -> Option<Duration> {
+    let state = message.header.state;
+    if matches!(state, NeighbourState::Permanent | NeighbourState::Noarp) {
+        return None;
+    }
+    let updated = message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            NeighbourAttribute::CacheInfo(info) => Some(info.updated),
+            _ => None,
+        })?;
+    // NDA_CACHEINFO counts in clock_t ticks: USER_HZ, 100 per second on Linux (times(2)).
+    Some(Duration::from_millis(u64::from(updated) * 10))
 }
 
 /// An FDB entry with an Ethernet MAC; `None` for anything else the dump may carry.

@@ -1,0 +1,326 @@
+//! The `MacLearner` actor: a thin shell around [`MacTable`]. It takes the batches of sightings
+//! the hot paths and the kernel's VXLAN learning report ([`MacsSeen`]), sweeps expired entries
+//! every [`EXPIRY_INTERVAL`], forgets the MACs of peers that left the topology, logs every change
+//! in Weave Net's words, and publishes the table ([`MacTablePublished`]) to its subscribers:
+//! coalesced after changes, and again every [`REPUBLISH_INTERVAL`] so that a subscriber that
+//! restarted catches up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tracing::{info, warn};
+
+use super::state::{EXPIRY_INTERVAL, Location, MacEvent, MacTable, PeerNames};
+use crate::actors::gossip::Gossip;
+use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::overlay::{MacTablePublished, MacsSeen, Subscribers};
+use crate::actors::supervisor::Supervised;
+use crate::topology::PeerName;
+use crate::wire::MacAddr;
+
+/// Changes are published at most this often: a burst of discoveries (a node with many pods
+/// joining) costs one snapshot, and the hot paths see a new MAC within this delay.
+pub const PUBLISH_DELAY: Duration = Duration::from_millis(100);
+/// The table is published again this often even without changes.
+pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the topology is read to forget the MACs of departed peers and learn nicknames.
+pub const TOPOLOGY_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// At most one conflict line per this period: the hot path reports every such frame.
+pub const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limit for the conflict log line: the first one logs, then one per interval with the
+/// number suppressed in between.
+#[derive(Debug, Default)]
+pub struct ConflictLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ConflictLog {
+    /// `Some(suppressed count)` when this conflict should be logged now.
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= CONFLICT_LOG_INTERVAL);
+        if !due {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Our name and the peers' nicknames, as last read from the topology.
+#[derive(Debug)]
+struct Names {
+    local: PeerName,
+    nicknames: HashMap<PeerName, String>,
+}
+
+impl PeerNames for Names {
+    fn local_name(&self) -> PeerName {
+        self.local
+    }
+
+    fn nickname(&self, peer: PeerName) -> Option<&str> {
+        self.nicknames.get(&peer).map(String::as_str)
+    }
+}
+
+/// One row of the table for `/report` (Weave Net's `MACs[{Mac,Name,NickName,LastSeen}]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MacRow {
+    pub mac: MacAddr,
+    pub peer: PeerName,
+    pub nickname: Option<String>,
+    /// How long ago a frame from it was last seen (refreshed at most once a minute).
+    pub last_seen_ago: Duration,
+}
+
+/// Asks for the table, for `/report`.
+#[derive(Message)]
+#[rtype(result = "Vec<MacRow>")]
+pub struct GetMacTable;
+
+pub struct MacLearner {
+    table: MacTable,
+    names: Names,
+    gossip: Supervised<Gossip>,
+    subscribers: Subscribers<MacTablePublished>,
+    pending: Vec<MacEvent>,
+    publish_scheduled: bool,
+    conflicts: ConflictLog,
+}
+
+impl MacLearner {
+    pub fn new(
+        local: PeerName,
+        gossip: Supervised<Gossip>,
+        subscribers: Subscribers<MacTablePublished>,
+    ) -> Self {
+        Self {
+            table: MacTable::new(),
+            names: Names {
+                local,
+                nicknames: HashMap::new(),
+            },
+            gossip,
+            subscribers,
+            pending: Vec::new(),
+            publish_scheduled: false,
+            conflicts: ConflictLog::default(),
+        }
+    }
+
+    fn record(&mut self, events: Vec<MacEvent>, ctx: &mut Context<Self>) {
+        if events.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for event in &events {
+            match event {
+                MacEvent::Conflict { .. } => {
+                    if let Some(suppressed) = self.conflicts.admit(now) {
+                        let line = event.log_line(&self.names);
+                        match suppressed {
+                            0 => warn!("{line}"),
+                            n => warn!("{line} ({n} more since the last such line)"),
+                        }
+                    }
+                }
+                _ => info!("{}", event.log_line(&self.names)),
+            }
+        }
+        let changed = events
+            .iter()
+            .any(|event| !matches!(event, MacEvent::Conflict { .. }));
+        self.pending.extend(
+            events
+                .into_iter()
+                .filter(|e| !matches!(e, MacEvent::Conflict { .. })),
+        );
+        if changed && !self.publish_scheduled {
+            self.publish_scheduled = true;
+            ctx.run_later(PUBLISH_DELAY, |act, _| act.publish());
+        }
+    }
+
+    fn publish(&mut self) {
+        self.publish_scheduled = false;
+        let message = MacTablePublished {
+            snapshot: self.table.snapshot(),
+            events: std::mem::take(&mut self.pending),
+        };
+        let missed = self.subscribers.publish(&message);
+        if missed > 0 {
+            // They catch up with the next periodic publication.
+            tracing::debug!("{missed} MAC table subscribers missed a publication");
+        }
+    }
+
+    fn poll_topology(&mut self, ctx: &mut Context<Self>) {
+        let status = self.gossip.addr().send(GetGossipStatus);
+        ctx.spawn(status.into_actor(self).map(|status, act, ctx| {
+            let Ok(status) = status else {
+                return;
+            };
+            act.names.nicknames = status
+                .peers
+                .iter()
+                .map(|record| (record.name, record.nickname.clone()))
+                .collect();
+            let present: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
+            let gone: BTreeSet<PeerName> = act
+                .table
+                .entries()
+                .iter()
+                .filter_map(|entry| match entry.location {
+                    Location::Remote(peer) if !present.contains(&peer) => Some(peer),
+                    _ => None,
+                })
+                .collect();
+            for peer in gone {
+                let events = act.table.forget_peer(peer);
+                act.record(events, ctx);
+            }
+        }));
+    }
+}
+
+impl Actor for MacLearner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(EXPIRY_INTERVAL, |act, ctx| {
+            let events = act.table.expire(Instant::now());
+            act.record(events, ctx);
+        });
+        ctx.run_interval(REPUBLISH_INTERVAL, |act, _| act.publish());
+        ctx.run_interval(TOPOLOGY_POLL_INTERVAL, |act, ctx| act.poll_topology(ctx));
+        self.poll_topology(ctx);
+    }
+}
+
+impl Handler<MacsSeen> for MacLearner {
+    type Result = ();
+
+    fn handle(&mut self, seen: MacsSeen, ctx: &mut Context<Self>) {
+        let events = self.table.observe_batch(&seen.0, Instant::now());
+        self.record(events, ctx);
+    }
+}
+
+impl Handler<GetMacTable> for MacLearner {
+    type Result = MessageResult<GetMacTable>;
+
+    fn handle(&mut self, _: GetMacTable, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let rows = self
+            .table
+            .entries()
+            .into_iter()
+            .map(|entry| {
+                let peer = match entry.location {
+                    Location::Local => self.names.local,
+                    Location::Remote(peer) => peer,
+                };
+                MacRow {
+                    mac: entry.mac,
+                    peer,
+                    nickname: self.names.nickname(peer).map(str::to_string),
+                    last_seen_ago: now.saturating_duration_since(entry.last_seen),
+                }
+            })
+            .collect();
+        MessageResult(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::actors::overlay::Subscriber;
+    use crate::actors::supervisor::Fixed;
+    use crate::actors::test_support::lone_gossip;
+
+    /// Keeps every publication it receives.
+    struct Collector(Arc<Mutex<Vec<MacTablePublished>>>);
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<MacTablePublished> for Collector {
+        type Result = ();
+        fn handle(&mut self, published: MacTablePublished, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(published);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn sightings_are_published_coalesced_and_reported() {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector(received.clone()).start();
+        let subscribers = Subscribers::default();
+        let subscriber: Subscriber<MacTablePublished> = Arc::new(Fixed(collector.recipient()));
+        subscribers.add(subscriber);
+        let local = PeerName::from_u64(1).unwrap();
+        let remote = PeerName::from_u64(2).unwrap();
+        let learner = MacLearner::new(local, lone_gossip(1), subscribers).start();
+        let mac = |n: u8| MacAddr([0x0a, 0, 0, 0, 0, n]);
+        // Three batches queued at once: handled before the publication delay runs out. The
+        // remote peer is not in the (lone) topology: its MAC is forgotten at the first poll.
+        for n in 1..=3 {
+            learner
+                .try_send(MacsSeen(vec![(mac(n), Location::Local)]))
+                .unwrap();
+        }
+        learner
+            .try_send(MacsSeen(vec![(mac(9), Location::Remote(remote))]))
+            .unwrap();
+        tokio::time::sleep(PUBLISH_DELAY * 5).await;
+        let published = received.lock().unwrap().clone();
+        assert!(
+            (1..=2).contains(&published.len()),
+            "four batches, coalesced: {}",
+            published.len()
+        );
+        let events: Vec<MacEvent> = published.iter().flat_map(|p| p.events.clone()).collect();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, MacEvent::Discovered { .. }))
+                .count(),
+            4
+        );
+        assert!(events.contains(&MacEvent::Forgotten {
+            mac: mac(9),
+            at: remote
+        }));
+        let last = &published.last().unwrap().snapshot;
+        assert_eq!(last.len(), 3);
+        assert_eq!(last.lookup(mac(2)), Some(Location::Local));
+        assert_eq!(last.lookup(mac(9)), None);
+        let rows = learner.send(GetMacTable).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].mac, mac(1));
+        assert_eq!(rows[0].peer, local);
+        assert_eq!(rows[0].nickname.as_deref(), Some("peer1"));
+    }
+
+    #[test]
+    fn conflicts_log_once_per_interval_with_the_count_in_between() {
+        let t0 = Instant::now();
+        let mut log = ConflictLog::default();
+        assert_eq!(log.admit(t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(log.admit(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(log.admit(t0 + CONFLICT_LOG_INTERVAL), Some(5));
+        assert_eq!(log.admit(t0 + CONFLICT_LOG_INTERVAL), None);
+    }
+}
