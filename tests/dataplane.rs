@@ -194,7 +194,7 @@ fn pods_on_two_nodes_talk_over_fastdp() {
     );
     let logs = lab.logs();
     for line in [
-        "overlay_switch ->[00:00:00:00:0d:02(weft-dp-node-b",
+        "overlay_switch ->[00:00:00:00:0d:02(node2)] using",
         "] using sleeve",
         "] using fastdp",
         &format!("Discovered remote MAC {pod_b_mac} at 00:00:00:00:0d:02("),
