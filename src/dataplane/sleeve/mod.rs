@@ -7,6 +7,7 @@ mod batch;
 mod checksum;
 mod forwarding;
 mod icmp;
+mod reassembly;
 #[cfg(test)]
 mod test_frames;
 
@@ -17,3 +18,7 @@ pub use checksum::{
 };
 pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
+pub use reassembly::{
+    MAX_BUFFERED_BYTES, MAX_FRAMES_PER_SOURCE, REASSEMBLY_TIMEOUT, Reassembled, Reassembler,
+    ReassemblyError,
+};
