@@ -5,6 +5,7 @@
 
 mod batch;
 mod checksum;
+mod forward;
 mod forwarding;
 mod icmp;
 mod reassembly;
@@ -16,6 +17,7 @@ pub use checksum::{
     ChecksumError, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
     complete_partial_checksum, internet_checksum, ones_complement_add, ones_complement_sum,
 };
+pub use forward::{Action, DropReason, forward_captured, forward_received};
 pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
 pub use reassembly::{
