@@ -179,6 +179,15 @@ pub trait LinkOps {
         mode: PortMode,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Turns the bridge's MAC learning on or off on port `link` (IFLA_BRPORT_LEARNING). Off on
+    /// the sleeve TAP: every frame it delivers comes from the overlay, and the router programs
+    /// where remote MACs live, so learning would only race it.
+    fn set_port_learning(
+        &self,
+        link: &str,
+        learning: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Creates a veth pair and puts its peer end, already named, into the other namespace.
     /// Both ends get the MTU and stay down. Returns the end that stays here.
     fn create_veth_into_netns(

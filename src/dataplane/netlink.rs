@@ -256,6 +256,18 @@ impl LinkOps for NetlinkLinkOps {
             .map_err(|e| kernel_error("set bridge port flags", link, e))
     }
 
+    async fn set_port_learning(&self, link: &str, learning: bool) -> Result<()> {
+        const OP: &str = "set bridge port learning";
+        let port = self.require(OP, link).await?;
+        let flags = LinkBridgePort::new(port.index).learning(learning).build();
+        self.handle
+            .link()
+            .set_port(flags)
+            .execute()
+            .await
+            .map_err(|e| kernel_error(OP, link, e))
+    }
+
     async fn create_veth_into_netns(&self, spec: &VethSpec<'_>) -> Result<Link> {
         const OP: &str = "create veth";
         let netns = File::open(spec.netns).map_err(|source| DataplaneError::Io {

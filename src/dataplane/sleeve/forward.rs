@@ -26,7 +26,7 @@ pub enum Action {
 }
 
 /// Why a frame was not sent on, counted per reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Its destination MAC is on our own bridge: the bridge delivers it, not us.
     LocalDestination,
