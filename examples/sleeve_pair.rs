@@ -75,7 +75,10 @@ async fn main() -> anyhow::Result<()> {
     table.broadcast_children.insert(args.name, vec![peer]);
     let (events, mut received) = mpsc::channel(1024);
     let engine = SleeveEngine::start(tap, socket, Arc::new(ArcSwap::from_pointee(table)), events)?;
-    eprintln!("sleeve_pair: {} -> {peer} at {ip}:{} running", args.name, args.port);
+    eprintln!(
+        "sleeve_pair: {} -> {peer} at {ip}:{} running",
+        args.name, args.port
+    );
 
     let mut terminate = signal(SignalKind::terminate())?;
     loop {

@@ -8,7 +8,8 @@
 //! - [`error`]: [`error::DataplaneError`], every failure with the operation and interface name;
 //! - [`node`]: the node's bridge and VXLAN device, the overlay MTU choice, `weft reset`;
 //! - [`attach`]: wiring a pod's namespace to the bridge over a veth pair (CLI and CNI);
-//! - [`sleeve`]: the userspace path, frames batched into UDP datagrams (sans-IO parts).
+//! - [`sleeve`]: the userspace path: frames batched into UDP datagrams, the TAP, the socket and
+//!   the hot-path threads.
 //!
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 

@@ -335,11 +335,10 @@ impl Outbound {
         if self.queue.is_empty() {
             return;
         }
-        let bytes = self.queue.bytes() as u64;
-        let (sent, failed) = socket.send_queue(&mut self.queue);
-        SleeveStats::add(&stats.udp_datagrams_out, sent as u64);
-        SleeveStats::add(&stats.udp_bytes_out, if failed == 0 { bytes } else { 0 });
-        for _ in 0..failed {
+        let report = socket.send_queue(&mut self.queue);
+        SleeveStats::add(&stats.udp_datagrams_out, report.datagrams as u64);
+        SleeveStats::add(&stats.udp_bytes_out, report.bytes as u64);
+        for _ in 0..report.failed {
             stats.count_drop(DropCause::SendFailed);
         }
     }

@@ -1,7 +1,13 @@
-//! The sleeve overlay's sans-IO pieces: batching frames into datagrams for one peer, the ICMP
-//! "fragmentation needed" reply for frames too big for the path, and checksum completion for
-//! frames read from a TAP with offloaded (partial) checksums. The byte format itself is
-//! [`crate::wire::sleeve`]; sockets and the TAP device live elsewhere.
+//! The sleeve overlay: frames from the bridge carried between peers in UDP datagrams by a
+//! userspace hot path. The byte format is [`crate::wire::sleeve`]; here:
+//!
+//! - sans-IO pieces: [`Batcher`] (frames per datagram), [`Reassembler`] (fragments back into
+//!   frames), checksum completion for TAP frames with offloaded checksums, the ICMP
+//!   "fragmentation needed" reply, and the forwarding decisions ([`forward_captured`],
+//!   [`forward_received`]) over the [`ForwardingTable`] the `Sleeve` actor publishes;
+//! - I/O: the TAP device ([`Tap`], [`ensure_sleeve_tap`]), the batched UDP socket
+//!   ([`SleeveSocket`]) and the [`SleeveEngine`] whose two threads run the hot path, with its
+//!   counters ([`SleeveStats`]) and the [`SleeveEvent`]s it reports to the actor.
 
 mod batch;
 mod checksum;
@@ -34,6 +40,6 @@ pub use reassembly::{
 pub use stats::{DropCause, SleeveStats, SleeveStatsSnapshot};
 pub use tap::{SLEEVE_TAP_PREFIX, Tap, ensure_sleeve_tap, sleeve_tap_name};
 pub use udp::{
-    MAX_GSO_MESSAGE_LEN, MAX_GSO_SEGMENTS, RECV_BATCH, RecvBatch, SendQueue, SleeveSocket,
-    is_message_too_long,
+    MAX_GSO_MESSAGE_LEN, MAX_GSO_SEGMENTS, RECV_BATCH, RecvBatch, SendQueue, SendReport,
+    SleeveSocket, is_message_too_long,
 };

@@ -104,32 +104,31 @@ impl SleeveSocket {
     }
 
     /// Sends every message of `queue` with as few `sendmmsg` calls as the kernel allows, then
-    /// empties it. Returns (messages sent, messages that failed): a failed message (EMSGSIZE
-    /// after a path MTU drop, an unreachable peer) is skipped, never retried.
-    pub fn send_queue(&self, queue: &mut SendQueue) -> (usize, usize) {
-        let (mut sent, mut failed) = (0, 0);
+    /// empties it. A failed message (EMSGSIZE after a path MTU drop, an unreachable peer) is
+    /// skipped, never retried, and counted in the report.
+    pub fn send_queue(&self, queue: &mut SendQueue) -> SendReport {
+        let mut report = SendReport::default();
         let mut start = 0;
         while start < queue.messages.len() {
             let batch = &queue.messages[start..queue.messages.len().min(start + SEND_BATCH)];
-            match self.sendmmsg(&queue.data, batch) {
-                Ok(0) => {
-                    failed += 1;
-                    start += 1;
-                }
-                Ok(count) => {
-                    sent += count;
-                    start += count;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // The first message of the batch failed: skip it, keep the rest.
-                    failed += 1;
-                    start += 1;
-                }
+            let sent = match self.sendmmsg(&queue.data, batch) {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            for message in &batch[..sent] {
+                report.datagrams += message.datagrams();
+                report.bytes += message.len;
+            }
+            start += sent;
+            if sent == 0 {
+                // The first message of the batch failed: skip it, keep the rest.
+                report.failed += 1;
+                start += 1;
             }
         }
         queue.clear();
-        (sent, failed)
+        report
     }
 
     fn sendmmsg(&self, data: &[u8], batch: &[OutMessage]) -> io::Result<usize> {
@@ -313,6 +312,27 @@ struct OutMessage {
     segment: Option<u16>,
 }
 
+impl OutMessage {
+    /// UDP datagrams this message becomes on the wire.
+    fn datagrams(&self) -> usize {
+        match self.segment {
+            Some(segment) => self.len.div_ceil(usize::from(segment).max(1)),
+            None => 1,
+        }
+    }
+}
+
+/// What one [`SleeveSocket::send_queue`] put on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// UDP datagrams sent (a GSO message counts the datagrams it is cut into).
+    pub datagrams: usize,
+    /// UDP payload bytes sent.
+    pub bytes: usize,
+    /// Messages the kernel refused.
+    pub failed: usize,
+}
+
 /// Datagrams waiting for one `sendmmsg`, copied into one arena buffer reused across bursts.
 #[derive(Debug, Default)]
 pub struct SendQueue {
@@ -440,3 +460,6 @@ impl RecvBatch {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;
