@@ -22,7 +22,7 @@ use super::batch::{BatchError, Batcher};
 use super::forwarding::ForwardingTable;
 use super::stats::{DropCause, SleeveStats};
 use super::tap::Tap;
-use super::udp::{SendQueue, SleeveSocket};
+use super::udp::{MAX_GSO_MESSAGE_LEN, SendQueue, SleeveSocket};
 use crate::actors::mac_learner::state::{Location, REFRESH_INTERVAL};
 use crate::dataplane::error::{DataplaneError, Result};
 use crate::topology::PeerName;
@@ -303,6 +303,8 @@ impl Outbound {
         if let Some(datagram) = self.batchers.get_mut(&hop).and_then(Batcher::flush) {
             self.queue.push(addr, datagram);
         }
+        // Every fragment but the last fills a datagram exactly: the size GSO cuts the train at.
+        let payload_limit = payload_limit.min(MAX_GSO_MESSAGE_LEN);
         self.next_frame_id = self.next_frame_id.wrapping_add(1);
         let meta = FragmentMeta {
             source,

@@ -360,15 +360,35 @@ impl SendQueue {
         });
     }
 
+    /// Queues one datagram that `write` builds in place; `write` returns an error to queue
+    /// nothing.
+    pub fn push_with<E>(
+        &mut self,
+        addr: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let start = self.data.len();
+        write(&mut self.data).inspect_err(|_| self.data.truncate(start))?;
+        self.messages.push(OutMessage {
+            addr,
+            start,
+            len: self.data.len() - start,
+            segment: None,
+        });
+        Ok(())
+    }
+
     /// Queues datagrams that `write` appends back to back to the arena, each `segment` bytes but
     /// the last; sent as GSO messages of at most [`MAX_GSO_SEGMENTS`] and
-    /// [`MAX_GSO_MESSAGE_LEN`]. `write` returns an error to queue nothing.
+    /// [`MAX_GSO_MESSAGE_LEN`]. `write` returns an error to queue nothing. `segment` must be at
+    /// most [`MAX_GSO_MESSAGE_LEN`] (a datagram's largest payload).
     pub fn push_segments<E>(
         &mut self,
         addr: SocketAddr,
         segment: usize,
         write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        let segment = segment.clamp(1, MAX_GSO_MESSAGE_LEN);
         let start = self.data.len();
         write(&mut self.data).inspect_err(|_| self.data.truncate(start))?;
         let total = self.data.len() - start;
