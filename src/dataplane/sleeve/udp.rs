@@ -2,7 +2,9 @@
 //! burst of datagrams to any peers in one call, with UDP GSO (`UDP_SEGMENT`) so a super-frame's
 //! equal-sized fragments leave as one message, and `recvmmsg` with UDP GRO so a train of
 //! datagrams from one peer arrives as one buffer. Per-datagram syscalls capped a naive relay at
-//! 1.5 Gbit/s here; the batching is the point of this module.
+//! 1.5 Gbit/s here; the batching is the point of this module. Measured on the benchmark topology
+//! (load-tests/dataplane_bench.sh row c, single TCP stream, one 5 s run each, shared 2-CPU
+//! machine): GSO + GRO 9.7 Gbit/s, GRO alone 3.3, GSO alone 6.1, neither 4.2. Both stay.
 //!
 //! Every datagram leaves with Don't Fragment (`IP_PMTUDISC_DO`): the sleeve's own fragments keep
 //! datagrams within the path's payload limit, so the underlay never fragments, and a datagram
@@ -393,7 +395,7 @@ impl SendQueue {
         write(&mut self.data).inspect_err(|_| self.data.truncate(start))?;
         let total = self.data.len() - start;
         let per_message =
-            (MAX_GSO_MESSAGE_LEN / segment.max(1)).clamp(1, MAX_GSO_SEGMENTS) * segment;
+            (MAX_GSO_MESSAGE_LEN / segment).clamp(1, MAX_GSO_SEGMENTS) * segment;
         let mut offset = 0;
         while offset < total {
             let len = per_message.min(total - offset);
