@@ -230,7 +230,9 @@ fn mac_at(frame: &[u8], at: usize) -> Option<MacAddr> {
 /// Datagrams on their way out of one thread: a batcher per next hop and the send queue.
 struct Outbound {
     local: PeerName,
-    batchers: HashMap<PeerName, Batcher>,
+    /// Per next hop: the payload limit its batcher was sized for (as the table gave it, before
+    /// the batcher's own clamping) and the batcher.
+    batchers: HashMap<PeerName, (usize, Batcher)>,
     queue: SendQueue,
     next_frame_id: u32,
 }
@@ -255,8 +257,8 @@ impl Outbound {
         }
     }
 
-    /// Batches `frame` (captured at `source`) for `hop`. Returns the frame back as
-    /// `Err(mtu)` when it alone does not fit the path.
+    /// Batches `frame` (captured at `source`) for `hop`, queueing whatever datagram completes.
+    /// `TooBig` when the frame alone does not fit the path.
     fn push_frame(
         &mut self,
         hop: PeerName,
@@ -267,14 +269,16 @@ impl Outbound {
         frame: &[u8],
     ) -> std::result::Result<(), BatchOutcome> {
         let local = self.local;
-        let batcher = self
+        let (sized_for, batcher) = self
             .batchers
             .entry(hop)
-            .or_insert_with(|| Batcher::new(local, payload_limit));
-        if batcher.payload_limit() != payload_limit.clamp(0, 65_535)
-            && let Some(datagram) = batcher.set_payload_limit(payload_limit)
-        {
-            self.queue.push(addr, datagram);
+            .or_insert_with(|| (payload_limit, Batcher::new(local, payload_limit)));
+        if *sized_for != payload_limit {
+            // PMTU verification moved the limit: what was queued goes out first.
+            *sized_for = payload_limit;
+            if let Some(datagram) = batcher.set_payload_limit(payload_limit) {
+                self.queue.push(addr, datagram);
+            }
         }
         match batcher.push(frame, source, destination.as_peer_name()) {
             Ok(Some(datagram)) => {
@@ -300,7 +304,7 @@ impl Outbound {
         vnet_hdr: [u8; FRAGMENT_VNET_HDR_LEN],
         frame: &[u8],
     ) -> bool {
-        if let Some(datagram) = self.batchers.get_mut(&hop).and_then(Batcher::flush) {
+        if let Some(datagram) = self.batchers.get_mut(&hop).and_then(|(_, b)| b.flush()) {
             self.queue.push(addr, datagram);
         }
         // Every fragment but the last fills a datagram exactly: the size GSO cuts the train at.
@@ -323,7 +327,7 @@ impl Outbound {
 
     /// Moves every partly filled datagram to the queue (the end of a burst).
     fn flush_batchers(&mut self, table: &ForwardingTable) {
-        for (hop, batcher) in &mut self.batchers {
+        for (hop, (_, batcher)) in &mut self.batchers {
             // A hop that is no longer a neighbour loses what was batched for it: no path.
             if let (Some(datagram), Some(neighbour)) = (batcher.flush(), table.neighbours.get(hop))
             {

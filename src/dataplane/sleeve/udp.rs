@@ -394,8 +394,7 @@ impl SendQueue {
         let start = self.data.len();
         write(&mut self.data).inspect_err(|_| self.data.truncate(start))?;
         let total = self.data.len() - start;
-        let per_message =
-            (MAX_GSO_MESSAGE_LEN / segment).clamp(1, MAX_GSO_SEGMENTS) * segment;
+        let per_message = (MAX_GSO_MESSAGE_LEN / segment).clamp(1, MAX_GSO_SEGMENTS) * segment;
         let mut offset = 0;
         while offset < total {
             let len = per_message.min(total - offset);
