@@ -172,8 +172,9 @@ fn publish(
     node.table.store(Arc::new(table));
 }
 
-/// Pings `to` from `from`'s pod until one answers (ARP first), at most ~10 s.
-fn ping(from: &Node, to: Ipv4Addr, size: &str) {
+/// Pings `to` from `from`'s pod with `size` bytes of payload and `-M pmtudisc` (do: DF set,
+/// dont: DF clear) until one answers (ARP first), at most ~10 s.
+fn ping(from: &Node, to: Ipv4Addr, size: &str, pmtudisc: &str) {
     let target = to.to_string();
     let args = [
         "ip",
@@ -188,7 +189,7 @@ fn ping(from: &Node, to: Ipv4Addr, size: &str) {
         "-s",
         size,
         "-M",
-        "do",
+        pmtudisc,
         &target,
     ];
     for _ in 0..5 {
@@ -291,10 +292,43 @@ fn two_nodes_ping_and_move_megabytes_over_tcp() {
         &[(b.name, vec![a.name])],
         &pods,
     );
-    ping(&a, b.pod_ip, "56");
-    ping(&b, a.pod_ip, "56");
+    ping(&a, b.pod_ip, "56", "do");
+    ping(&b, a.pod_ip, "56", "do");
     // 1400 bytes of ICMP payload: a 1428-byte packet, within sleeve's 1437.
-    ping(&a, b.pod_ip, "1400");
+    ping(&a, b.pod_ip, "1400", "do");
+    // A full-size 1450-byte packet without DF crosses as fragments (both ways: the reply too).
+    ping(&a, b.pod_ip, "1422", "dont");
+    let fragmented = a.engine.as_ref().unwrap().stats().snapshot().fragmented;
+    assert!(fragmented >= 1, "{fragmented}");
+    // With DF, the pod is told the path's MTU (ICMP fragmentation needed) and remembers it.
+    let too_big = run(&[
+        "ip",
+        "netns",
+        "exec",
+        a.pod.name(),
+        "/usr/bin/ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "-s",
+        "1422",
+        "-M",
+        "do",
+        &b.pod_ip.to_string(),
+    ]);
+    assert!(!too_big.status.success());
+    let route = a.pod.ip(&["route", "get", &b.pod_ip.to_string()]);
+    assert!(route.contains("mtu 1437"), "{route}");
+    assert!(
+        a.engine
+            .as_ref()
+            .unwrap()
+            .stats()
+            .snapshot()
+            .frag_needed_sent
+            >= 1
+    );
     tcp_transfer(&a, &b, 8 << 20);
     tcp_transfer(&b, &a, 3 << 20);
 
@@ -396,8 +430,8 @@ fn a_chain_relays_unicast_and_delivers_each_broadcast_once() {
         &[(c.name, vec![b.name])],
         &pods,
     );
-    ping(&a, c.pod_ip, "56");
-    ping(&c, a.pod_ip, "56");
+    ping(&a, c.pod_ip, "56", "do");
+    ping(&c, a.pod_ip, "56", "do");
     tcp_transfer(&a, &c, 2 << 20);
     let relay = b.engine.as_ref().unwrap().stats().snapshot();
     assert!(relay.relayed > 100, "B relayed the transfer: {relay:?}");
