@@ -10,12 +10,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::sync::mpsc;
 
 use super::batch::{BatchError, Batcher};
@@ -62,6 +64,10 @@ pub enum SleeveEvent {
     /// Source MACs seen since the last event (at most one event per burst): `Local` for frames
     /// captured from our bridge, `Remote(source)` for frames delivered from the overlay.
     MacsSeen(Vec<(MacAddr, Location)>),
+    /// An I/O thread (`sleeve-tx` or `sleeve-rx`) met an error it cannot continue after (the
+    /// TAP was deleted, the socket closed) and ended; the actor should stop the engine and start
+    /// a new one on fresh devices.
+    Failed { thread: &'static str, error: String },
 }
 
 /// The running hot path. Dropping it stops it too.
@@ -170,6 +176,12 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
+    /// Ends a thread on an unrecoverable error: logged, and told to the actor.
+    fn fail(&self, thread: &'static str, error: String) {
+        tracing::error!(thread, %error, "sleeve: I/O thread stopped");
+        self.emit(SleeveEvent::Failed { thread, error });
+    }
+
     /// Hands an event to the actor, or counts it dropped: the hot path never waits.
     fn emit(&self, event: SleeveEvent) -> bool {
         let sent = self.events.try_send(event).is_ok();
@@ -219,6 +231,25 @@ impl MacReporter {
                 self.recent.remove(&mac);
             }
         }
+    }
+}
+
+/// Waits up to [`POLL_TIMEOUT_MS`] for `fd` to become readable: `Ok(true)` when it is,
+/// `Ok(false)` on timeout or signal, `Err` when the descriptor is dead (error, hang-up, closed).
+fn wait_readable(fd: BorrowedFd<'_>) -> std::result::Result<bool, String> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(false),
+        Ok(_) => {
+            let events = fds[0].revents().unwrap_or(PollFlags::empty());
+            let dead = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+            if events.intersects(dead) && !events.contains(PollFlags::POLLIN) {
+                Err(format!("descriptor reports {events:?}"))
+            } else {
+                Ok(true)
+            }
+        }
+        Err(e) => Err(format!("poll: {e}")),
     }
 }
 

@@ -474,3 +474,25 @@ fn a_chain_relays_unicast_and_delivers_each_broadcast_once() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
     }
 }
+
+#[test]
+fn a_deleted_tap_ends_the_tx_thread_with_an_event() {
+    let mut lone = node("gone", 1, Ipv4Addr::new(10, 32, 0, 1));
+    lone.ns.ip(&["link", "del", &sleeve_tap_name(MESH_PORT)]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut failed = None;
+    while failed.is_none() && Instant::now() < deadline {
+        match lone.events.try_recv() {
+            Ok(SleeveEvent::Failed { thread, error }) => failed = Some((thread, error)),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let (thread, error) = failed.expect("no Failed event within 3 s");
+    assert_eq!(thread, "sleeve-tx");
+    assert!(error.contains("sleeve-6783"), "{error}");
+    // The other thread still stops promptly.
+    let started = Instant::now();
+    lone.engine.take().unwrap().stop();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -6,11 +6,9 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use super::{
     BURST_FRAMES, BatchOutcome, MacReporter, Outbound, QUEUE_FLUSH_BYTES, Shared, SleeveEvent,
-    mac_at,
+    mac_at, wait_readable,
 };
 use crate::actors::mac_learner::state::Location;
 use crate::dataplane::sleeve::checksum::VIRTIO_NET_HDR_LEN;
@@ -24,6 +22,8 @@ use crate::topology::PeerName;
 use crate::wire::sleeve::fragment::{Datagram, Fragment, FragmentMeta, encode_fragment};
 use crate::wire::sleeve::{Record, RecordDestination};
 
+/// The thread's name, in logs and [`SleeveEvent::Failed`].
+const THREAD: &str = "sleeve-rx";
 /// The header frames delivered whole get: nothing to finish, nothing to segment.
 const PLAIN_VNET_HDR: [u8; VIRTIO_NET_HDR_LEN] = [0; VIRTIO_NET_HDR_LEN];
 
@@ -59,18 +59,13 @@ impl RxLoop {
         let mut reassembler = Reassembler::new();
         let mut actions = Vec::with_capacity(8);
         while !self.shared.stopping() {
-            let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(super::POLL_TIMEOUT_MS)) {
-                Ok(0) => {
+            match wait_readable(self.socket.as_fd()) {
+                Ok(true) => {}
+                Ok(false) => {
                     reassembler.expire(Instant::now());
                     continue;
                 }
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "sleeve: poll on the UDP socket failed");
-                    return;
-                }
+                Err(error) => return self.shared.fail(THREAD, format!("UDP socket: {error}")),
             }
             let table = self.shared.table.load_full();
             out.retarget(&table);

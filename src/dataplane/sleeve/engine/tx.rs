@@ -10,11 +10,9 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use super::{
-    BURST_FRAMES, BatchOutcome, MacReporter, Outbound, POLL_TIMEOUT_MS, QUEUE_FLUSH_BYTES, Shared,
-    mac_at,
+    BURST_FRAMES, BatchOutcome, MacReporter, Outbound, QUEUE_FLUSH_BYTES, Shared, mac_at,
+    wait_readable,
 };
 use crate::actors::mac_learner::state::Location;
 use crate::dataplane::sleeve::checksum::{VIRTIO_NET_HDR_LEN, VirtioNetHdr};
@@ -26,6 +24,8 @@ use crate::dataplane::sleeve::tap::Tap;
 use crate::dataplane::sleeve::udp::SleeveSocket;
 use crate::wire::sleeve::fragment::MAX_REASSEMBLED_LEN;
 
+/// The thread's name, in logs and [`super::SleeveEvent::Failed`].
+const THREAD: &str = "sleeve-tx";
 /// `virtio_net_hdr.gso_type` of a frame that is not a GSO super-frame.
 const GSO_NONE: u8 = 0;
 /// A header saying nothing: no checksum to finish, no segmentation.
@@ -52,14 +52,13 @@ impl TxLoop {
         let mut macs = MacReporter::default();
         let mut actions = Vec::with_capacity(8);
         while !self.shared.stopping() {
-            let mut fds = [PollFd::new(self.tap.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
-                Ok(0) => continue,
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    tracing::error!(tap = self.tap.name(), error = %e, "sleeve: poll on the TAP failed");
-                    return;
+            match wait_readable(self.tap.as_fd()) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    return self
+                        .shared
+                        .fail(THREAD, format!("TAP {}: {error}", self.tap.name()));
                 }
             }
             let table = self.shared.table.load_full();
@@ -71,8 +70,9 @@ impl TxLoop {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        tracing::warn!(tap = self.tap.name(), error = %e, "sleeve: TAP read failed");
-                        break;
+                        // A TAP read fails only when the device is gone or broken.
+                        let error = format!("read TAP {}: {e}", self.tap.name());
+                        return self.shared.fail(THREAD, error);
                     }
                 };
                 self.captured(
