@@ -348,6 +348,22 @@ fn two_nodes_ping_and_move_megabytes_over_tcp() {
     );
     assert!(seen_b.contains(&(b.pod_mac, Location::Local)), "{seen_b:?}");
 
+    // The TAP is an isolated bridge port that does not learn (the router programs the FDB).
+    let port = must(&[
+        "bridge",
+        "-n",
+        a.ns.name(),
+        "-d",
+        "link",
+        "show",
+        "dev",
+        &sleeve_tap_name(MESH_PORT),
+    ]);
+    assert!(
+        port.contains("learning off") && port.contains("isolated on"),
+        "{port}"
+    );
+
     // Stopping is prompt and the TAP persists for the next router to adopt; reset removes it.
     let started = Instant::now();
     a.engine.take().unwrap().stop();
