@@ -3,10 +3,11 @@
 //!
 //! Bounded on every axis, since fragments come from the network: at most
 //! [`MAX_FRAMES_PER_SOURCE`] frames in flight per source peer and [`MAX_BUFFERED_BYTES`] in total
-//! (the oldest frame is evicted to make room), each frame dropped [`REASSEMBLY_TIMEOUT`] after its
-//! first fragment. A fragment that overlaps one already received, or disagrees with the frame's
-//! length, header or destination, discards the whole frame: it is corruption or a reused id, and
-//! guessing which copy is right could hand a pod a spliced frame.
+//! (the oldest frame is evicted to make room; [`SPARE_BUFFERS`] emptied buffers are kept besides,
+//! for reuse), each frame dropped [`REASSEMBLY_TIMEOUT`] after its first fragment. A fragment that
+//! overlaps one already received, or disagrees with the frame's length, header or destination,
+//! discards the whole frame: it is corruption or a reused id, and guessing which copy is right
+//! could hand a pod a spliced frame.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ use crate::wire::sleeve::fragment::{FRAGMENT_VNET_HDR_LEN, Fragment};
 pub const MAX_FRAMES_PER_SOURCE: usize = 8;
 /// Bytes buffered across all sources: 64 frames of the 64 KiB maximum, 4 MiB.
 pub const MAX_BUFFERED_BYTES: usize = 64 * 65_553;
+/// Frame buffers kept for reuse after delivery (see [`Reassembler::recycle`]): one per frame
+/// usually in flight, so the steady state allocates nothing.
+pub const SPARE_BUFFERS: usize = 4;
 /// How long a frame may wait for its missing fragments, from its first one. Fragments of one frame
 /// leave the source within microseconds; TCP retransmits long after this.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -48,6 +52,9 @@ struct Partial {
     destination: RecordDestination,
     vnet_hdr: [u8; FRAGMENT_VNET_HDR_LEN],
     started: Instant,
+    /// The frame's length (the buffer may still be shorter: filled as fragments arrive).
+    total: usize,
+    /// Filled up to the end of the furthest fragment; gaps before it are zero until theirs arrive.
     buffer: Vec<u8>,
     /// Received byte ranges, sorted and disjoint.
     ranges: Vec<(usize, usize)>,
@@ -59,6 +66,7 @@ struct Partial {
 pub struct Reassembler {
     partials: Vec<Partial>,
     buffered: usize,
+    spare: Vec<Vec<u8>>,
     timed_out: u64,
     evicted: u64,
 }
@@ -89,13 +97,17 @@ impl Reassembler {
             None => {
                 self.make_room(meta.source, total);
                 self.buffered += total;
+                let mut buffer = self.spare.pop().unwrap_or_default();
+                buffer.clear();
+                buffer.reserve_exact(total);
                 self.partials.push(Partial {
                     source: meta.source,
                     frame_id: meta.frame_id,
                     destination: meta.destination,
                     vnet_hdr: meta.vnet_hdr,
                     started: now,
-                    buffer: vec![0; total],
+                    total,
+                    buffer,
                     ranges: Vec::with_capacity(64),
                     received: 0,
                 });
@@ -103,22 +115,34 @@ impl Reassembler {
             }
         };
         let partial = &mut self.partials[index];
-        if partial.buffer.len() != total
+        if partial.total != total
             || partial.destination != meta.destination
             || partial.vnet_hdr != meta.vnet_hdr
         {
-            self.remove(index);
+            self.discard(index);
             return Err(ReassemblyError::Inconsistent);
         }
         // First range ending after our start: the only one that could overlap from the left or
         // the one we go in front of.
         let at = partial.ranges.partition_point(|&(_, e)| e <= start);
         if partial.ranges.get(at).is_some_and(|&(s, _)| s < end) {
-            self.remove(index);
+            self.discard(index);
             return Err(ReassemblyError::Overlap);
         }
         partial.ranges.insert(at, (start, end));
-        partial.buffer[start..end].copy_from_slice(fragment.chunk);
+        // In-order fragments append (no zero-filling); one ahead of a gap pads it with zeros
+        // that the gap's own fragment overwrites later.
+        let filled = partial.buffer.len();
+        if start >= filled {
+            partial.buffer.resize(start, 0);
+            partial.buffer.extend_from_slice(fragment.chunk);
+        } else {
+            let inside = end.min(filled);
+            partial.buffer[start..inside].copy_from_slice(&fragment.chunk[..inside - start]);
+            partial
+                .buffer
+                .extend_from_slice(&fragment.chunk[inside - start..]);
+        }
         partial.received += end - start;
         if partial.received < total {
             return Ok(None);
@@ -132,12 +156,20 @@ impl Reassembler {
         }))
     }
 
+    /// Gives a delivered frame's buffer back for the next frame to fill.
+    pub fn recycle(&mut self, mut frame: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            frame.clear();
+            self.spare.push(frame);
+        }
+    }
+
     /// Drops frames older than [`REASSEMBLY_TIMEOUT`].
     pub fn expire(&mut self, now: Instant) {
         let mut index = 0;
         while index < self.partials.len() {
             if now.saturating_duration_since(self.partials[index].started) >= REASSEMBLY_TIMEOUT {
-                self.remove(index);
+                self.discard(index);
                 self.timed_out += 1;
             } else {
                 index += 1;
@@ -183,14 +215,20 @@ impl Reassembler {
 
     fn evict(&mut self, index: Option<usize>) {
         if let Some(index) = index {
-            self.remove(index);
+            self.discard(index);
             self.evicted += 1;
         }
     }
 
+    /// Removes a frame that will not complete, keeping its buffer for reuse.
+    fn discard(&mut self, index: usize) {
+        let partial = self.remove(index);
+        self.recycle(partial.buffer);
+    }
+
     fn remove(&mut self, index: usize) -> Partial {
         let partial = self.partials.swap_remove(index);
-        self.buffered -= partial.buffer.len();
+        self.buffered -= partial.total;
         partial
     }
 }

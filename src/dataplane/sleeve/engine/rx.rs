@@ -195,6 +195,7 @@ impl RxLoop {
                     Ok(Some(whole)) => {
                         SleeveStats::add(&stats.reassembled, 1);
                         self.deliver(burst, whole.source, &whole.vnet_hdr, &whole.frame);
+                        burst.reassembler.recycle(whole.frame);
                     }
                     Ok(None) => {}
                     Err(_) => stats.count_drop(DropCause::Reassembly),
