@@ -6,22 +6,26 @@
 #       FDB entry towards the other node, pod veths, MTU 1450): the ceiling
 #   (b) Weft fastdp: `weft router` in each node, pods attached with `weft attach` (the routers
 #       program the kernel VXLAN path); (a) is torn down first
-#   (c) Weft sleeve (userspace): not built yet, reported without a figure
+#   (c) Weft sleeve (userspace): the sleeve engine alone (examples/sleeve_pair) in each node with
+#       a static forwarding table towards the other node, on a bridge MTU of 1450 like (a), pods
+#       on veths; until `weft router` drives the sleeve itself, this measures the hot path alone
 #
 #   underlay namespace:  a Linux bridge, one veth per node (RFC 5737: 203.0.113.1 and .2/24)
 #   node1, node2:        one namespace each
 #   pod on each node:    one namespace each (fresh ones for every data plane)
 #
 # For each data plane: iperf3 single stream and 4 streams (-P 4), RUNS runs each, median reported
-# (receiver side); ping -c 20 -i 0.2, average RTT reported. Then a table with the ratios b/a.
+# (receiver side); ping -c 20 -i 0.2, average RTT reported. Then a table with the ratios b/a
+# and c/a.
 #
 #   load-tests/dataplane_bench.sh                  10 s per iperf3 run, 3 runs each
 #   load-tests/dataplane_bench.sh --duration 5     5 s per iperf3 run
 #   load-tests/dataplane_bench.sh --runs 5 --weft target/debug/weft
+#   load-tests/dataplane_bench.sh --planes ac      only (a) and (c)
 #
 # Needs root. Not run in CI. Installs iperf3, iputils-ping and curl with apt-get if missing.
 # Uses target/release/weft if it exists (and knows `attach`), else `cargo build --release
-# --bin weft`. Every namespace is named weft-bench-<pid>-...; all of them, and every process
+# --bin weft`; likewise target/release/examples/sleeve_pair. Every namespace is named weft-bench-<pid>-...; all of them, and every process
 # inside them, are removed on exit (also on failure or Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,17 +35,21 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 duration=10
 runs=3
 weft=""
+planes=abc
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
     --runs) runs=${2:?--runs needs a count}; shift 2 ;;
     --weft) weft=${2:?--weft needs a path}; shift 2 ;;
+    --planes) planes=${2:?--planes needs letters among a, b, c}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$duration" =~ ^[1-9][0-9]*$ ]] || { echo "--duration must be a positive integer" >&2; exit 2; }
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "--runs must be a positive integer" >&2; exit 2; }
+[[ "$planes" =~ ^a?b?c?$ && -n "$planes" ]] || { echo "--planes takes a, b, c in order (e.g. ac)" >&2; exit 2; }
+wants() { [[ "$planes" == *"$1"* ]]; }
 
 if [ "$(id -u)" != 0 ]; then
   echo "dataplane_bench.sh must run as root (namespaces, veths, bridges, vxlan devices)." >&2
@@ -67,6 +75,11 @@ if [ -z "$weft" ]; then
 fi
 weft=$(realpath "$weft")
 "$weft" attach --help >/dev/null 2>&1 || { echo "$weft has no 'attach' command" >&2; exit 1; }
+sleeve_pair="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/sleeve_pair"
+if wants c && ! [ -x "$sleeve_pair" ]; then
+  echo "Building $sleeve_pair (cargo build --release --example sleeve_pair)..."
+  cargo build --release --quiet --example sleeve_pair
+fi
 
 run_id=$$
 prefix="weft-bench-${run_id}-"
@@ -140,7 +153,6 @@ iperf3_gbps() {
 }
 
 # measure LABEL CLIENT_NS SERVER_NS SERVER_IP: sets result[LABEL-1], result[LABEL-4], result[LABEL-rtt].
-declare -A result
 measure() {
   local label=$1 client=$2 server=$3 ip=$4 streams run values g out rtt
   ip netns exec "$server" iperf3 -s -B "$ip" >"$work/iperf3-$label.log" 2>&1 &
@@ -167,7 +179,11 @@ remove_iperf_server() {
   for pid in $(ip netns pids "$1"); do kill "$pid" 2>/dev/null || true; done
 }
 
+declare -A result
+for key in a-1 a-4 a-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt; do result[$key]=-; done
+
 # ---- (a) plain kernel VXLAN, by hand
+if wants a; then
 echo "== (a) plain kernel VXLAN (by hand, MTU 1450)"
 pods_a=("$(ns_of a-pod1)" "$(ns_of a-pod2)")
 pod_ip_a=(10.99.0.1 10.99.0.2)
@@ -196,8 +212,10 @@ for i in 1 0; do
   ip -n "${nodes[i]}" link del vxlan-bench
   ip -n "${nodes[i]}" link del br-bench
 done
+fi
 
 # ---- (b) Weft fastdp
+if wants b; then
 echo "== (b) Weft fastdp ($weft)"
 for i in 0 1; do
   peers=()
@@ -235,6 +253,38 @@ wait_for 20 ip netns exec "${pods_b[0]}" ping -c 1 -W 1 "${pod_ip_b[1]}" ||
   fail "pods do not reach each other over Weft fastdp"
 api 0 status connections | sed 's/^/  /'
 measure b "${pods_b[0]}" "${pods_b[1]}" "${pod_ip_b[1]}"
+echo "== stopping the routers of (b)"
+for i in 0 1; do remove_iperf_server "${nodes[i]}"; done # every process in the node namespace
+fi
+
+# ---- (c) Weft sleeve: the engine alone, static table (examples/sleeve_pair)
+if wants c; then
+echo "== (c) Weft sleeve ($sleeve_pair, bridge MTU 1450, UDP port 6790)"
+pods_c=("$(ns_of c-pod1)" "$(ns_of c-pod2)")
+pod_ip_c=(10.99.1.1 10.99.1.2)
+for i in 0 1; do
+  n=${nodes[i]}
+  ip netns exec "$n" "$sleeve_pair" --name "02:5e:00:00:00:0$((i + 1))" \
+    --peer "02:5e:00:00:00:0$((2 - i))=${node_ip[1 - i]}" --bridge br-sleeve --mtu 1450 \
+    --port 6790 >"$work/sleeve-node$((i + 1)).log" 2>&1 &
+  wait_for 10 ip -n "$n" link show sleeve-6790 || { cat "$work/sleeve-node$((i + 1)).log" >&2; fail "sleeve_pair in node$((i + 1))"; }
+  add_namespace "${pods_c[i]}"
+  ip link add eth0 netns "${pods_c[i]}" mtu 1450 type veth peer name vethsleeve mtu 1450 netns "$n"
+  ip -n "$n" link set vethsleeve master br-sleeve up
+  ip -n "${pods_c[i]}" addr add "${pod_ip_c[i]}/24" dev eth0
+  ip -n "${pods_c[i]}" link set eth0 up
+done
+wait_for 15 ip netns exec "${pods_c[0]}" ping -c 1 -W 1 "${pod_ip_c[1]}" ||
+  fail "pods do not reach each other over the sleeve"
+measure c "${pods_c[0]}" "${pods_c[1]}" "${pod_ip_c[1]}"
+for i in 0 1; do remove_iperf_server "${nodes[i]}"; done # sleeve_pair prints its counters
+sleep 1
+for i in 0 1; do
+  echo "  node$((i + 1)) sleeve counters:"
+  grep -E '^\s+(tap_|udp_|relayed|fragmented|reassembled|frag_needed)' "$work/sleeve-node$((i + 1)).log" |
+    tr -s ' ' | sed 's/^/   /' || true
+done
+fi
 
 # ---- the table
 ratio() { awk -v b="$1" -v a="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}'; }
@@ -250,6 +300,8 @@ printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" "$(printf -- '-%.0s' {1.
 row() { printf '| %-34s | %14s | %16s | %13s |\n' "$@"; }
 row "(a) kernel VXLAN by hand (ceiling)" "${result[a-1]} Gbit/s" "${result[a-4]} Gbit/s" "${result[a-rtt]} ms"
 row "(b) Weft fastdp" "${result[b-1]} Gbit/s" "${result[b-4]} Gbit/s" "${result[b-rtt]} ms"
-row "(c) Weft sleeve" "not built yet" "not built yet" "not built yet"
+row "(c) Weft sleeve (engine alone)" "${result[c-1]} Gbit/s" "${result[c-4]} Gbit/s" "${result[c-rtt]} ms"
 row "ratio b/a" "$(ratio "${result[b-1]}" "${result[a-1]}")" \
   "$(ratio "${result[b-4]}" "${result[a-4]}")" "$(ratio "${result[b-rtt]}" "${result[a-rtt]}")"
+row "ratio c/a" "$(ratio "${result[c-1]}" "${result[a-1]}")" \
+  "$(ratio "${result[c-4]}" "${result[a-4]}")" "$(ratio "${result[c-rtt]}" "${result[a-rtt]}")"

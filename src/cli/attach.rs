@@ -10,9 +10,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::dataplane::node::{DEFAULT_BRIDGE, DEFAULT_VXLAN_NAME};
 use crate::dataplane::{
-    AttachRequest, DataplaneError, NetlinkLinkOps, attach_pod, detach_pod, masquerade, reset_node,
+    AttachRequest, DataplaneError, NetlinkLinkOps, attach_pod, detach_pod, masquerade,
+    reset_node_for_port,
 };
 
 use super::error::CliError;
@@ -117,12 +117,13 @@ pub fn detach(netns: &str, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "{what} {}", path.display()).map_err(CliError::Output)
 }
 
-/// The device half of `weft reset`: removes the bridge, the VXLAN device and every pod veth,
-/// printing each device removed, then the router's masquerading table.
-pub fn remove_devices(out: &mut dyn Write) -> Result<(), CliError> {
+/// The device half of `weft reset`: removes the bridge, the VXLAN device of the router on
+/// `mesh_port` (`vxlan-<port + 1>`), the sleeve TAPs and every pod veth, printing each device
+/// removed, then the router's masquerading table.
+pub fn remove_devices(mesh_port: u16, out: &mut dyn Write) -> Result<(), CliError> {
     let removed = block_on(async {
         let ops = NetlinkLinkOps::new()?;
-        reset_node(&ops, DEFAULT_BRIDGE, DEFAULT_VXLAN_NAME).await
+        reset_node_for_port(&ops, mesh_port).await
     })?;
     for name in removed {
         writeln!(out, "removed {name}").map_err(CliError::Output)?;

@@ -59,6 +59,9 @@ pub enum CliCommand {
         /// Only hand the ranges over; leave the devices (and fail if the router is down).
         #[arg(long)]
         ipam_only: bool,
+        /// The mesh port the router used: its VXLAN device is `vxlan-<port + 1>`.
+        #[arg(long, default_value_t = 6783)]
+        port: u16,
     },
     /// Wire a network namespace to the bridge over a veth pair (as root, on the node).
     Attach {
@@ -131,10 +134,10 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
         CliCommand::Connect { replace, peers } => connect::connect(client, &peers, replace, out)?,
         CliCommand::Forget { peers } => connect::forget(client, &peers, out)?,
         CliCommand::Rmpeer { peers } => ipam::rmpeer(client, &peers, out)?,
-        CliCommand::Reset { ipam_only } => {
+        CliCommand::Reset { ipam_only, port } => {
             ipam::reset(client, ipam_only, out)?;
             if !ipam_only {
-                attach::remove_devices(out)?;
+                attach::remove_devices(port, out)?;
             }
         }
         CliCommand::Attach {

@@ -14,7 +14,8 @@
 //!   [`garp`] announcing the pod's address with a gratuitous ARP;
 //! - [`masquerade`]: the nftables table (`ip weft`) that masquerades pod traffic leaving the
 //!   pod range, never traffic between pods;
-//! - [`sleeve`]: the userspace path, frames batched into UDP datagrams (sans-IO parts).
+//! - [`sleeve`]: the userspace path: frames batched into UDP datagrams, the TAP, the socket and
+//!   the hot-path threads.
 //!
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
@@ -52,6 +53,5 @@ pub use link::{
 };
 pub use netlink::NetlinkLinkOps;
 pub use netlink::neigh_watch::LearnedFdbWatch;
-pub use node::{
-    MtuSource, NodeConfig, NodeState, reset_node, reset_node_for_port, setup_node, sleeve_tap_name,
-};
+pub use node::{MtuSource, NodeConfig, NodeState, reset_node, reset_node_for_port, setup_node};
+pub use sleeve::sleeve_tap_name;

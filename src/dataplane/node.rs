@@ -7,8 +7,10 @@ use std::net::Ipv4Addr;
 use super::attach::HOST_VETH_PREFIX;
 use super::error::{DataplaneError, Result};
 use super::link::{
-    Link, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VxlanConfig, auto_vxlan_mtu, vxlan_mtu_for,
+    Link, LinkKind, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VxlanConfig, auto_vxlan_mtu,
+    vxlan_mtu_for,
 };
+use super::sleeve::SLEEVE_TAP_PREFIX;
 
 /// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
 /// tooling and firewall rules recognise it).
@@ -164,14 +166,21 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
     }
 }
 
-/// Removes every pod's host veth (`vethwepl*`, which takes the pod end with it), the VXLAN device
-/// `vxlan` and the bridge `bridge`: what `weft reset` removes. Devices already gone are skipped,
+/// Removes every pod's host veth (`vethwepl*`, which takes the pod end with it), the sleeve TAP
+/// (`sleeve-*` TUN/TAP devices, persistent so they outlive the router), the VXLAN device `vxlan`
+/// and the bridge `bridge`: what `weft reset` removes. Devices already gone are skipped,
 /// so it can be rerun. Returns the names of the devices it deleted.
 pub async fn reset_node<L: LinkOps>(ops: &L, bridge: &str, vxlan: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     // Pods first, then the tunnel, then the bridge they hang off.
     let veths = ops.links_with_prefix(HOST_VETH_PREFIX).await?;
-    let names = veths.into_iter().map(|link| link.name);
+    // Only TUN/TAP devices: a device of another kind named sleeve-* is not ours to delete.
+    let taps = ops
+        .links_with_prefix(SLEEVE_TAP_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|link| link.kind == Some(LinkKind::Tun));
+    let names = veths.into_iter().chain(taps).map(|link| link.name);
     for name in names.chain([vxlan.to_string(), bridge.to_string()]) {
         if ops.delete_link(&name).await? {
             removed.push(name);
@@ -180,21 +189,11 @@ pub async fn reset_node<L: LinkOps>(ops: &L, bridge: &str, vxlan: &str) -> Resul
     Ok(removed)
 }
 
-/// The sleeve TAP's name for a mesh port (`sleeve-6783`).
-pub fn sleeve_tap_name(mesh_port: u16) -> String {
-    format!("sleeve-{mesh_port}")
-}
-
-/// [`reset_node`] for the router that used `mesh_port`: its bridge, its VXLAN device
-/// (`vxlan-<port + 1>`) and its sleeve TAP (`sleeve-<port>`), with the pods' veths.
+/// [`reset_node`] for the router that used `mesh_port`: its bridge and its VXLAN device
+/// (`vxlan-<port + 1>`), with the pods' veths and the sleeve TAPs.
 pub async fn reset_node_for_port<L: LinkOps>(ops: &L, mesh_port: u16) -> Result<Vec<String>> {
     let cfg = NodeConfig::new(MacAddr([0; 6]), mesh_port, 0);
-    let mut removed = reset_node(ops, &cfg.bridge, &cfg.vxlan_name).await?;
-    let tap = sleeve_tap_name(mesh_port);
-    if ops.delete_link(&tap).await? {
-        removed.push(tap);
-    }
-    Ok(removed)
+    reset_node(ops, &cfg.bridge, &cfg.vxlan_name).await
 }
 
 #[cfg(test)]
@@ -211,6 +210,6 @@ mod tests {
             NodeConfig::new(cfg.bridge_mac, 7000, 8).vxlan_name,
             "vxlan-7001"
         );
-        assert_eq!(sleeve_tap_name(6783), "sleeve-6783");
+        assert_eq!(super::super::sleeve::sleeve_tap_name(6783), "sleeve-6783");
     }
 }

@@ -9,7 +9,10 @@
 //! datagram  = header record*
 //! header    = sender:6 version_flags:1          version in the high nibble, flags in the low one
 //! record    = source:6 destination:6 length:2 body[length]
-//!   data    : destination is a real peer, body is one Ethernet frame (>= 14 bytes)
+//!   data    : destination is a real peer, BROADCAST_DESTINATION (ff:ff:ff:ff:ff:ff: deliver and
+//!             relay along the source's broadcast tree) or RELAY_ONLY_DESTINATION
+//!             (ff:ff:ff:ff:ff:fe: relay only, the kernel already delivered it here); body is one
+//!             Ethernet frame (>= 14 bytes)
 //!   control : destination is CONTROL_DESTINATION (00:00:00:00:00:00), body = kind:1 fields
 //!     heartbeat      kind=1 connection_id:8
 //!     heartbeat ack  kind=2 connection_id:8
@@ -24,6 +27,12 @@
 //! A PMTU probe's body is as long as a data record carrying a frame whose IP packet is `mtu` bytes,
 //! so a probe that arrives proves the path carries full-size frames at that MTU.
 //!
+//! A datagram with [`FLAG_FRAGMENT`] set carries no records but exactly one fragment of a frame
+//! too big for one datagram (see [`fragment`]).
+//!
+//! Peer names never have the multicast bit (the lowest bit of the first byte) set, so the
+//! destinations with it set are free to mean "broadcast" and "relay only".
+//!
 //! An unknown version, a reserved flag or an unknown control kind rejects the whole datagram: new
 //! kinds come with a new version, negotiated on the TCP connection, so they are never guessed at.
 //!
@@ -31,6 +40,8 @@
 //! afterwards cannot fail, and frames are borrowed slices of the received buffer (zero copy).
 
 use crate::topology::PeerName;
+
+pub mod fragment;
 
 /// Bytes of the underlay's IPv4 (20, no options) and UDP (8) headers around every datagram.
 pub const UNDERLAY_IPV4_UDP_OVERHEAD: usize = 28;
@@ -56,6 +67,14 @@ pub const MIN_FRAME_LEN: usize = ETHERNET_HEADER_LEN;
 pub const SLEEVE_VERSION: u8 = 1;
 /// The destination that marks a record as a control record rather than a frame.
 pub const CONTROL_DESTINATION: [u8; 6] = [0; 6];
+/// The destination of a broadcast, multicast or unknown-unicast frame: deliver it, and relay it to
+/// our children in its source's broadcast tree.
+pub const BROADCAST_DESTINATION: [u8; 6] = [0xff; 6];
+/// The destination of a broadcast the kernel (fastdp) already delivered at the receiver, which
+/// must only relay it to its children in the source's tree.
+pub const RELAY_ONLY_DESTINATION: [u8; 6] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xfe];
+/// Flag (low nibble of the version byte): the datagram carries one fragment, not records.
+pub const FLAG_FRAGMENT: u8 = 0x1;
 
 const CONTROL_HEARTBEAT: u8 = 1;
 const CONTROL_HEARTBEAT_ACK: u8 = 2;
@@ -83,6 +102,46 @@ pub const fn datagram_payload_limit(underlay_mtu: u32) -> usize {
         underlay_mtu as usize
     };
     underlay.saturating_sub(UNDERLAY_IPV4_UDP_OVERHEAD)
+}
+
+/// What a data record's (or fragment's) destination field means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordDestination {
+    /// A frame for one peer (possibly via relays).
+    Peer(PeerName),
+    /// Deliver, and relay along the source's broadcast tree.
+    Broadcast,
+    /// Relay along the source's broadcast tree only: the kernel delivered it here already.
+    RelayOnly,
+    /// The all-zero destination of control records.
+    Control,
+}
+
+impl RecordDestination {
+    /// Classifies the six bytes of a destination field.
+    pub fn from_bytes(bytes: [u8; 6]) -> Self {
+        match bytes {
+            CONTROL_DESTINATION => Self::Control,
+            BROADCAST_DESTINATION => Self::Broadcast,
+            RELAY_ONLY_DESTINATION => Self::RelayOnly,
+            _ => Self::Peer(PeerName::from_bytes(bytes)),
+        }
+    }
+
+    /// The six bytes written in a destination field.
+    pub fn to_bytes(self) -> [u8; 6] {
+        match self {
+            Self::Peer(peer) => peer.to_bytes(),
+            Self::Broadcast => BROADCAST_DESTINATION,
+            Self::RelayOnly => RELAY_ONLY_DESTINATION,
+            Self::Control => CONTROL_DESTINATION,
+        }
+    }
+
+    /// The name to put in a record's destination field (the reserved names included).
+    pub fn as_peer_name(self) -> PeerName {
+        PeerName::from_bytes(self.to_bytes())
+    }
 }
 
 /// Why a datagram was rejected, or why a record cannot be encoded. Offsets count from the start of
@@ -115,6 +174,21 @@ pub enum SleeveError {
     MalformedControl { offset: usize, kind: u8, len: usize },
     #[error("a data record cannot be addressed to the reserved control destination")]
     ReservedDestination,
+    #[error("fragment datagram of {len} bytes is shorter than its {min}-byte header and one byte")]
+    FragmentTooShort { len: usize, min: usize },
+    #[error(
+        "fragment at offset {offset} of {chunk_len} bytes does not fit a frame of {total_len} bytes \
+         (frames of {min}..={max} bytes)"
+    )]
+    FragmentOutOfBounds {
+        offset: usize,
+        chunk_len: usize,
+        total_len: usize,
+        min: usize,
+        max: usize,
+    },
+    #[error("datagram carries a fragment, not records")]
+    IsFragment,
 }
 
 /// A control record: hop-by-hop signalling between the two ends of one sleeve connection.
@@ -236,6 +310,16 @@ pub enum Record<'a> {
 }
 
 impl Record<'_> {
+    /// What the destination field means: a peer, a broadcast, relay-only, or control.
+    pub fn destination(&self) -> RecordDestination {
+        match self {
+            Record::Frame { destination, .. } => {
+                RecordDestination::from_bytes(destination.to_bytes())
+            }
+            Record::Control { .. } => RecordDestination::Control,
+        }
+    }
+
     /// Bytes this record takes in a datagram, header included.
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_LEN
@@ -353,6 +437,9 @@ impl<'a> SleeveDatagram<'a> {
             return Err(SleeveError::UnsupportedVersion {
                 version: version_flags >> 4,
             });
+        }
+        if version_flags & 0x0f == FLAG_FRAGMENT {
+            return Err(SleeveError::IsFragment);
         }
         if version_flags & 0x0f != 0 {
             return Err(SleeveError::ReservedFlags {

@@ -1,19 +1,45 @@
-//! The sleeve overlay's sans-IO pieces: batching frames into datagrams for one peer, the ICMP
-//! "fragmentation needed" reply for frames too big for the path, and checksum completion for
-//! frames read from a TAP with offloaded (partial) checksums. The byte format itself is
-//! [`crate::wire::sleeve`]; sockets and the TAP device live elsewhere.
+//! The sleeve overlay: frames from the bridge carried between peers in UDP datagrams by a
+//! userspace hot path. The byte format is [`crate::wire::sleeve`]; here:
+//!
+//! - sans-IO pieces: [`Batcher`] (frames per datagram), [`Reassembler`] (fragments back into
+//!   frames), checksum completion for TAP frames with offloaded checksums, the ICMP
+//!   "fragmentation needed" reply, and the forwarding decisions ([`forward_captured`],
+//!   [`forward_received`]) over the [`ForwardingTable`] the `Sleeve` actor publishes;
+//! - I/O: the TAP device ([`Tap`], [`ensure_sleeve_tap`]), the batched UDP socket
+//!   ([`SleeveSocket`]) and the [`SleeveEngine`] whose two threads run the hot path, with its
+//!   counters ([`SleeveStats`]) and the [`SleeveEvent`]s it reports to the actor.
 
 mod batch;
 mod checksum;
+mod engine;
+#[cfg(test)]
+mod engine_tests;
+mod forward;
 mod forwarding;
 mod icmp;
+mod reassembly;
+mod stats;
+mod tap;
 #[cfg(test)]
 mod test_frames;
+mod udp;
 
 pub use batch::{BatchError, Batcher, mtu_for_payload_limit};
 pub use checksum::{
     ChecksumError, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
     complete_partial_checksum, internet_checksum, ones_complement_add, ones_complement_sum,
 };
+pub use engine::{POLL_TIMEOUT_MS, SharedTable, SleeveEngine, SleeveEvent};
+pub use forward::{Action, DropReason, forward_captured, forward_received};
 pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
+pub use reassembly::{
+    MAX_BUFFERED_BYTES, MAX_FRAMES_PER_SOURCE, REASSEMBLY_TIMEOUT, Reassembled, Reassembler,
+    ReassemblyError,
+};
+pub use stats::{DropCause, SleeveStats, SleeveStatsSnapshot};
+pub use tap::{SLEEVE_TAP_PREFIX, Tap, ensure_sleeve_tap, sleeve_tap_name};
+pub use udp::{
+    MAX_GSO_MESSAGE_LEN, MAX_GSO_SEGMENTS, RECV_BATCH, RecvBatch, SendQueue, SendReport,
+    SleeveSocket, is_message_too_long,
+};

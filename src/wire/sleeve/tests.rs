@@ -166,7 +166,9 @@ fn malformed_datagrams_are_rejected_with_the_reason() {
         Err(SleeveError::UnsupportedVersion { version: 2 })
     );
     bad[6] = 0x11;
-    assert_eq!(parse(&bad), Err(SleeveError::ReservedFlags { flags: 1 }));
+    assert_eq!(parse(&bad), Err(SleeveError::IsFragment));
+    bad[6] = 0x12;
+    assert_eq!(parse(&bad), Err(SleeveError::ReservedFlags { flags: 2 }));
 
     let mut short_frame = good[..7].to_vec();
     short_frame.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 0, 2, 9, 9]);

@@ -1,0 +1,388 @@
+//! [`SleeveEngine`]: the sleeve's hot path, two dedicated OS threads that never go through actor
+//! mailboxes. `sleeve-tx` reads frames from the TAP and sends them as datagrams (batched per next
+//! hop, super-frames as fragment trains); `sleeve-rx` receives datagrams, delivers ours to the
+//! TAP, relays the rest, reassembles fragments, and hands control records and learned MACs to the
+//! `Sleeve` actor as [`SleeveEvent`]s over a bounded channel it never waits on.
+//!
+//! Both threads read the [`ForwardingTable`] through an [`ArcSwap`], loading it once per burst,
+//! so the actor publishes a new table without ever blocking them. [`SleeveEngine::stop`] raises a
+//! flag the threads see within one poll timeout ([`POLL_TIMEOUT_MS`]) and joins them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tokio::sync::mpsc;
+
+use super::batch::{BatchError, Batcher};
+use super::forwarding::ForwardingTable;
+use super::stats::{DropCause, SleeveStats};
+use super::tap::Tap;
+use super::udp::{MAX_GSO_MESSAGE_LEN, SendQueue, SleeveSocket};
+use crate::actors::mac_learner::state::{Location, REFRESH_INTERVAL};
+use crate::dataplane::error::{DataplaneError, Result};
+use crate::topology::PeerName;
+use crate::wire::MacAddr;
+use crate::wire::sleeve::fragment::{FRAGMENT_VNET_HDR_LEN, FragmentMeta, encode_fragments};
+use crate::wire::sleeve::{Control, RecordDestination};
+
+mod rx;
+mod tx;
+
+/// How long a thread waits for its descriptor before checking the stop flag, in milliseconds.
+pub const POLL_TIMEOUT_MS: u16 = 100;
+/// Frames read from the TAP (or receive batches) before the queued datagrams are sent, so a
+/// steady stream never starves the flush; the flush also happens whenever a read would block.
+const BURST_FRAMES: usize = 64;
+/// Queued bytes that force a send mid-burst, bounding the send arena (1 MiB).
+const QUEUE_FLUSH_BYTES: usize = 1 << 20;
+/// MACs remembered as recently reported per thread; cleared whole when exceeded, which only costs
+/// a few repeated reports.
+const RECENT_MACS_LIMIT: usize = 4096;
+
+/// The forwarding table as the actor publishes it and the threads read it.
+pub type SharedTable = Arc<ArcSwap<ForwardingTable>>;
+
+/// What the engine tells the `Sleeve` actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SleeveEvent {
+    /// A control record (heartbeat, PMTU probe or ack) arrived: the actor answers it, through
+    /// its own clone of the socket. `sender` is the datagram's sender (the neighbour) and
+    /// `datagram_len` the UDP payload length, what a PMTU probe proves.
+    Control {
+        from: SocketAddr,
+        sender: PeerName,
+        control: Control,
+        datagram_len: usize,
+    },
+    /// Source MACs seen since the last event (at most one event per burst): `Local` for frames
+    /// captured from our bridge, `Remote(source)` for frames delivered from the overlay.
+    MacsSeen(Vec<(MacAddr, Location)>),
+    /// An I/O thread (`sleeve-tx` or `sleeve-rx`) met an error it cannot continue after (the
+    /// TAP was deleted, the socket closed) and ended; the actor should stop the engine and start
+    /// a new one on fresh devices.
+    Failed { thread: &'static str, error: String },
+}
+
+/// The running hot path. Dropping it stops it too.
+#[derive(Debug)]
+pub struct SleeveEngine {
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<SleeveStats>,
+}
+
+impl SleeveEngine {
+    /// Starts `sleeve-tx` (TAP → UDP) and `sleeve-rx` (UDP → TAP) on `tap` and `socket` (each
+    /// thread gets its own descriptor clone), forwarding by `table`, reporting on `events`.
+    pub fn start(
+        tap: Tap,
+        socket: SleeveSocket,
+        table: SharedTable,
+        events: mpsc::Sender<SleeveEvent>,
+    ) -> Result<SleeveEngine> {
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(SleeveStats::default());
+        let io_err = |op: &'static str, name: &str| {
+            let name = name.to_string();
+            move |source: std::io::Error| DataplaneError::Io { op, name, source }
+        };
+        let tap_rx = tap.try_clone()?;
+        let socket_rx = socket
+            .try_clone()
+            .map_err(io_err("duplicate sleeve socket for", tap.name()))?;
+        let tx = tx::TxLoop::new(
+            tap,
+            socket,
+            Shared {
+                table: Arc::clone(&table),
+                events: events.clone(),
+                stats: Arc::clone(&stats),
+                shutdown: Arc::clone(&shutdown),
+            },
+        );
+        let rx = rx::RxLoop::new(
+            tap_rx,
+            socket_rx,
+            Shared {
+                table,
+                events,
+                stats: Arc::clone(&stats),
+                shutdown: Arc::clone(&shutdown),
+            },
+        );
+        let mut engine = SleeveEngine {
+            shutdown,
+            threads: Vec::with_capacity(2),
+            stats,
+        };
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(body)
+                .map_err(io_err("spawn thread", name))
+        };
+        engine
+            .threads
+            .push(spawn("sleeve-tx", Box::new(move || tx.run()))?);
+        engine
+            .threads
+            .push(spawn("sleeve-rx", Box::new(move || rx.run()))?);
+        Ok(engine)
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<SleeveStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops both threads and waits for them (within about one poll timeout).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a sleeve I/O thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SleeveEngine {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// What both threads share.
+struct Shared {
+    table: SharedTable,
+    events: mpsc::Sender<SleeveEvent>,
+    stats: Arc<SleeveStats>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Ends a thread on an unrecoverable error: logged, and told to the actor.
+    fn fail(&self, thread: &'static str, error: String) {
+        tracing::error!(thread, %error, "sleeve: I/O thread stopped");
+        self.emit(SleeveEvent::Failed { thread, error });
+    }
+
+    /// Hands an event to the actor, or counts it dropped: the hot path never waits.
+    fn emit(&self, event: SleeveEvent) -> bool {
+        let sent = self.events.try_send(event).is_ok();
+        if !sent {
+            self.stats.count_drop(DropCause::EventChannelFull);
+        }
+        sent
+    }
+}
+
+/// Source MACs seen during a burst, deduplicated, and the ones reported recently (so a busy flow
+/// is reported once per [`REFRESH_INTERVAL`], what the learner needs to keep it alive).
+#[derive(Default)]
+struct MacReporter {
+    pending: Vec<(MacAddr, Location)>,
+    recent: HashMap<MacAddr, (Location, Instant)>,
+}
+
+impl MacReporter {
+    fn saw(&mut self, mac: MacAddr, location: Location, now: Instant) {
+        if mac.is_multicast() || mac == MacAddr::ZERO {
+            return;
+        }
+        if let Some(&(at, when)) = self.recent.get(&mac)
+            && at == location
+            && now.saturating_duration_since(when) < REFRESH_INTERVAL
+        {
+            return;
+        }
+        if self.recent.len() >= RECENT_MACS_LIMIT {
+            self.recent.clear();
+        }
+        self.recent.insert(mac, (location, now));
+        self.pending.push((mac, location));
+    }
+
+    /// Sends what the burst saw as one event. When the channel is full they are forgotten as
+    /// reported, so the next frame from them tries again.
+    fn flush(&mut self, shared: &Shared) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let seen = std::mem::take(&mut self.pending);
+        let macs: Vec<MacAddr> = seen.iter().map(|&(mac, _)| mac).collect();
+        if !shared.emit(SleeveEvent::MacsSeen(seen)) {
+            for mac in macs {
+                self.recent.remove(&mac);
+            }
+        }
+    }
+}
+
+/// Waits up to [`POLL_TIMEOUT_MS`] for `fd` to become readable: `Ok(true)` when it is,
+/// `Ok(false)` on timeout or signal, `Err` when the descriptor is dead (error, hang-up, closed).
+fn wait_readable(fd: BorrowedFd<'_>) -> std::result::Result<bool, String> {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::from(POLL_TIMEOUT_MS)) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(false),
+        Ok(_) => {
+            let events = fds[0].revents().unwrap_or(PollFlags::empty());
+            let dead = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+            if events.intersects(dead) && !events.contains(PollFlags::POLLIN) {
+                Err(format!("descriptor reports {events:?}"))
+            } else {
+                Ok(true)
+            }
+        }
+        Err(e) => Err(format!("poll: {e}")),
+    }
+}
+
+fn mac_at(frame: &[u8], at: usize) -> Option<MacAddr> {
+    let bytes: [u8; 6] = frame.get(at..at + 6)?.try_into().ok()?;
+    Some(MacAddr(bytes))
+}
+
+/// Datagrams on their way out of one thread: a batcher per next hop and the send queue.
+struct Outbound {
+    local: PeerName,
+    /// Per next hop: the payload limit its batcher was sized for (as the table gave it, before
+    /// the batcher's own clamping) and the batcher.
+    batchers: HashMap<PeerName, (usize, Batcher)>,
+    queue: SendQueue,
+    next_frame_id: u32,
+}
+
+impl Outbound {
+    fn new(local: PeerName) -> Self {
+        Self {
+            local,
+            batchers: HashMap::new(),
+            queue: SendQueue::new(),
+            // Different per thread and per start, so ids from a restarted engine do not collide
+            // with frames still being reassembled from the previous one.
+            next_frame_id: rand::random(),
+        }
+    }
+
+    /// A new table may name another local peer (never in practice) or change a path's limit.
+    fn retarget(&mut self, table: &ForwardingTable) {
+        if table.local != self.local {
+            self.local = table.local;
+            self.batchers.clear();
+        }
+    }
+
+    /// Batches `frame` (captured at `source`) for `hop`, queueing whatever datagram completes.
+    /// `TooBig` when the frame alone does not fit the path.
+    fn push_frame(
+        &mut self,
+        hop: PeerName,
+        addr: SocketAddr,
+        payload_limit: usize,
+        source: PeerName,
+        destination: RecordDestination,
+        frame: &[u8],
+    ) -> std::result::Result<(), BatchOutcome> {
+        let local = self.local;
+        let (sized_for, batcher) = self
+            .batchers
+            .entry(hop)
+            .or_insert_with(|| (payload_limit, Batcher::new(local, payload_limit)));
+        if *sized_for != payload_limit {
+            // PMTU verification moved the limit: what was queued goes out first.
+            *sized_for = payload_limit;
+            if let Some(datagram) = batcher.set_payload_limit(payload_limit) {
+                self.queue.push(addr, datagram);
+            }
+        }
+        match batcher.push(frame, source, destination.as_peer_name()) {
+            Ok(Some(datagram)) => {
+                self.queue.push(addr, datagram);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(BatchError::TooBig { mtu }) => Err(BatchOutcome::TooBig { mtu }),
+            Err(BatchError::Invalid(_)) => Err(BatchOutcome::Invalid),
+        }
+    }
+
+    /// Sends `frame` as a train of fragments to `hop`, after whatever is batched for it (so the
+    /// frames of one flow keep their order).
+    #[allow(clippy::too_many_arguments)]
+    fn push_fragments(
+        &mut self,
+        hop: PeerName,
+        addr: SocketAddr,
+        payload_limit: usize,
+        source: PeerName,
+        destination: RecordDestination,
+        vnet_hdr: [u8; FRAGMENT_VNET_HDR_LEN],
+        frame: &[u8],
+    ) -> bool {
+        if let Some(datagram) = self.batchers.get_mut(&hop).and_then(|(_, b)| b.flush()) {
+            self.queue.push(addr, datagram);
+        }
+        // Every fragment but the last fills a datagram exactly: the size GSO cuts the train at.
+        let payload_limit = payload_limit.min(MAX_GSO_MESSAGE_LEN);
+        self.next_frame_id = self.next_frame_id.wrapping_add(1);
+        let meta = FragmentMeta {
+            source,
+            destination,
+            frame_id: self.next_frame_id,
+            total_len: frame.len() as u32,
+            vnet_hdr,
+        };
+        let local = self.local;
+        self.queue
+            .push_segments(addr, payload_limit, |out| {
+                encode_fragments(local, &meta, frame, payload_limit, out).map(drop)
+            })
+            .is_ok()
+    }
+
+    /// Moves every partly filled datagram to the queue (the end of a burst).
+    fn flush_batchers(&mut self, table: &ForwardingTable) {
+        for (hop, (_, batcher)) in &mut self.batchers {
+            // A hop that is no longer a neighbour loses what was batched for it: no path.
+            if let (Some(datagram), Some(neighbour)) = (batcher.flush(), table.neighbours.get(hop))
+            {
+                self.queue.push(neighbour.udp_addr, datagram);
+            }
+        }
+    }
+
+    /// Sends the queue, counting what went out.
+    fn send(&mut self, socket: &SleeveSocket, stats: &SleeveStats) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let report = socket.send_queue(&mut self.queue);
+        SleeveStats::add(&stats.udp_datagrams_out, report.datagrams as u64);
+        SleeveStats::add(&stats.udp_bytes_out, report.bytes as u64);
+        for _ in 0..report.failed {
+            stats.count_drop(DropCause::SendFailed);
+        }
+    }
+}
+
+/// Why a frame could not be batched.
+enum BatchOutcome {
+    TooBig { mtu: u16 },
+    Invalid,
+}

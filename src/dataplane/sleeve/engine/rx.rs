@@ -1,0 +1,256 @@
+//! `sleeve-rx`: datagrams received in batches, parsed (check-then-parse, borrowed), forwarded by
+//! [`forward_received`]: frames for us written to the TAP, others relayed to their next hop,
+//! fragments for us reassembled, control records handed to the actor.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use super::{
+    BURST_FRAMES, BatchOutcome, MacReporter, Outbound, QUEUE_FLUSH_BYTES, Shared, SleeveEvent,
+    mac_at, wait_readable,
+};
+use crate::actors::mac_learner::state::Location;
+use crate::dataplane::sleeve::checksum::VIRTIO_NET_HDR_LEN;
+use crate::dataplane::sleeve::forward::{Action, forward_received};
+use crate::dataplane::sleeve::forwarding::ForwardingTable;
+use crate::dataplane::sleeve::reassembly::Reassembler;
+use crate::dataplane::sleeve::stats::{DropCause, SleeveStats};
+use crate::dataplane::sleeve::tap::Tap;
+use crate::dataplane::sleeve::udp::{RecvBatch, SleeveSocket};
+use crate::topology::PeerName;
+use crate::wire::sleeve::fragment::{Datagram, Fragment, FragmentMeta, encode_fragment};
+use crate::wire::sleeve::{Record, RecordDestination};
+
+/// The thread's name, in logs and [`SleeveEvent::Failed`].
+const THREAD: &str = "sleeve-rx";
+/// The header frames delivered whole get: nothing to finish, nothing to segment.
+const PLAIN_VNET_HDR: [u8; VIRTIO_NET_HDR_LEN] = [0; VIRTIO_NET_HDR_LEN];
+
+pub(super) struct RxLoop {
+    tap: Tap,
+    socket: SleeveSocket,
+    shared: Shared,
+}
+
+/// Per-burst state of the receive thread.
+struct Burst<'a> {
+    table: &'a ForwardingTable,
+    now: Instant,
+    out: &'a mut Outbound,
+    macs: &'a mut MacReporter,
+    reassembler: &'a mut Reassembler,
+    actions: &'a mut Vec<Action>,
+}
+
+impl RxLoop {
+    pub(super) fn new(tap: Tap, socket: SleeveSocket, shared: Shared) -> Self {
+        Self {
+            tap,
+            socket,
+            shared,
+        }
+    }
+
+    pub(super) fn run(self) {
+        let mut batch = RecvBatch::new();
+        let mut out = Outbound::new(self.shared.table.load().local);
+        let mut macs = MacReporter::default();
+        let mut reassembler = Reassembler::new();
+        let mut actions = Vec::with_capacity(8);
+        while !self.shared.stopping() {
+            match wait_readable(self.socket.as_fd()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    reassembler.expire(Instant::now());
+                    continue;
+                }
+                Err(error) => return self.shared.fail(THREAD, format!("UDP socket: {error}")),
+            }
+            let table = self.shared.table.load_full();
+            out.retarget(&table);
+            let mut burst = Burst {
+                table: &table,
+                now: Instant::now(),
+                out: &mut out,
+                macs: &mut macs,
+                reassembler: &mut reassembler,
+                actions: &mut actions,
+            };
+            for _ in 0..BURST_FRAMES {
+                match self.socket.recv_batch(&mut batch) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sleeve: receive failed");
+                        break;
+                    }
+                }
+                for (from, datagram) in batch.datagrams() {
+                    self.datagram(&mut burst, from, datagram);
+                }
+                if burst.out.queue.bytes() >= QUEUE_FLUSH_BYTES {
+                    burst.out.send(&self.socket, &self.shared.stats);
+                }
+            }
+            out.flush_batchers(&table);
+            out.send(&self.socket, &self.shared.stats);
+            macs.flush(&self.shared);
+        }
+    }
+
+    fn datagram(&self, burst: &mut Burst<'_>, from: Option<SocketAddr>, datagram: &[u8]) {
+        let stats = &self.shared.stats;
+        SleeveStats::add(&stats.udp_datagrams_in, 1);
+        SleeveStats::add(&stats.udp_bytes_in, datagram.len() as u64);
+        match Datagram::parse(datagram) {
+            Ok(Datagram::Records(records)) => {
+                let sender = records.sender();
+                for record in records.records() {
+                    match record {
+                        Record::Control { control, .. } => {
+                            if let Some(from) = from {
+                                self.shared.emit(SleeveEvent::Control {
+                                    from,
+                                    sender,
+                                    control,
+                                    datagram_len: datagram.len(),
+                                });
+                            }
+                        }
+                        Record::Frame { source, frame, .. } => {
+                            self.frame(burst, sender, source, record.destination(), frame);
+                        }
+                    }
+                }
+            }
+            Ok(Datagram::Fragment(fragment)) => self.fragment(burst, &fragment),
+            Err(_) => stats.count_drop(DropCause::MalformedDatagram),
+        }
+    }
+
+    fn frame(
+        &self,
+        burst: &mut Burst<'_>,
+        sender: PeerName,
+        source: PeerName,
+        destination: RecordDestination,
+        frame: &[u8],
+    ) {
+        let stats = &self.shared.stats;
+        burst.actions.clear();
+        forward_received(burst.table, sender, source, destination, burst.actions);
+        for index in 0..burst.actions.len() {
+            match burst.actions[index] {
+                Action::Deliver => self.deliver(burst, source, &PLAIN_VNET_HDR, frame),
+                Action::Send { hop, destination } => {
+                    let Some(neighbour) = burst.table.neighbours.get(&hop) else {
+                        continue;
+                    };
+                    let (addr, limit) = (neighbour.udp_addr, neighbour.payload_limit);
+                    let pushed =
+                        match burst
+                            .out
+                            .push_frame(hop, addr, limit, source, destination, frame)
+                        {
+                            Ok(()) => true,
+                            // A narrower path onwards: the relay fragments.
+                            Err(BatchOutcome::TooBig { .. }) => burst.out.push_fragments(
+                                hop,
+                                addr,
+                                limit,
+                                source,
+                                destination,
+                                PLAIN_VNET_HDR,
+                                frame,
+                            ),
+                            Err(BatchOutcome::Invalid) => false,
+                        };
+                    if pushed {
+                        SleeveStats::add(&stats.relayed, 1);
+                    } else {
+                        stats.count_drop(DropCause::TooBig);
+                    }
+                }
+                Action::Drop(reason) => stats.count_drop(DropCause::Forwarding(reason)),
+            }
+        }
+    }
+
+    fn fragment(&self, burst: &mut Burst<'_>, fragment: &Fragment<'_>) {
+        let stats = &self.shared.stats;
+        let meta = fragment.meta;
+        burst.actions.clear();
+        forward_received(
+            burst.table,
+            fragment.sender,
+            meta.source,
+            meta.destination,
+            burst.actions,
+        );
+        for index in 0..burst.actions.len() {
+            match burst.actions[index] {
+                Action::Deliver => match burst.reassembler.insert(fragment, burst.now) {
+                    Ok(Some(whole)) => {
+                        SleeveStats::add(&stats.reassembled, 1);
+                        self.deliver(burst, whole.source, &whole.vnet_hdr, &whole.frame);
+                        burst.reassembler.recycle(whole.frame);
+                    }
+                    Ok(None) => {}
+                    Err(_) => stats.count_drop(DropCause::Reassembly),
+                },
+                Action::Send { hop, destination } => {
+                    let Some(neighbour) = burst.table.neighbours.get(&hop) else {
+                        continue;
+                    };
+                    // Relays pass fragments on unchanged but for the sender (us) and, going down
+                    // a broadcast tree from a relay-only copy, a delivering destination.
+                    let onward = FragmentMeta {
+                        destination,
+                        ..meta
+                    };
+                    let local = burst.out.local;
+                    let queued =
+                        burst
+                            .out
+                            .queue
+                            .push_segments(neighbour.udp_addr, usize::MAX, |buf| {
+                                encode_fragment(
+                                    local,
+                                    &onward,
+                                    fragment.offset,
+                                    fragment.chunk,
+                                    buf,
+                                )
+                            });
+                    match queued {
+                        Ok(()) => SleeveStats::add(&stats.relayed, 1),
+                        Err(_) => stats.count_drop(DropCause::MalformedDatagram),
+                    }
+                }
+                Action::Drop(reason) => stats.count_drop(DropCause::Forwarding(reason)),
+            }
+        }
+    }
+
+    fn deliver(
+        &self,
+        burst: &mut Burst<'_>,
+        source: PeerName,
+        vnet_hdr: &[u8; VIRTIO_NET_HDR_LEN],
+        frame: &[u8],
+    ) {
+        let stats = &self.shared.stats;
+        match self.tap.write(vnet_hdr, frame) {
+            Ok(_) => {
+                SleeveStats::add(&stats.tap_frames_out, 1);
+                SleeveStats::add(&stats.tap_bytes_out, frame.len() as u64);
+                if let Some(src) = mac_at(frame, 6) {
+                    burst.macs.saw(src, Location::Remote(source), burst.now);
+                }
+            }
+            Err(_) => stats.count_drop(DropCause::TapWriteFailed),
+        }
+    }
+}
