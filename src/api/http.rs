@@ -20,6 +20,7 @@ use super::snapshot::{
 use super::{metrics, status_text};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
 use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
+use crate::actors::sleeve::Sleeve;
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub fastdp: Option<Supervised<Fastdp>>,
     /// None without a data plane.
     pub mac_learner: Option<Supervised<MacLearner>>,
+    /// None without a data plane, or when the sleeve could not start.
+    pub sleeve: Option<Supervised<Sleeve>>,
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,

@@ -26,6 +26,7 @@ const IPAM_SPLIT_BRAIN: &str = "weft_ipam_split_brain_total";
 const OVERLAY_FALLBACKS: &str = "weft_overlay_fallbacks_total";
 const OVERLAY_FRAMES: &str = "weft_overlay_frames_total";
 const OVERLAY_BYTES: &str = "weft_overlay_bytes_total";
+const SLEEVE_DROPPED: &str = "weft_sleeve_dropped_total";
 
 static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
 static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -57,6 +58,7 @@ pub enum ActorKind {
     Ipam,
     Fastdp,
     MacLearner,
+    Sleeve,
 }
 
 /// The path pod frames take between nodes (the `path` label of the traffic counters).
@@ -86,6 +88,7 @@ impl ActorKind {
             ActorKind::Ipam => "ipam",
             ActorKind::Fastdp => "fastdp",
             ActorKind::MacLearner => "mac_learner",
+            ActorKind::Sleeve => "sleeve",
         }
     }
 }
@@ -132,6 +135,10 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 OVERLAY_BYTES,
                 "Bytes carried between nodes, by path and direction."
+            );
+            describe_counter!(
+                SLEEVE_DROPPED,
+                "Frames and datagrams the sleeve dropped, by cause."
             );
             handle
         })
@@ -215,6 +222,13 @@ pub fn record_overlay_traffic(path: OverlayPath, stats: &crate::dataplane::LinkS
     counter!(OVERLAY_FRAMES, "path" => path, "direction" => "tx").absolute(stats.tx_packets);
     counter!(OVERLAY_BYTES, "path" => path, "direction" => "rx").absolute(stats.rx_bytes);
     counter!(OVERLAY_BYTES, "path" => path, "direction" => "tx").absolute(stats.tx_bytes);
+}
+
+/// Sets the sleeve's drop counters from the engine's own (one series per cause).
+pub fn record_sleeve_drops(drops: &[(crate::dataplane::sleeve::DropCause, u64)]) {
+    for (cause, count) in drops {
+        counter!(SLEEVE_DROPPED, "cause" => cause.as_str()).absolute(*count);
+    }
 }
 
 pub fn ipam_split_brain() {

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use super::attach::HOST_VETH_PREFIX;
 use super::error::{DataplaneError, Result};
 use super::link::{
-    Link, LinkKind, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VxlanConfig, auto_vxlan_mtu,
-    vxlan_mtu_for,
+    Link, LinkKind, LinkOps, MIN_OVERLAY_MTU_BYTES, MacAddr, VXLAN_OVERHEAD_BYTES, VxlanConfig,
+    auto_vxlan_mtu, vxlan_mtu_for,
 };
 use super::sleeve::SLEEVE_TAP_PREFIX;
 
@@ -87,6 +87,8 @@ pub struct NodeState {
     pub mtu: u32,
     /// Why that MTU.
     pub mtu_source: MtuSource,
+    /// The underlay's MTU in bytes (the overlay MTU plus the VXLAN overhead when derived).
+    pub underlay_mtu: u32,
 }
 
 /// Creates or adopts the bridge and the VXLAN device. Existing devices are adopted in place (same
@@ -100,7 +102,7 @@ pub struct NodeState {
 ///
 /// An underlay too small for VXLAN is an error at steps 2 and 3, not a silent fallback.
 pub async fn setup_node<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<NodeState> {
-    let (mtu, mtu_source) = choose_mtu(ops, cfg).await?;
+    let (mtu, mtu_source, underlay_mtu) = choose_mtu(ops, cfg).await?;
     tracing::info!(
         bridge = %cfg.bridge,
         mtu,
@@ -133,10 +135,13 @@ pub async fn setup_node<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<NodeSta
         vxlan,
         mtu,
         mtu_source,
+        underlay_mtu,
     })
 }
 
-async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSource)> {
+/// The overlay MTU, why, and the underlay MTU it sits on (what the sleeve's path-MTU search
+/// starts from).
+async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSource, u32)> {
     if let Some(mtu) = cfg.mtu {
         if mtu < MIN_OVERLAY_MTU_BYTES {
             return Err(DataplaneError::Invalid {
@@ -145,8 +150,21 @@ async fn choose_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSo
                 reason: format!("MTU {mtu} is below the minimum {MIN_OVERLAY_MTU_BYTES}"),
             });
         }
-        return Ok((mtu, MtuSource::Configured));
+        // The underlay still bounds the sleeve's datagrams; a node without routes yet is assumed
+        // to carry what the operator configured.
+        let underlay = match derive_mtu(ops, cfg).await {
+            Ok((derived, _)) => derived + VXLAN_OVERHEAD_BYTES,
+            Err(_) => (mtu + VXLAN_OVERHEAD_BYTES).max(FALLBACK_UNDERLAY_MTU_BYTES),
+        };
+        return Ok((mtu, MtuSource::Configured, underlay));
     }
+    let (mtu, source) = derive_mtu(ops, cfg).await?;
+    Ok((mtu, source, mtu + VXLAN_OVERHEAD_BYTES))
+}
+
+/// The overlay MTU the underlay allows: from the route to the probe peer, else the default
+/// route, else an assumed Ethernet.
+async fn derive_mtu<L: LinkOps>(ops: &L, cfg: &NodeConfig) -> Result<(u32, MtuSource)> {
     if let Some(peer) = cfg.underlay_probe {
         match auto_vxlan_mtu(ops, peer).await {
             Ok((mtu, underlay)) => return Ok((mtu, MtuSource::PeerRoute { peer, underlay })),

@@ -54,6 +54,10 @@ pub struct Dataplane {
     pub macs_seen: Subscriber<MacsSeen>,
     /// The overlay MTU.
     pub mtu: u32,
+    /// The underlay's MTU: where the sleeve's path-MTU search starts.
+    pub underlay_mtu: u32,
+    /// The bridge (`weave`) the overlay ports and pods hang off.
+    pub bridge: String,
     /// The sleeve TAP's name (`sleeve-<mesh port>`), where the bridge entries of MACs at sleeve
     /// peers point.
     pub tap: String,
@@ -124,6 +128,8 @@ pub async fn start(
         mac_table,
         macs_seen,
         mtu: state.mtu,
+        underlay_mtu: state.underlay_mtu,
+        bridge: node.bridge.clone(),
         tap,
     })
 }

@@ -3,6 +3,7 @@
 
 mod config;
 pub mod dataplane;
+mod sleeve;
 mod ipam_config;
 mod late;
 mod run;

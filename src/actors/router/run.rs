@@ -213,6 +213,25 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref());
         Some(started.await?)
     };
+    // The sleeve runs beside fastdp; without it only fastdp peers are reachable, so a failure
+    // to start it is loud but not fatal.
+    let sleeve = match &dataplane {
+        None => None,
+        Some(dataplane) => {
+            let started = super::sleeve::start(
+                name,
+                args.port,
+                dataplane.underlay_mtu,
+                &dataplane.bridge,
+                dataplane,
+                gossip.clone(),
+            )
+            .await;
+            started
+                .inspect_err(super::sleeve::report_failure)
+                .ok()
+        }
+    };
     let _listener = Supervised::start(ActorKind::Listener, move || {
         let listener = mesh_listener
             .try_clone()
@@ -235,6 +254,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         ipam,
         fastdp: dataplane.as_ref().map(|d| d.fastdp.clone()),
         mac_learner: dataplane.as_ref().map(|d| d.mac_learner.clone()),
+        sleeve: sleeve.as_ref().map(|s| s.actor.clone()),
         info: Arc::new(RouterInfo {
             name,
             nickname,
@@ -261,6 +281,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
 
     wait_for_shutdown_signal().await;
     info!("Shutting down");
+    drop(sleeve);
     crate::actors::connection::begin_shutdown();
     Ok(())
 }

@@ -46,6 +46,24 @@ impl DropCause {
         }
     }
 
+    /// The metric label of the cause.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropCause::Forwarding(DropReason::LocalDestination) => "local_destination",
+            DropCause::Forwarding(DropReason::KernelCarries) => "kernel_carries",
+            DropCause::Forwarding(DropReason::NoRoute) => "no_route",
+            DropCause::Forwarding(DropReason::Loop) => "loop",
+            DropCause::Forwarding(DropReason::NoChildren) => "no_children",
+            DropCause::MalformedFrame => "malformed_frame",
+            DropCause::MalformedDatagram => "malformed_datagram",
+            DropCause::Reassembly => "reassembly",
+            DropCause::SendFailed => "send_failed",
+            DropCause::TapWriteFailed => "tap_write_failed",
+            DropCause::EventChannelFull => "event_channel_full",
+            DropCause::TooBig => "too_big",
+        }
+    }
+
     /// Every cause, in counter order, for exporting.
     pub const ALL: [DropCause; DROP_CAUSES] = [
         DropCause::Forwarding(DropReason::LocalDestination),

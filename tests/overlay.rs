@@ -1,0 +1,243 @@
+//! The overlays end to end, on namespaced nodes with real routers: fastdp falls back to sleeve
+//! when VXLAN's port is blocked and comes back when it opens, without breaking a pod's TCP
+//! connection; pods on nodes that cannot link directly talk through a relay; a broadcast reaches
+//! every pod exactly once.
+
+mod netlab;
+
+use std::time::Duration;
+
+use netlab::{Lab, Node, Stream, in_netns, links_using, tcp_works, wait_until};
+
+/// Pods get addresses in 10.33.0.0/16 inside the overlay's /12, the routers allocate (the
+/// bridges' addresses) from 10.32.0.0/16: the two never collide.
+const ALLOC_RANGE: &[&str] = &["--ipalloc-range", "10.32.0.0/16"];
+
+fn nft(node: &Node, script: &str) {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run nft");
+    assert!(output.status.success(), "nft {script}: {output:?}");
+}
+
+#[test]
+fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
+    let mut lab = Lab::new("fallback");
+    let node1 = lab.node(1);
+    let node2 = lab.node(2);
+    lab.router(&node1, 0xf1, ALLOC_RANGE, &[]);
+    lab.router(&node2, 0xf1, ALLOC_RANGE, &[&node1]);
+    let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
+    let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
+    assert!(
+        wait_until(Duration::from_secs(30), || links_using(&node1, "fastdp")
+            == 1
+            && links_using(&node2, "fastdp") == 1),
+        "no fastdp link: {} / {}",
+        netlab::connections(&node1),
+        netlab::connections(&node2)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || tcp_works(
+            &pod1,
+            &pod2,
+            "10.33.0.2",
+            7201
+        )),
+        "pods cannot talk over fastdp"
+    );
+
+    let stream = Stream::start(&pod1, &pod2, "10.33.0.2", 7202, 25);
+    std::thread::sleep(Duration::from_secs(2));
+    // VXLAN's port closed in node 1, both ways: the heartbeats stop, the switch moves to sleeve.
+    nft(
+        &node1,
+        "table inet weft_test_block {\n\
+         chain input { type filter hook input priority 0; udp dport 6784 drop; }\n\
+         chain output { type filter hook output priority 0; udp dport 6784 drop; }\n}\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || links_using(&node1, "sleeve")
+            == 1
+            && links_using(&node2, "sleeve") == 1),
+        "no fall-back to sleeve: {} / {}",
+        netlab::connections(&node1),
+        netlab::connections(&node2)
+    );
+    assert!(
+        tcp_works(&pod2, &pod1, "10.33.0.1", 7203),
+        "a new connection over sleeve"
+    );
+    nft(&node1, "delete table inet weft_test_block\n");
+    assert!(
+        wait_until(Duration::from_secs(15), || links_using(&node1, "fastdp")
+            == 1
+            && links_using(&node2, "fastdp") == 1),
+        "no return to fastdp: {} / {}",
+        netlab::connections(&node1),
+        netlab::connections(&node2)
+    );
+    let (sent, received) = stream.finish().expect("the TCP connection broke");
+    assert!(
+        sent > 0 && sent == received,
+        "sent {sent}, received {received}"
+    );
+    for node in [&node1, &node2] {
+        let log = lab.log(node);
+        assert!(
+            log.contains("overlay_switch ->[") && log.contains("using sleeve"),
+            "{log}"
+        );
+        assert!(log.contains("using fastdp"), "{log}");
+    }
+}
+
+/// A, B, C on one underlay, but A and C cannot reach each other at all (a firewall in A).
+fn partial_mesh(lab: &mut Lab, name_byte: u8) -> (Node, Node, Node) {
+    let a = lab.node(1);
+    let b = lab.node(2);
+    let c = lab.node(3);
+    nft(
+        &a,
+        &format!(
+            "table inet weft_test_partition {{\n\
+             chain input {{ type filter hook input priority 0; ip saddr {c} drop; }}\n\
+             chain output {{ type filter hook output priority 0; ip daddr {c} drop; }}\n}}\n",
+            c = c.ip
+        ),
+    );
+    lab.router(&a, name_byte, ALLOC_RANGE, &[]);
+    lab.router(&b, name_byte, ALLOC_RANGE, &[&a]);
+    lab.router(&c, name_byte, ALLOC_RANGE, &[&b]);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            netlab::connections(&b)
+                .lines()
+                .filter(|line| line.contains("established"))
+                .count()
+                == 2
+        }),
+        "B did not link with A and C: {}",
+        netlab::connections(&b)
+    );
+    (a, b, c)
+}
+
+#[test]
+fn pods_on_nodes_without_a_direct_link_talk_through_a_relay() {
+    let mut lab = Lab::new("relay");
+    let (a, _b, c) = partial_mesh(&mut lab, 0xf2);
+    let pod_a = lab.pod(&a, "poda", "10.33.0.1/12");
+    let pod_c = lab.pod(&c, "podc", "10.33.0.3/12");
+    assert!(
+        !netlab::connections(&a).contains(&format!("{}:6783", c.ip))
+            || !netlab::connections(&a).contains("established"),
+        "A must not link with C directly"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || tcp_works(
+            &pod_a,
+            &pod_c,
+            "10.33.0.3",
+            7301
+        )),
+        "pod A cannot reach pod C through B"
+    );
+    assert!(tcp_works(&pod_c, &pod_a, "10.33.0.1", 7302), "and back");
+    let stream = Stream::start(&pod_a, &pod_c, "10.33.0.3", 7303, 3);
+    let (sent, received) = stream.finish().expect("the relayed TCP connection broke");
+    assert!(
+        sent > 0 && sent == received,
+        "sent {sent}, received {received}"
+    );
+}
+
+/// Counts the UDP broadcasts each listening pod receives while `sender` sends one.
+fn broadcast_counts(sender: &str, listeners: &[String], port: u16) -> Vec<String> {
+    let listen = format!(
+        "import socket,time\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('',{port}));s.settimeout(0.2);n=0;end=time.time()+4\n\
+         while time.time()<end:\n\
+         \x20 try:\n\
+         \x20   d,_=s.recvfrom(100)\n\
+         \x20   n+=d==b'weft-broadcast'\n\
+         \x20 except socket.timeout: pass\n\
+         print(n)\n"
+    );
+    let children: Vec<_> = listeners
+        .iter()
+        .map(|pod| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", pod, "python3", "-c", &listen])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let send = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'eth0')\n\
+         s.sendto(b'weft-broadcast',('255.255.255.255',{port}))\n"
+    );
+    let output = in_netns(sender, "python3", &["-c", &send]);
+    assert!(output.status.success(), "send a broadcast: {output:?}");
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_broadcast_reaches_every_pod_exactly_once() {
+    let mut lab = Lab::new("bcast");
+    // Full mesh: the kernel floods to every node, sleeve must add no copies.
+    let nodes: Vec<Node> = (1..=3).map(|i| lab.node(i)).collect();
+    lab.router(&nodes[0], 0xf3, ALLOC_RANGE, &[]);
+    lab.router(&nodes[1], 0xf3, ALLOC_RANGE, &[&nodes[0]]);
+    lab.router(&nodes[2], 0xf3, ALLOC_RANGE, &[&nodes[0]]);
+    let mut pods = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for j in 1..=2 {
+            let address = format!("10.33.{i}.{j}/12");
+            pods.push(lab.pod(node, &format!("pod{i}{j}"), &address));
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || nodes
+            .iter()
+            .all(|node| links_using(node, "fastdp") == 2)),
+        "the mesh is not all fastdp"
+    );
+    let counts = broadcast_counts(&pods[0], &pods[1..], 7401);
+    assert_eq!(counts, vec!["1"; 5], "copies per pod (full mesh, fastdp)");
+
+    // The same over a partial mesh, where sleeve relays what the kernel cannot.
+    let mut lab = Lab::new("bcastpart");
+    let (a, b, c) = partial_mesh(&mut lab, 0xf4);
+    let sender = lab.pod(&a, "sender", "10.33.1.1/12");
+    let listeners = vec![
+        lab.pod(&a, "la", "10.33.1.2/12"),
+        lab.pod(&b, "lb", "10.33.1.3/12"),
+        lab.pod(&c, "lc", "10.33.1.4/12"),
+    ];
+    std::thread::sleep(Duration::from_secs(3));
+    let counts = broadcast_counts(&sender, &listeners, 7402);
+    assert_eq!(counts, vec!["1"; 3], "copies per pod (partial mesh)");
+}
