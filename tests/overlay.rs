@@ -77,6 +77,13 @@ fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
         tcp_works(&pod2, &pod1, "10.33.0.1", 7203),
         "a new connection over sleeve"
     );
+    // On sleeve the link shows the path MTU its probes verified: 1500 - 63 bytes of sleeve.
+    assert!(
+        netlab::connections(&node1).contains("established sleeve")
+            && netlab::connections(&node1).contains("mtu=1437"),
+        "{}",
+        netlab::connections(&node1)
+    );
     nft(&node1, "delete table inet weft_test_block\n");
     assert!(
         wait_until(Duration::from_secs(15), || links_using(&node1, "fastdp")
@@ -98,6 +105,10 @@ fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
             "{log}"
         );
         assert!(log.contains("using fastdp"), "{log}");
+        assert!(
+            log.contains("|00:00:00:00:f1:0") && log.contains("]: Effective MTU verified at 1437"),
+            "{log}"
+        );
     }
 }
 

@@ -20,11 +20,11 @@ use super::snapshot::{
 use super::{metrics, status_text};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
 use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
-use crate::actors::sleeve::Sleeve;
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
 use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
+use crate::actors::sleeve::{GetSleeveStatus, Sleeve, SleeveLinkStatus};
 use crate::actors::supervisor::Supervised;
 use crate::ipam::Cidr;
 use crate::topology::{PeerName, PeerRecord};
@@ -133,6 +133,14 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         None => Vec::new(),
         Some(learner) => learner.addr().send(GetMacTable).await.unwrap_or_default(),
     };
+    let sleeve: Vec<SleeveLinkStatus> = match &state.sleeve {
+        None => Vec::new(),
+        Some(sleeve) => sleeve
+            .addr()
+            .send(GetSleeveStatus)
+            .await
+            .unwrap_or_default(),
+    };
     let ipam = match &state.ipam {
         None => None,
         Some(ipam) => Some(
@@ -164,10 +172,8 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             nick_name: Some(link.remote_nickname.clone()),
             info: String::new(),
             overlay: overlay_of(fastdp.as_ref(), link.established, link.remote).map(str::to_string),
-            attrs: fastdp
-                .as_ref()
-                .filter(|_| overlay_of(fastdp.as_ref(), link.established, link.remote).is_some())
-                .map(|status| vec![("mtu".to_string(), status.mtu.to_string())])
+            attrs: link_mtu(fastdp.as_ref(), &sleeve, link.established, link.remote)
+                .map(|mtu| vec![("mtu".to_string(), mtu.to_string())])
                 .unwrap_or_default(),
         })
         .collect();
@@ -217,7 +223,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         trusted_subnets: Vec::new(),
         ipam,
         macs: mac_status(macs),
-        overlays: overlay_status(fastdp.as_ref()),
+        overlays: overlay_status(fastdp.as_ref(), &sleeve),
     })
 }
 
@@ -233,7 +239,10 @@ fn mac_status(rows: Vec<MacRow>) -> Vec<MacStatus> {
         .collect()
 }
 
-fn overlay_status(fastdp: Option<&FastdpStatus>) -> Vec<OverlayStatus> {
+fn overlay_status(
+    fastdp: Option<&FastdpStatus>,
+    sleeve: &[SleeveLinkStatus],
+) -> Vec<OverlayStatus> {
     let now = std::time::Instant::now();
     let Some(fastdp) = fastdp else {
         return Vec::new();
@@ -241,16 +250,40 @@ fn overlay_status(fastdp: Option<&FastdpStatus>) -> Vec<OverlayStatus> {
     fastdp
         .peers
         .iter()
-        .map(|(name, peer)| OverlayStatus {
-            name: *name,
-            nick_name: peer.nickname.clone(),
-            overlay: peer.overlay.to_string(),
-            fastdp_healthy: peer.healthy,
-            last_heartbeat_ack_ms: peer.last_ack.map(|at| {
-                u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)
-            }),
+        .map(|(name, peer)| {
+            let link = sleeve.iter().find(|link| link.peer == *name);
+            OverlayStatus {
+                name: *name,
+                nick_name: peer.nickname.clone(),
+                overlay: peer.overlay.to_string(),
+                fastdp_healthy: peer.healthy,
+                last_heartbeat_ack_ms: peer.last_ack.map(|at| {
+                    u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)
+                }),
+                sleeve_address: link.map(|link| link.udp_addr.to_string()),
+                sleeve_established: link.is_some_and(|link| link.established),
+                sleeve_verified_mtu: link.and_then(|link| link.verified_mtu),
+            }
         })
         .collect()
+}
+
+/// The MTU pods get on a link: the bridge's on fastdp, the verified (or still assumed) path MTU
+/// of its sleeve datagrams on sleeve.
+fn link_mtu(
+    fastdp: Option<&FastdpStatus>,
+    sleeve: &[SleeveLinkStatus],
+    established: bool,
+    remote: PeerName,
+) -> Option<u32> {
+    match overlay_of(fastdp, established, remote)? {
+        "sleeve" => sleeve
+            .iter()
+            .find(|link| link.peer == remote)
+            .map(|link| u32::from(link.mtu))
+            .or(fastdp.map(|status| status.mtu)),
+        _ => fastdp.map(|status| status.mtu),
+    }
 }
 
 /// The overlay carrying an established link's pod traffic, as the overlay switch decided it

@@ -65,6 +65,12 @@ pub struct OverlayStatus {
     pub fastdp_healthy: bool,
     /// Milliseconds since the last heartbeat ack, if any came.
     pub last_heartbeat_ack_ms: Option<u64>,
+    /// Where the peer's sleeve is sent to (None without a sleeve).
+    pub sleeve_address: Option<String>,
+    /// The peer acknowledged a sleeve (UDP) heartbeat on this link.
+    pub sleeve_established: bool,
+    /// The path MTU the sleeve verified with probes, once the search ended.
+    pub sleeve_verified_mtu: Option<u16>,
 }
 
 /// The IP allocator as `weave status`, `weave status ipam`, the report and the metrics show it.

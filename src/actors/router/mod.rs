@@ -3,10 +3,10 @@
 
 mod config;
 pub mod dataplane;
-mod sleeve;
 mod ipam_config;
 mod late;
 mod run;
+mod sleeve;
 
 pub use config::{DEFAULT_PORT, RouterArgs, parse_duration};
 pub use dataplane::EXPOSE_IDENT;

@@ -227,9 +227,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 gossip.clone(),
             )
             .await;
-            started
-                .inspect_err(super::sleeve::report_failure)
-                .ok()
+            started.inspect_err(super::sleeve::report_failure).ok()
         }
     };
     let _listener = Supervised::start(ActorKind::Listener, move || {
