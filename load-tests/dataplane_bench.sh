@@ -6,9 +6,8 @@
 #       FDB entry towards the other node, pod veths, MTU 1450): the ceiling
 #   (b) Weft fastdp: `weft router` in each node, pods attached with `weft attach` (the routers
 #       program the kernel VXLAN path); (a) is torn down first
-#   (c) Weft sleeve (userspace): the sleeve engine alone (examples/sleeve_pair) in each node with
-#       a static forwarding table towards the other node, on a bridge MTU of 1450 like (a), pods
-#       on veths; until `weft router` drives the sleeve itself, this measures the hot path alone
+#   (c) Weft sleeve (userspace): the same routers with `--no-fastdp`, so every frame between the
+#       nodes crosses the sleeve (TAP, batched UDP with GSO/GRO, the router's threads)
 #
 #   underlay namespace:  a Linux bridge, one veth per node (RFC 5737: 203.0.113.1 and .2/24)
 #   node1, node2:        one namespace each
@@ -23,9 +22,10 @@
 #   load-tests/dataplane_bench.sh --runs 5 --weft target/debug/weft
 #   load-tests/dataplane_bench.sh --planes ac      only (a) and (c)
 #
-# Needs root. Not run in CI. Installs iperf3, iputils-ping and curl with apt-get if missing.
+# Needs root. Not run in CI. Installs iperf3, nftables, iputils-ping and curl with apt-get if
+# missing.
 # Uses target/release/weft if it exists (and knows `attach`), else `cargo build --release
-# --bin weft`; likewise target/release/examples/sleeve_pair. Every namespace is named weft-bench-<pid>-...; all of them, and every process
+# --bin weft`. Every namespace is named weft-bench-<pid>-...; all of them, and every process
 # inside them, are removed on exit (also on failure or Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +64,7 @@ need bridge iproute2
 need curl curl
 need ping iputils-ping
 need iperf3 iperf3
+need nft nftables
 
 # The weft binary: --weft, else target/release/weft if it has `attach`, else a release build.
 if [ -z "$weft" ]; then
@@ -75,11 +76,6 @@ if [ -z "$weft" ]; then
 fi
 weft=$(realpath "$weft")
 "$weft" attach --help >/dev/null 2>&1 || { echo "$weft has no 'attach' command" >&2; exit 1; }
-sleeve_pair="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/sleeve_pair"
-if wants c && ! [ -x "$sleeve_pair" ]; then
-  echo "Building $sleeve_pair (cargo build --release --example sleeve_pair)..."
-  cargo build --release --quiet --example sleeve_pair
-fi
 
 run_id=$$
 prefix="weft-bench-${run_id}-"
@@ -180,7 +176,7 @@ remove_iperf_server() {
 }
 
 declare -A result
-for key in a-1 a-4 a-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt; do result[$key]=-; done
+for key in a-1 a-4 a-rtt an-1 an-4 an-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt; do result[$key]=-; done
 
 # ---- (a) plain kernel VXLAN, by hand
 if wants a; then
@@ -205,86 +201,86 @@ done
 wait_for 15 ip netns exec "${pods_a[0]}" ping -c 1 -W 1 "${pod_ip_a[1]}" ||
   fail "pods do not reach each other over the hand-made VXLAN"
 measure a "${pods_a[0]}" "${pods_a[1]}" "${pod_ip_a[1]}"
+# Any node that runs pods masquerades their egress, and a NAT chain turns on connection tracking
+# for every packet of the node (a Weft router installs its own; kube-proxy does on any
+# Kubernetes node): the same VXLAN with the same masquerading rule is the fair ceiling.
+echo "== (a+nat) the same, with the pods' egress masquerading (nftables NAT, as any pod network)"
+for i in 0 1; do
+  ip netns exec "${nodes[i]}" nft -f - <<'NFT'
+table ip bench_masq {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 10.99.0.0/24 ip daddr 10.99.0.0/24 return
+    ip saddr 10.99.0.0/24 masquerade
+  }
+}
+NFT
+done
+measure an "${pods_a[0]}" "${pods_a[1]}" "${pod_ip_a[1]}"
 
 echo "== tearing (a) down"
 for i in 1 0; do
+  ip netns exec "${nodes[i]}" nft delete table ip bench_masq
   remove_namespace "${pods_a[i]}"
   ip -n "${nodes[i]}" link del vxlan-bench
   ip -n "${nodes[i]}" link del br-bench
 done
 fi
 
-# ---- (b) Weft fastdp
-if wants b; then
-echo "== (b) Weft fastdp ($weft)"
-for i in 0 1; do
-  peers=()
-  [ "$i" = 1 ] && peers=("${node_ip[0]}")
-  ip netns exec "${nodes[i]}" "$weft" router --name "00:00:00:00:be:0$((i + 1))" \
-    --nickname "bench-node$((i + 1))" --host "${node_ip[i]}" --http-addr 127.0.0.1:6784 \
-    --metrics-addr 127.0.0.1:6782 --db-prefix "$work/node$((i + 1))/weave-net" \
-    --ipalloc-init consensus=2 --log-level warn "${peers[@]}" >"$work/node$((i + 1)).log" 2>&1 &
-done
+# ---- (b) Weft fastdp and (c) Weft sleeve: routers in the nodes, pods from IPAM via weft attach
 api() { ip netns exec "${nodes[$1]}" "$weft" --http-addr 127.0.0.1:6784 "${@:2}"; }
-fastdp_up() { api "$1" status connections | grep -q "established fastdp"; }
-for i in 0 1; do
-  wait_for 60 fastdp_up "$i" || {
-    api "$i" status connections >&2 || true
-    tail -n 20 "$work"/node*.log >&2 || true
-    fail "node$((i + 1)): no established fastdp connection"
-  }
-done
 has_address() { ip -n "${nodes[$1]}" -4 addr show dev weave 2>/dev/null | grep -q "inet "; }
-pods_b=("$(ns_of b-pod1)" "$(ns_of b-pod2)")
-pod_ip_b=()
-for i in 0 1; do
-  wait_for 30 has_address "$i" || fail "the weave bridge of node$((i + 1)) got no address from IPAM"
-  gateway=$(ip -n "${nodes[i]}" -4 -o addr show dev weave | awk '{print $4; exit}')
-  add_namespace "${pods_b[i]}"
-  cidr=$(ip netns exec "${nodes[i]}" curl -sf --noproxy '*' --max-time 10 \
-    -X POST "127.0.0.1:6784/ip/bench-pod$((i + 1))") || fail "IPAM gave no address"
-  ip netns exec "${nodes[i]}" "$weft" attach --netns "${pods_b[i]}" --ip "$cidr" \
-    --gateway "${gateway%/*}" >/dev/null || fail "weft attach pod$((i + 1))"
-  pod_ip_b+=("${cidr%/*}")
-  echo "  pod$((i + 1)): $cidr, MTU $(ip -n "${pods_b[i]}" -o link show eth0 2>/dev/null |
-    grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
-done
-wait_for 20 ip netns exec "${pods_b[0]}" ping -c 1 -W 1 "${pod_ip_b[1]}" ||
-  fail "pods do not reach each other over Weft fastdp"
-api 0 status connections | sed 's/^/  /'
-measure b "${pods_b[0]}" "${pods_b[1]}" "${pod_ip_b[1]}"
-echo "== stopping the routers of (b)"
-for i in 0 1; do remove_iperf_server "${nodes[i]}"; done # every process in the node namespace
-fi
-
-# ---- (c) Weft sleeve: the engine alone, static table (examples/sleeve_pair)
-if wants c; then
-echo "== (c) Weft sleeve ($sleeve_pair, bridge MTU 1450, UDP port 6790)"
-pods_c=("$(ns_of c-pod1)" "$(ns_of c-pod2)")
-pod_ip_c=(10.99.1.1 10.99.1.2)
-for i in 0 1; do
-  n=${nodes[i]}
-  ip netns exec "$n" "$sleeve_pair" --name "02:5e:00:00:00:0$((i + 1))" \
-    --peer "02:5e:00:00:00:0$((2 - i))=${node_ip[1 - i]}" --bridge br-sleeve --mtu 1450 \
-    --port 6790 >"$work/sleeve-node$((i + 1)).log" 2>&1 &
-  wait_for 10 ip -n "$n" link show sleeve-6790 || { cat "$work/sleeve-node$((i + 1)).log" >&2; fail "sleeve_pair in node$((i + 1))"; }
-  add_namespace "${pods_c[i]}"
-  ip link add eth0 netns "${pods_c[i]}" mtu 1450 type veth peer name vethsleeve mtu 1450 netns "$n"
-  ip -n "$n" link set vethsleeve master br-sleeve up
-  ip -n "${pods_c[i]}" addr add "${pod_ip_c[i]}/24" dev eth0
-  ip -n "${pods_c[i]}" link set eth0 up
-done
-wait_for 15 ip netns exec "${pods_c[0]}" ping -c 1 -W 1 "${pod_ip_c[1]}" ||
-  fail "pods do not reach each other over the sleeve"
-measure c "${pods_c[0]}" "${pods_c[1]}" "${pod_ip_c[1]}"
-for i in 0 1; do remove_iperf_server "${nodes[i]}"; done # sleeve_pair prints its counters
-sleep 1
-for i in 0 1; do
-  echo "  node$((i + 1)) sleeve counters:"
-  grep -E '^\s+(tap_|udp_|relayed|fragmented|reassembled|frag_needed)' "$work/sleeve-node$((i + 1)).log" |
-    tr -s ' ' | sed 's/^/   /' || true
-done
-fi
+# weft_plane LETTER OVERLAY [ROUTER OPTION...]: routers, pods, measurement, routers stopped.
+weft_plane() {
+  local plane=$1 overlay=$2 i
+  shift 2
+  echo "== ($plane) Weft $overlay ($weft${*:+ $*})"
+  for i in 0 1; do
+    peers=()
+    [ "$i" = 1 ] && peers=("${node_ip[0]}")
+    ip netns exec "${nodes[i]}" "$weft" router --name "00:00:00:00:be:0$((i + 1))" \
+      --nickname "bench-node$((i + 1))" --host "${node_ip[i]}" --http-addr 127.0.0.1:6784 \
+      --metrics-addr 127.0.0.1:6782 --db-prefix "$work/$plane-node$((i + 1))/weave-net" \
+      --ipalloc-init consensus=2 --log-level warn "$@" "${peers[@]}" \
+      >"$work/$plane-node$((i + 1)).log" 2>&1 &
+  done
+  overlay_up() { api "$1" status connections | grep -q "established $overlay"; }
+  for i in 0 1; do
+    wait_for 60 overlay_up "$i" || {
+      api "$i" status connections >&2 || true
+      tail -n 20 "$work"/"$plane"-node*.log >&2 || true
+      fail "node$((i + 1)): no established $overlay connection"
+    }
+  done
+  local pods=("$(ns_of "$plane"-pod1)" "$(ns_of "$plane"-pod2)") pod_ips=() cidr gateway
+  for i in 0 1; do
+    wait_for 30 has_address "$i" || fail "the weave bridge of node$((i + 1)) got no address from IPAM"
+    gateway=$(ip -n "${nodes[i]}" -4 -o addr show dev weave | awk '{print $4; exit}')
+    add_namespace "${pods[i]}"
+    cidr=$(ip netns exec "${nodes[i]}" curl -sf --noproxy '*' --max-time 10 \
+      -X POST "127.0.0.1:6784/ip/bench-pod$((i + 1))") || fail "IPAM gave no address"
+    ip netns exec "${nodes[i]}" "$weft" attach --netns "${pods[i]}" --ip "$cidr" \
+      --gateway "${gateway%/*}" >/dev/null || fail "weft attach pod$((i + 1))"
+    pod_ips+=("${cidr%/*}")
+    echo "  pod$((i + 1)): $cidr, MTU $(ip -n "${pods[i]}" -o link show eth0 2>/dev/null |
+      grep -o 'mtu [0-9]*' | cut -d' ' -f2)"
+  done
+  wait_for 20 ip netns exec "${pods[0]}" ping -c 1 -W 1 "${pod_ips[1]}" ||
+    fail "pods do not reach each other over Weft $overlay"
+  api 0 status connections | sed 's/^/  /'
+  measure "$plane" "${pods[0]}" "${pods[1]}" "${pod_ips[1]}"
+  ip netns exec "${nodes[0]}" curl -sf --noproxy '*' 127.0.0.1:6782/metrics |
+    grep -E '^weft_(overlay_(frames|bytes)_total|sleeve_dropped_total)' | sed 's/^/  /' || true
+  echo "== stopping the routers of ($plane)"
+  for i in 0 1; do remove_iperf_server "${nodes[i]}"; done # every process in the node namespace
+  # The next plane starts from fresh devices, as a new node would.
+  for i in 0 1; do
+    remove_namespace "${pods[i]}"
+    ip netns exec "${nodes[i]}" "$weft" reset >/dev/null 2>&1 || true
+  done
+}
+if wants b; then weft_plane b fastdp; fi
+if wants c; then weft_plane c sleeve --no-fastdp; fi
 
 # ---- the table
 ratio() { awk -v b="$1" -v a="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}'; }
@@ -299,9 +295,14 @@ printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" "$(printf -- '-%.0s' {1.
   "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..15})"
 row() { printf '| %-34s | %14s | %16s | %13s |\n' "$@"; }
 row "(a) kernel VXLAN by hand (ceiling)" "${result[a-1]} Gbit/s" "${result[a-4]} Gbit/s" "${result[a-rtt]} ms"
+row "(a+nat) the same + pods' NAT" "${result[an-1]} Gbit/s" "${result[an-4]} Gbit/s" "${result[an-rtt]} ms"
 row "(b) Weft fastdp" "${result[b-1]} Gbit/s" "${result[b-4]} Gbit/s" "${result[b-rtt]} ms"
-row "(c) Weft sleeve (engine alone)" "${result[c-1]} Gbit/s" "${result[c-4]} Gbit/s" "${result[c-rtt]} ms"
+row "(c) Weft sleeve (--no-fastdp)" "${result[c-1]} Gbit/s" "${result[c-4]} Gbit/s" "${result[c-rtt]} ms"
 row "ratio b/a" "$(ratio "${result[b-1]}" "${result[a-1]}")" \
   "$(ratio "${result[b-4]}" "${result[a-4]}")" "$(ratio "${result[b-rtt]}" "${result[a-rtt]}")"
 row "ratio c/a" "$(ratio "${result[c-1]}" "${result[a-1]}")" \
   "$(ratio "${result[c-4]}" "${result[a-4]}")" "$(ratio "${result[c-rtt]}" "${result[a-rtt]}")"
+row "ratio b/(a+nat)" "$(ratio "${result[b-1]}" "${result[an-1]}")" \
+  "$(ratio "${result[b-4]}" "${result[an-4]}")" "$(ratio "${result[b-rtt]}" "${result[an-rtt]}")"
+row "ratio c/(a+nat)" "$(ratio "${result[c-1]}" "${result[an-1]}")" \
+  "$(ratio "${result[c-4]}" "${result[an-4]}")" "$(ratio "${result[c-rtt]}" "${result[an-rtt]}")"

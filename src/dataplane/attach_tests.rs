@@ -110,9 +110,9 @@ fn the_masquerading_table_is_installed_replaced_and_removed() {
     let node = TestNs::new("cni-masq");
     let range = (Ipv4Addr::new(10, 32, 0, 0), 12);
     let (first, replaced, removed, removed_again, after) = node.run(move || async move {
-        masquerade::install(range, "weave").expect("install");
+        masquerade::install(range, "weave", &[6783, 6784]).expect("install");
         let first = masquerade::current().expect("list").expect("table exists");
-        masquerade::install(range, "weave").expect("install again");
+        masquerade::install(range, "weave", &[6783, 6784]).expect("install again");
         let replaced = masquerade::current().expect("list").expect("table exists");
         let removed = masquerade::remove().expect("remove");
         let removed_again = masquerade::remove().expect("remove again");

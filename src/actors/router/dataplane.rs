@@ -86,7 +86,11 @@ pub async fn start(
         "Bridge {} (MTU {}, {:?}), VXLAN {} on UDP {}",
         node.bridge, state.mtu, state.mtu_source, node.vxlan_name, node.vxlan_port
     );
-    egress_masquerade(&args.ipalloc_range, &node.bridge);
+    egress_masquerade(
+        &args.ipalloc_range,
+        &node.bridge,
+        &[args.port, node.vxlan_port],
+    );
     if args.no_fastdp {
         warn!("fastdp is off (--no-fastdp): every peer's traffic goes over sleeve");
     }
@@ -137,7 +141,7 @@ pub async fn start(
 /// Masquerades pod traffic leaving `range` (the whole pod range, `--ipalloc-range`). Without it
 /// pods can't reach anything outside the overlay, but the overlay itself still works, so a
 /// failure (no `nft` tool, no nftables in the kernel) is logged loudly, not fatal.
-fn egress_masquerade(range: &str, bridge: &str) {
+fn egress_masquerade(range: &str, bridge: &str, overlay_udp_ports: &[u16]) {
     if range.is_empty() {
         return info!("No pod range (IPAM off): no egress masquerading");
     }
@@ -146,7 +150,7 @@ fn egress_masquerade(range: &str, bridge: &str) {
         return warn!("pod range {range:?} is not a CIDR: no egress masquerading");
     };
     let network = (Ipv4Addr::from(range.addr()), range.prefix_len());
-    match masquerade::install(network, bridge) {
+    match masquerade::install(network, bridge, overlay_udp_ports) {
         Ok(()) => info!(
             "Masquerading traffic from {range} to other destinations (nftables table {})",
             masquerade::TABLE
