@@ -193,6 +193,10 @@ for node in "${nodes[@]}"; do
   done
 done
 
+# A new link starts on sleeve and moves to fastdp once the VXLAN heartbeats are acked (~3 s).
+all_fastdp() { [ "$(api node1 status connections | grep -c 'established fastdp')" = 2 ]; }
+wait_until all_fastdp || echo "(not every link of node1 is on fastdp yet; sleeve carries the rest)"
+
 echo
 echo "== weave status (node1)"
 api node1 status

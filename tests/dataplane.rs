@@ -5,10 +5,9 @@
 
 mod netlab;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netlab::{Lab, WEFT, in_netns, tcp_works, wait_until};
+use netlab::{Lab, WEFT, in_netns, nft, tcp_works, wait_until};
 
 /// A device's MAC address in a namespace, as `ip link` prints it.
 fn mac_of(netns: &str, dev: &str) -> String {
@@ -19,26 +18,6 @@ fn mac_of(netns: &str, dev: &str) -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC in {text}"))
         .to_string()
-}
-
-/// Loads an nftables ruleset into a namespace (install nftables for `nft`).
-fn nft(netns: &str, script: &str) {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nft (install nftables)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "nft: {output:?}");
 }
 
 #[test]

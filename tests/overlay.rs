@@ -7,27 +7,11 @@ mod netlab;
 
 use std::time::Duration;
 
-use netlab::{Lab, Node, Stream, in_netns, links_using, tcp_works, wait_until};
+use netlab::{Lab, Node, Stream, in_netns, links_using, nft, tcp_works, wait_until};
 
 /// Pods get addresses in 10.33.0.0/16 inside the overlay's /12, the routers allocate (the
 /// bridges' addresses) from 10.32.0.0/16: the two never collide.
 const ALLOC_RANGE: &[&str] = &["--ipalloc-range", "10.32.0.0/16"];
-
-fn nft(node: &Node, script: &str) {
-    let output = std::process::Command::new("ip")
-        .args(["netns", "exec", &node.ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("run nft");
-    assert!(output.status.success(), "nft {script}: {output:?}");
-}
 
 #[test]
 fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
@@ -60,7 +44,7 @@ fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
     std::thread::sleep(Duration::from_secs(2));
     // VXLAN's port closed in node 1, both ways: the heartbeats stop, the switch moves to sleeve.
     nft(
-        &node1,
+        &node1.ns,
         "table inet weft_test_block {\n\
          chain input { type filter hook input priority 0; udp dport 6784 drop; }\n\
          chain output { type filter hook output priority 0; udp dport 6784 drop; }\n}\n",
@@ -84,7 +68,7 @@ fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
         "{}",
         netlab::connections(&node1)
     );
-    nft(&node1, "delete table inet weft_test_block\n");
+    nft(&node1.ns, "delete table inet weft_test_block\n");
     assert!(
         wait_until(Duration::from_secs(15), || links_using(&node1, "fastdp")
             == 1
@@ -118,7 +102,7 @@ fn partial_mesh(lab: &mut Lab, name_byte: u8) -> (Node, Node, Node) {
     let b = lab.node(2);
     let c = lab.node(3);
     nft(
-        &a,
+        &a.ns,
         &format!(
             "table inet weft_test_partition {{\n\
              chain input {{ type filter hook input priority 0; ip saddr {c} drop; }}\n\

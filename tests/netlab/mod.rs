@@ -224,6 +224,26 @@ impl Drop for Lab {
     }
 }
 
+/// Loads an nftables script into a namespace (`nft -f -`), failing the test if nft refuses it.
+pub fn nft(netns: &str, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft (install nftables)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "nft {script}: {output:?}");
+}
+
 /// `weave status connections` of the node's router.
 pub fn connections(node: &Node) -> String {
     let output = in_netns(
