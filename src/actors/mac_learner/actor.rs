@@ -118,20 +118,35 @@ impl MacLearner {
         if events.is_empty() {
             return;
         }
-        let now = Instant::now();
-        for event in &events {
-            match event {
-                MacEvent::Conflict { .. } => {
-                    if let Some(suppressed) = self.conflicts.admit(now) {
-                        let line = event.log_line(&self.names);
-                        match suppressed {
-                            0 => warn!("{line}"),
-                            n => warn!("{line} ({n} more since the last such line)"),
-                        }
-                    }
-                }
-                _ => info!("{}", event.log_line(&self.names)),
+        // A peer we have no nickname for yet (its record arrived after our last read): read the
+        // topology first, so the line names it as operators know it.
+        let unnamed = events.iter().any(|event| match event {
+            MacEvent::Discovered {
+                at: Location::Remote(peer),
+                ..
             }
+            | MacEvent::Moved {
+                to: Location::Remote(peer),
+                ..
+            } => self.names.nickname(*peer).is_none(),
+            _ => false,
+        });
+        if unnamed {
+            let to_log = events.clone();
+            let status = self.gossip.addr().send(GetGossipStatus);
+            ctx.spawn(status.into_actor(self).map(move |status, act, _| {
+                if let Ok(status) = status {
+                    act.names.nicknames.extend(
+                        status
+                            .peers
+                            .iter()
+                            .map(|record| (record.name, record.nickname.clone())),
+                    );
+                }
+                act.log(&to_log);
+            }));
+        } else {
+            self.log(&events);
         }
         let changed = events
             .iter()
@@ -144,6 +159,24 @@ impl MacLearner {
         if changed && !self.publish_scheduled {
             self.publish_scheduled = true;
             ctx.run_later(PUBLISH_DELAY, |act, _| act.publish());
+        }
+    }
+
+    fn log(&mut self, events: &[MacEvent]) {
+        let now = Instant::now();
+        for event in events {
+            match event {
+                MacEvent::Conflict { .. } => {
+                    if let Some(suppressed) = self.conflicts.admit(now) {
+                        let line = event.log_line(&self.names);
+                        match suppressed {
+                            0 => warn!("{line}"),
+                            n => warn!("{line} ({n} more since the last such line)"),
+                        }
+                    }
+                }
+                _ => info!("{}", event.log_line(&self.names)),
+            }
         }
     }
 
