@@ -1,5 +1,6 @@
-//! The overlays end to end, on namespaced nodes with real routers: fastdp falls back to sleeve
-//! when VXLAN's port is blocked and comes back when it opens, without breaking a pod's TCP
+//! The overlays end to end, on namespaced nodes with real routers: on three nodes with two pods
+//! each, every link on fastdp, every pod opens TCP to every other pod; fastdp falls back to
+//! sleeve when VXLAN's port is blocked and comes back when it opens, without breaking a pod's TCP
 //! connection; pods on nodes that cannot link directly talk through a relay; a broadcast reaches
 //! every pod exactly once.
 
@@ -7,19 +8,32 @@ mod netlab;
 
 use std::time::Duration;
 
-use netlab::{Lab, Node, Stream, in_netns, links_using, nft, tcp_works, wait_until};
+use netlab::{Lab, Node, Stream, in_netns, links_using, nft, tcp_all_pairs, tcp_works, wait_until};
 
 /// Pods get addresses in 10.33.0.0/16 inside the overlay's /12, the routers allocate (the
-/// bridges' addresses) from 10.32.0.0/16: the two never collide.
-const ALLOC_RANGE: &[&str] = &["--ipalloc-range", "10.32.0.0/16"];
+/// bridges' addresses) from 10.32.0.0/16: the two never collide. Every router waits for all the
+/// test's routers before the allocator starts: a router that started alone (the first one knows
+/// no peers) would seed a ring of its own, and the others would refuse it as a split brain.
+const TWO_ROUTERS: &[&str] = &[
+    "--ipalloc-range",
+    "10.32.0.0/16",
+    "--ipalloc-init",
+    "consensus=2",
+];
+const THREE_ROUTERS: &[&str] = &[
+    "--ipalloc-range",
+    "10.32.0.0/16",
+    "--ipalloc-init",
+    "consensus=3",
+];
 
 #[test]
 fn fastdp_falls_back_to_sleeve_when_its_port_is_blocked_and_comes_back() {
     let mut lab = Lab::new("fallback");
     let node1 = lab.node(1);
     let node2 = lab.node(2);
-    lab.router(&node1, 0xf1, ALLOC_RANGE, &[]);
-    lab.router(&node2, 0xf1, ALLOC_RANGE, &[&node1]);
+    lab.router(&node1, 0xf1, TWO_ROUTERS, &[]);
+    lab.router(&node2, 0xf1, TWO_ROUTERS, &[&node1]);
     let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
     let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
     assert!(
@@ -110,9 +124,9 @@ fn partial_mesh(lab: &mut Lab, name_byte: u8) -> (Node, Node, Node) {
             c = c.ip
         ),
     );
-    lab.router(&a, name_byte, ALLOC_RANGE, &[]);
-    lab.router(&b, name_byte, ALLOC_RANGE, &[&a]);
-    lab.router(&c, name_byte, ALLOC_RANGE, &[&b]);
+    lab.router(&a, name_byte, THREE_ROUTERS, &[]);
+    lab.router(&b, name_byte, THREE_ROUTERS, &[&a]);
+    lab.router(&c, name_byte, THREE_ROUTERS, &[&b]);
     assert!(
         wait_until(Duration::from_secs(30), || {
             netlab::connections(&b)
@@ -200,18 +214,21 @@ fn broadcast_counts(sender: &str, listeners: &[String], port: u16) -> Vec<String
 }
 
 #[test]
-fn a_broadcast_reaches_every_pod_exactly_once() {
+fn every_pod_reaches_every_pod_and_a_broadcast_reaches_each_exactly_once() {
     let mut lab = Lab::new("bcast");
     // Full mesh: the kernel floods to every node, sleeve must add no copies.
     let nodes: Vec<Node> = (1..=3).map(|i| lab.node(i)).collect();
-    lab.router(&nodes[0], 0xf3, ALLOC_RANGE, &[]);
-    lab.router(&nodes[1], 0xf3, ALLOC_RANGE, &[&nodes[0]]);
-    lab.router(&nodes[2], 0xf3, ALLOC_RANGE, &[&nodes[0]]);
+    lab.router(&nodes[0], 0xf3, THREE_ROUTERS, &[]);
+    lab.router(&nodes[1], 0xf3, THREE_ROUTERS, &[&nodes[0]]);
+    lab.router(&nodes[2], 0xf3, THREE_ROUTERS, &[&nodes[0]]);
     let mut pods = Vec::new();
+    let mut addressed = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for j in 1..=2 {
-            let address = format!("10.33.{i}.{j}/12");
-            pods.push(lab.pod(node, &format!("pod{i}{j}"), &address));
+            let address = format!("10.33.{i}.{j}");
+            let pod = lab.pod(node, &format!("pod{i}{j}"), &format!("{address}/12"));
+            addressed.push((pod.clone(), address));
+            pods.push(pod);
         }
     }
     assert!(
@@ -220,6 +237,9 @@ fn a_broadcast_reaches_every_pod_exactly_once() {
             .all(|node| links_using(node, "fastdp") == 2)),
         "the mesh is not all fastdp"
     );
+    // Every pod reaches every other pod, on its node and across nodes.
+    let failed = tcp_all_pairs(&addressed, 7400);
+    assert!(failed.is_empty(), "no TCP between {failed:?}");
     let counts = broadcast_counts(&pods[0], &pods[1..], 7401);
     assert_eq!(counts, vec!["1"; 5], "copies per pod (full mesh, fastdp)");
 

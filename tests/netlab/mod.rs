@@ -283,6 +283,48 @@ pub fn tcp_works(client_ns: &str, server_ns: &str, server_ip: &str, port: u16) -
     String::from_utf8_lossy(&output.stdout).trim() == "pong"
 }
 
+/// Every pod opens a TCP connection to every other pod (`pods` = (namespace, address) pairs):
+/// returns the pairs that failed, as "from -> to".
+pub fn tcp_all_pairs(pods: &[(String, String)], port: u16) -> Vec<String> {
+    let expected = pods.len() - 1;
+    let server = format!(
+        "import socket\n\
+         s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('0.0.0.0',{port}));s.listen(16);s.settimeout(20)\n\
+         for _ in range({expected}):\n\
+         \x20 c,_=s.accept();c.sendall(b'pong');c.close()\n"
+    );
+    let mut servers: Vec<Child> = pods
+        .iter()
+        .map(|(ns, _)| {
+            Command::new("ip")
+                .args(["netns", "exec", ns, "python3", "-c", &server])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut failed = Vec::new();
+    for (from, _) in pods {
+        for (to, address) in pods.iter().filter(|(ns, _)| ns != from) {
+            let client = format!(
+                "import socket;s=socket.create_connection(('{address}',{port}),timeout=5);\
+                 print(s.recv(4).decode())"
+            );
+            let output = in_netns(from, "python3", &["-c", &client]);
+            if String::from_utf8_lossy(&output.stdout).trim() != "pong" {
+                failed.push(format!("{from} -> {to}"));
+            }
+        }
+    }
+    for server in &mut servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    failed
+}
+
 /// A TCP connection that carries a steady trickle of numbered messages for `seconds`: the
 /// server prints how many bytes arrived in order and intact, the client exits non-zero if its
 /// connection broke.
