@@ -256,3 +256,72 @@ fn every_pod_reaches_every_pod_and_a_broadcast_reaches_each_exactly_once() {
     let counts = broadcast_counts(&sender, &listeners, 7402);
     assert_eq!(counts, vec!["1"; 3], "copies per pod (partial mesh)");
 }
+
+#[test]
+fn with_no_fastdp_pods_talk_over_sleeve_and_a_deleted_tap_is_rebuilt() {
+    let mut lab = Lab::new("sleeveonly");
+    let node1 = lab.node(1);
+    let node2 = lab.node(2);
+    let sleeve_only: Vec<&str> = TWO_ROUTERS.iter().copied().chain(["--no-fastdp"]).collect();
+    lab.router(&node1, 0xf5, &sleeve_only, &[]);
+    lab.router(&node2, 0xf5, &sleeve_only, &[&node1]);
+    let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
+    let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
+    assert!(
+        wait_until(Duration::from_secs(30), || links_using(&node1, "sleeve")
+            == 1
+            && links_using(&node2, "sleeve") == 1),
+        "no sleeve link: {}",
+        netlab::connections(&node1)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || tcp_works(
+            &pod1,
+            &pod2,
+            "10.33.0.2",
+            7501
+        )),
+        "pods cannot talk over sleeve"
+    );
+    let stream = Stream::start(&pod1, &pod2, "10.33.0.2", 7502, 3);
+    let (sent, received) = stream
+        .finish()
+        .expect("the TCP connection over sleeve broke");
+    assert!(
+        sent > 0 && sent == received,
+        "sent {sent}, received {received}"
+    );
+    let vxlan_tx = |node: &Node| {
+        let output = in_netns(
+            &node.ns,
+            "cat",
+            &["/sys/class/net/vxlan-6784/statistics/tx_packets"],
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        vxlan_tx(&node1),
+        0,
+        "with --no-fastdp nothing goes by VXLAN"
+    );
+
+    // Someone deletes the TAP under the running router: the sleeve comes back on a new one.
+    netlab::ip(&["-n", &node1.ns, "link", "del", "sleeve-6783"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || tcp_works(
+            &pod2,
+            &pod1,
+            "10.33.0.1",
+            7503
+        )),
+        "pods did not talk again after the TAP was deleted"
+    );
+    let log = lab.log(&node1);
+    assert!(
+        log.contains("restarting the sleeve") && log.contains("sleeve: restarted on sleeve-6783"),
+        "{log}"
+    );
+}

@@ -7,10 +7,10 @@
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Actor;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use super::dataplane::Dataplane;
@@ -29,6 +29,12 @@ use crate::wire::sleeve::effective_mtu;
 
 /// How often the pump copies the engine's counters into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// First wait before restarting a failed engine; doubles per failure up to the ceiling (the
+/// supervisor's values for actors).
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+/// An engine that ran this long resets the back-off: its end was not a crash loop.
+const STABLE_LIFETIME: Duration = Duration::from_secs(30);
 /// Events queued between the engine and the pump. The engine sends at most one MAC batch per
 /// burst and one event per control record, and drops (counting) rather than wait when full.
 const EVENT_QUEUE: usize = 1024;
@@ -36,7 +42,8 @@ const EVENT_QUEUE: usize = 1024;
 /// The running sleeve: dropping it stops the I/O threads.
 pub struct SleeveRuntime {
     pub actor: Supervised<Sleeve>,
-    _engine: SleeveEngine,
+    /// Dropped with the runtime: tells the pump to stop the engine and end.
+    _stop: oneshot::Sender<()>,
 }
 
 /// Publishes into the engine's shared table and sends on a clone of its socket.
@@ -55,6 +62,33 @@ impl SleeveIo for EngineIo {
     }
 }
 
+/// What it takes to (re)start the engine: the devices, the socket and the shared table. The
+/// socket stays bound for the router's life (the actor sends on a clone), so a restarted engine
+/// gets a clone of it rather than a new bind.
+struct EngineParts {
+    ops: NetlinkLinkOps,
+    bridge: String,
+    tap: String,
+    socket: SleeveSocket,
+    table: SharedTable,
+    events: mpsc::Sender<SleeveEvent>,
+}
+
+impl EngineParts {
+    async fn start(&self) -> Result<SleeveEngine, DataplaneError> {
+        let (tap, _) = ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap).await?;
+        let socket = self
+            .socket
+            .try_clone()
+            .map_err(|source| DataplaneError::Io {
+                op: "duplicate the sleeve socket of",
+                name: self.tap.clone(),
+                source,
+            })?;
+        SleeveEngine::start(tap, socket, Arc::clone(&self.table), self.events.clone())
+    }
+}
+
 /// Opens the TAP and the socket, starts the engine, the actor and the pump. `underlay_mtu`
 /// bounds the path-MTU search. Must run inside the actix system.
 pub async fn start(
@@ -65,24 +99,31 @@ pub async fn start(
     dataplane: &Dataplane,
     gossip: Supervised<Gossip>,
 ) -> Result<SleeveRuntime, DataplaneError> {
-    let ops = NetlinkLinkOps::new()?;
-    let (tap, _) = ensure_sleeve_tap(&ops, bridge, &dataplane.tap).await?;
     let bind = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, mesh_port);
     let socket = SleeveSocket::bind(bind)?;
-    let control_socket = socket.try_clone().map_err(|source| DataplaneError::Io {
-        op: "duplicate the sleeve socket of",
-        name: dataplane.tap.clone(),
-        source,
-    })?;
     let table: SharedTable = Arc::new(arc_swap::ArcSwap::from_pointee(ForwardingTable::alone(
         name,
     )));
     let (events, received) = mpsc::channel(EVENT_QUEUE);
-    let engine = SleeveEngine::start(tap, socket, Arc::clone(&table), events)?;
-    let stats = engine.stats();
+    let parts = EngineParts {
+        ops: NetlinkLinkOps::new()?,
+        bridge: bridge.to_string(),
+        tap: dataplane.tap.clone(),
+        socket,
+        table: Arc::clone(&table),
+        events,
+    };
+    let engine = parts.start().await?;
     let io: Arc<dyn SleeveIo> = Arc::new(EngineIo {
         table,
-        socket: control_socket,
+        socket: parts
+            .socket
+            .try_clone()
+            .map_err(|source| DataplaneError::Io {
+                op: "duplicate the sleeve socket of",
+                name: dataplane.tap.clone(),
+                source,
+            })?,
     });
     let max_mtu = u16::try_from(effective_mtu(underlay_mtu)).unwrap_or(u16::MAX);
     let actor = Supervised::start(ActorKind::Sleeve, move || {
@@ -90,55 +131,104 @@ pub async fn start(
     });
     dataplane.fastdp_peers.add(Arc::new(actor.clone()));
     dataplane.mac_table.add(Arc::new(actor.clone()));
-    spawn_pump(received, actor.clone(), dataplane.macs_seen.clone(), stats);
-    Ok(SleeveRuntime {
-        actor,
-        _engine: engine,
-    })
+    let (stop, stopped) = oneshot::channel();
+    let pump = Pump {
+        sleeve: actor.clone(),
+        macs_seen: dataplane.macs_seen.clone(),
+        parts,
+        engine: Some(engine),
+        restart_delay: FIRST_RESTART_DELAY,
+        started_at: Instant::now(),
+    };
+    actix_rt::spawn(pump.run(received, stopped));
+    Ok(SleeveRuntime { actor, _stop: stop })
 }
 
-/// The task between the engine and the actors. It ends when the engine is gone.
-fn spawn_pump(
-    mut events: mpsc::Receiver<SleeveEvent>,
+/// The task between the engine and the actors: control records to the `Sleeve` actor, MACs to
+/// the `MacLearner`, counters to the metrics, and a new engine when one of its threads died.
+struct Pump {
     sleeve: Supervised<Sleeve>,
     macs_seen: Subscriber<MacsSeen>,
-    stats: Arc<SleeveStats>,
-) {
-    actix_rt::spawn(async move {
+    parts: EngineParts,
+    engine: Option<SleeveEngine>,
+    restart_delay: Duration,
+    /// When the current engine started: one that ran for a while resets the back-off.
+    started_at: Instant,
+}
+
+impl Pump {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SleeveEvent>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
         let mut export = tokio::time::interval(STATS_INTERVAL);
         loop {
             tokio::select! {
+                _ = &mut stopped => break,
                 event = events.recv() => match event {
-                    Some(event) => deliver(event, &sleeve, &macs_seen),
-                    None => return,
+                    Some(SleeveEvent::Failed { thread, error }) => {
+                        error!("sleeve: the {thread} thread stopped: {error}; restarting the sleeve");
+                        self.restart().await;
+                    }
+                    Some(event) => self.deliver(event),
+                    // Unreachable while we hold a sender in `parts`, but an end is an end.
+                    None => break,
                 },
-                _ = export.tick() => export_stats(&stats),
+                _ = export.tick() => {
+                    if let Some(engine) = &self.engine {
+                        export_stats(&engine.stats());
+                    }
+                }
             }
         }
-    });
-}
+        // Joins the I/O threads (they notice within one poll timeout).
+        drop(self.engine.take());
+    }
 
-fn deliver(event: SleeveEvent, sleeve: &Supervised<Sleeve>, macs_seen: &Subscriber<MacsSeen>) {
-    match event {
-        SleeveEvent::Control {
-            from,
-            sender,
-            control,
-            ..
-        } => {
-            let received = ControlReceived {
+    fn deliver(&self, event: SleeveEvent) {
+        match event {
+            SleeveEvent::Control {
                 from,
                 sender,
                 control,
-            };
-            // A full mailbox drops one heartbeat or probe: both are sent again.
-            let _ = sleeve.addr().try_send(received);
+                ..
+            } => {
+                let received = ControlReceived {
+                    from,
+                    sender,
+                    control,
+                };
+                // A full mailbox drops one heartbeat or probe: both are sent again.
+                let _ = self.sleeve.addr().try_send(received);
+            }
+            SleeveEvent::MacsSeen(macs) => {
+                let _ = self.macs_seen.recipient().try_send(MacsSeen(macs));
+            }
+            SleeveEvent::Failed { .. } => {}
         }
-        SleeveEvent::MacsSeen(macs) => {
-            let _ = macs_seen.recipient().try_send(MacsSeen(macs));
+    }
+
+    /// Stops what is left of the engine and starts a new one on fresh devices, backing off while
+    /// that keeps failing (someone deleting the TAP in a loop must not make us spin).
+    async fn restart(&mut self) {
+        drop(self.engine.take());
+        if self.started_at.elapsed() >= STABLE_LIFETIME {
+            self.restart_delay = FIRST_RESTART_DELAY;
         }
-        SleeveEvent::Failed { thread, error } => {
-            error!("sleeve: the {thread} thread stopped: {error}");
+        loop {
+            tokio::time::sleep(self.restart_delay).await;
+            self.restart_delay = (self.restart_delay * 2).min(MAX_RESTART_DELAY);
+            match self.parts.start().await {
+                Ok(engine) => {
+                    metrics::actor_restarted(ActorKind::Sleeve);
+                    warn!("sleeve: restarted on {}", self.parts.tap);
+                    self.engine = Some(engine);
+                    self.started_at = Instant::now();
+                    return;
+                }
+                Err(err) => error!("sleeve: cannot restart: {err}"),
+            }
         }
     }
 }
