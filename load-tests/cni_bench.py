@@ -49,7 +49,8 @@ def binaries(args):
     if not (os.path.exists(weft) and os.path.exists(plugin)):
         print("building release binaries (cargo build --release)...", file=sys.stderr)
         subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "--bin", "weft", "--bin", "weave-net"],
+            # Both packages of the workspace: weft (the router) and weave-net-cni (the plugin).
+            ["cargo", "build", "--release", "--quiet", "--workspace", "--bins"],
             cwd=ROOT,
             check=True,
         )
