@@ -7,7 +7,7 @@ mod netlab;
 
 use std::time::{Duration, Instant};
 
-use netlab::{Lab, WEFT, in_netns, nft, tcp_works, wait_until};
+use netlab::{Lab, in_netns, nft, tcp_works, wait_until, weft};
 
 /// A device's MAC address in a namespace, as `ip link` prints it.
 fn mac_of(netns: &str, dev: &str) -> String {
@@ -31,7 +31,7 @@ fn pods_on_two_nodes_talk_over_fastdp() {
     let status = |node: &str| {
         let output = in_netns(
             node,
-            WEFT,
+            weft(),
             &["--http-addr", "127.0.0.1:6784", "status", "connections"],
         );
         String::from_utf8_lossy(&output.stdout).to_string()

@@ -154,7 +154,7 @@ fn ipam_delegated_to_debians_host_local_is_used_checked_and_released() {
     let node = lab.single_node("node");
     let pod = lab.netns("pod");
     let id = format!("dl{}", std::process::id());
-    let data_dir = lab.dir.path().join("host-local");
+    let data_dir = lab.dir().join("host-local");
     let mut config = conf("1.0.0");
     config["ipam"] = json!({
         "type": "host-local",

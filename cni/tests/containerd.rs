@@ -236,11 +236,11 @@ fn containerd_runs_pods_on_two_nodes_through_the_plugin() {
     lab.router(&b, "00:00:00:00:c3:02", "192.0.2.2", 2, &["192.0.2.1"]);
     wait_ready(&a);
     wait_ready(&b);
-    let tarball = pause_image(lab.dir.path());
+    let tarball = pause_image(lab.dir());
 
     let mut runtimes = Vec::new();
     for (node, version) in [(&a, "1.0.0"), (&b, "0.4.0")] {
-        let dir = lab.dir.path().join(format!("containerd-{node}"));
+        let dir = lab.dir().join(format!("containerd-{node}"));
         let runtime = Containerd::start(node, dir, version);
         runtime.import(&tarball);
         runtimes.push(runtime);

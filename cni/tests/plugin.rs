@@ -186,7 +186,7 @@ fn gc_frees_exactly_the_attachments_that_are_not_valid_any_more() {
     let mut lab = Lab::new("gc");
     let node = lab.single_node("node");
     // IPAM-only mode: the same binary started as weave-ipam.
-    let ipam = lab.dir.path().join("weave-ipam");
+    let ipam = lab.dir().join("weave-ipam");
     std::os::unix::fs::symlink(PLUGIN, &ipam).expect("link weave-ipam");
     let ipam = ipam.to_string_lossy().into_owned();
     let pid = std::process::id();

@@ -1,20 +1,59 @@
-//! A cluster made of network namespaces, for the data-plane tests: an underlay bridge in a
-//! namespace of its own, "nodes" (namespaces with a veth on that underlay and a `weft router`),
-//! and "pods" (namespaces wired to a node's bridge with `weft attach`). Every name carries the
-//! test's tag and the process id, and everything is removed on drop, also when a test fails
-//! (the routers' logs are printed then).
+//! A cluster made of network namespaces, for the data-plane tests and the CNI plugin's: an
+//! underlay bridge in a namespace of its own (or veth pairs between two namespaces), "nodes"
+//! (namespaces with a `weft router`), and "pods" (namespaces wired to a node's bridge with `weft
+//! attach`, or by the plugin). Every name carries the test's tag and the process id, and
+//! everything is removed on drop, also when a test fails (the routers' logs are printed then).
+//! The weft crate's tests and the plugin's include this same file.
 
 #![allow(dead_code)] // each test file uses its own part of the lab
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+/// The `weft` binary of this build. Cargo names it to the weft crate's own tests; another
+/// package's tests (the plugin's) build it on first use next to their own binaries.
+pub fn weft() -> &'static str {
+    static WEFT: OnceLock<String> = OnceLock::new();
+    WEFT.get_or_init(|| {
+        if let Some(path) = option_env!("CARGO_BIN_EXE_weft") {
+            return path.to_string();
+        }
+        // target/<profile>/deps/<test binary> → target/<profile>/weft
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir: PathBuf = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("a target/<profile>/deps directory")
+            .to_path_buf();
+        let path = profile_dir.join("weft");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "weft", "--bin", "weft"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for weft");
+        assert!(status.success(), "cargo build -p weft failed");
+        assert!(path.is_file(), "no weft binary at {}", path.display());
+        path.to_string_lossy().into_owned()
+    })
+}
+
+/// Runs a command and fails the test with its output when it fails; returns its stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(output.status.success(), "{program} {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
 
 /// Runs `ip` and fails the test with its stderr when it fails.
 pub fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(output.status.success(), "ip {args:?}: {output:?}");
+    run("ip", args);
 }
 
 pub fn in_netns(netns: &str, program: &str, args: &[&str]) -> Output {
@@ -66,8 +105,11 @@ impl Lab {
         }
     }
 
+    /// A fresh namespace `weft-<tag>-<what>-<pid>` with loopback up.
     pub fn netns(&mut self, what: &str) -> String {
         let name = format!("weft-{}-{what}-{}", self.tag, std::process::id());
+        // Left over from a killed run with the same pid: start clean.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         self.namespaces.push(name.clone());
         ip(&["-n", &name, "link", "set", "lo", "up"]);
@@ -125,20 +167,23 @@ impl Lab {
     /// `peers` to connect to.
     pub fn router(&mut self, node: &Node, name_byte: u8, extra: &[&str], peers: &[&Node]) {
         let name = format!("00:00:00:00:{name_byte:02x}:{:02x}", node.index);
-        let db = format!("{}/{}/weave-net", self.dir.path().display(), node.index);
         let nickname = format!("node{}", node.index);
-        let mut args = vec![
+        let mut args = vec!["--name", &name, "--nickname", &nickname, "--host", &node.ip];
+        args.extend_from_slice(extra);
+        args.extend(peers.iter().map(|peer| peer.ip.as_str()));
+        self.spawn_router(&node.ns, &format!("node{}", node.index), &args);
+    }
+
+    /// Starts `weft router ARGS` in namespace `ns` with the HTTP API on its 127.0.0.1:6784, the
+    /// metrics on 127.0.0.1:6782 and a database of its own; the log goes to `<log_name>.log`.
+    pub fn spawn_router(&mut self, ns: &str, log_name: &str, args: &[&str]) {
+        let db = format!("{}/{log_name}/weave-net", self.dir.path().display());
+        let mut command = vec![
             "netns",
             "exec",
-            &node.ns,
-            WEFT,
+            ns,
+            weft(),
             "router",
-            "--name",
-            &name,
-            "--nickname",
-            &nickname,
-            "--host",
-            &node.ip,
             "--http-addr",
             "127.0.0.1:6784",
             "--metrics-addr",
@@ -146,17 +191,44 @@ impl Lab {
             "--db-prefix",
             &db,
         ];
-        args.extend_from_slice(extra);
-        args.extend(peers.iter().map(|peer| peer.ip.as_str()));
-        let log = std::fs::File::create(self.log_path(node)).unwrap();
+        command.extend_from_slice(args);
+        let log = std::fs::File::create(self.dir.path().join(format!("{log_name}.log"))).unwrap();
         let child = Command::new("ip")
-            .args(&args)
+            .args(&command)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start a router");
         self.routers.push(child);
+    }
+
+    /// Joins two namespaces with a veth pair carrying `addr_a`/`addr_b` (CIDR), up.
+    pub fn link(&mut self, a: &str, addr_a: &str, b: &str, addr_b: &str) {
+        let pid = std::process::id() % 100_000;
+        let count = self.namespaces.len();
+        let (veth_a, veth_b) = (format!("wa{pid}x{count}"), format!("wb{pid}x{count}"));
+        ip(&[
+            "link", "add", &veth_a, "netns", a, "type", "veth", "peer", "name", &veth_b, "netns", b,
+        ]);
+        ip(&["-n", a, "addr", "add", addr_a, "dev", &veth_a]);
+        ip(&["-n", b, "addr", "add", addr_b, "dev", &veth_b]);
+        ip(&["-n", a, "link", "set", &veth_a, "up"]);
+        ip(&["-n", b, "link", "set", &veth_b, "up"]);
+    }
+
+    /// The test's scratch directory (databases, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops every router (SIGKILL), leaving devices and namespaces.
+    pub fn stop_routers(&mut self) {
+        for router in &mut self.routers {
+            let _ = router.kill();
+            let _ = router.wait();
+        }
+        self.routers.clear();
     }
 
     /// Kills the `index`th router started (SIGKILL: no clean-up of its own).
@@ -166,8 +238,8 @@ impl Lab {
         router.wait().expect("reap a router");
     }
 
-    fn log_path(&self, node: &Node) -> String {
-        format!("{}/node{}.log", self.dir.path().display(), node.index)
+    fn log_path(&self, node: &Node) -> PathBuf {
+        self.dir.path().join(format!("node{}.log", node.index))
     }
 
     pub fn log(&self, node: &Node) -> String {
@@ -190,7 +262,7 @@ impl Lab {
         );
         let output = in_netns(
             &node.ns,
-            WEFT,
+            weft(),
             &["attach", "--netns", &pod, "--ip", address],
         );
         assert!(output.status.success(), "attach {pod}: {output:?}");
@@ -211,10 +283,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in &mut self.routers {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_routers();
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
@@ -248,7 +317,7 @@ pub fn nft(netns: &str, script: &str) {
 pub fn connections(node: &Node) -> String {
     let output = in_netns(
         &node.ns,
-        WEFT,
+        weft(),
         &["--http-addr", "127.0.0.1:6784", "status", "connections"],
     );
     String::from_utf8_lossy(&output.stdout).to_string()

@@ -6,10 +6,14 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../tests/netlab/mod.rs"]
+pub mod netlab;
+
+#[allow(unused_imports)] // each test file uses its own part
+pub use netlab::{in_netns, run, wait_until, weft};
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,44 +22,6 @@ pub const PLUGIN: &str = env!("CARGO_BIN_EXE_weave-net");
 
 /// Where Debian's containernetworking-plugins puts the reference plugins.
 pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
-
-/// The `weft` binary of the same build, built on first use (it belongs to the workspace's
-/// other package, so cargo does not hand its path to this crate's tests).
-pub fn weft() -> &'static Path {
-    static WEFT: OnceLock<PathBuf> = OnceLock::new();
-    WEFT.get_or_init(|| {
-        let path = Path::new(PLUGIN).with_file_name("weft");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "weft", "--bin", "weft"]);
-        if PLUGIN.contains("/release/") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build for weft");
-        assert!(status.success(), "cargo build -p weft failed");
-        assert!(path.is_file(), "no weft binary at {}", path.display());
-        path
-    })
-}
-
-/// Runs a command and fails the test with its output when it fails.
-pub fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(output.status.success(), "{program} {args:?}: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// `ip netns exec NS PROGRAM ARGS`.
-pub fn in_netns(netns: &str, program: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", netns, program])
-        .args(args)
-        .output()
-        .expect("run ip netns exec")
-}
 
 /// One plugin invocation's outcome.
 #[derive(Debug)]
@@ -84,99 +50,50 @@ impl Answer {
     }
 }
 
-/// The namespaces and routers of one test, removed on drop.
+/// The namespaces and routers of one test, removed on drop: the shared namespaced lab, with
+/// the plugin tests' way of starting routers.
 pub struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-    routers: Vec<Child>,
-    pub dir: tempfile::TempDir,
+    inner: netlab::Lab,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = netlab::Lab;
+
+    fn deref(&self) -> &netlab::Lab {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Lab {
+    fn deref_mut(&mut self) -> &mut netlab::Lab {
+        &mut self.inner
+    }
 }
 
 impl Lab {
     /// `tag` must be unique among the tests of the workspace (it names the namespaces).
     pub fn new(tag: &str) -> Self {
         Self {
-            tag: tag.to_string(),
-            namespaces: Vec::new(),
-            routers: Vec::new(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            inner: netlab::Lab::new(tag),
         }
     }
 
-    /// A fresh namespace `wc-<tag>-<name>-<pid>` with loopback up.
-    pub fn netns(&mut self, name: &str) -> String {
-        let netns = format!("wc-{}-{name}-{}", self.tag, std::process::id());
-        // Left over from a killed run with the same pid: start clean.
-        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
-        run("ip", &["netns", "add", &netns]);
-        self.namespaces.push(netns.clone());
-        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
-        netns
-    }
-
-    /// Joins two namespaces with a veth pair carrying `addr_a`/`addr_b` (CIDR) and brings it up.
-    pub fn link(&mut self, a: &str, addr_a: &str, b: &str, addr_b: &str) {
-        let pid = std::process::id() % 100_000;
-        let count = self.namespaces.len();
-        let (veth_a, veth_b) = (format!("wa{pid}x{count}"), format!("wb{pid}x{count}"));
-        run(
-            "ip",
-            &[
-                "link", "add", &veth_a, "netns", a, "type", "veth", "peer", "name", &veth_b,
-                "netns", b,
-            ],
-        );
-        run("ip", &["-n", a, "addr", "add", addr_a, "dev", &veth_a]);
-        run("ip", &["-n", b, "addr", "add", addr_b, "dev", &veth_b]);
-        run("ip", &["-n", a, "link", "set", &veth_a, "up"]);
-        run("ip", &["-n", b, "link", "set", &veth_b, "up"]);
-    }
-
-    /// Starts a router in `node` (HTTP API on the node's 127.0.0.1:6784).
+    /// Starts a router in `node` (HTTP API on the node's 127.0.0.1:6784), its IPAM waiting for
+    /// `consensus` routers.
     pub fn router(&mut self, node: &str, name: &str, host: &str, consensus: usize, peers: &[&str]) {
-        let db = format!("{}/{node}/weave-net", self.dir.path().display());
         let consensus = format!("consensus={consensus}");
-        let weft = weft().to_string_lossy().into_owned();
         let mut args = vec![
-            "netns",
-            "exec",
-            node,
-            &weft,
-            "router",
             "--name",
             name,
             "--nickname",
             node,
             "--host",
             host,
-            "--http-addr",
-            "127.0.0.1:6784",
-            "--metrics-addr",
-            "127.0.0.1:6782",
-            "--db-prefix",
-            &db,
             "--ipalloc-init",
             &consensus,
         ];
         args.extend_from_slice(peers);
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("{node}.log"))).expect("router log");
-        let child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a router");
-        self.routers.push(child);
-    }
-
-    /// Stops every router (SIGKILL), leaving devices and namespaces.
-    pub fn stop_routers(&mut self) {
-        for router in &mut self.routers {
-            let _ = router.kill();
-            let _ = router.wait();
-        }
-        self.routers.clear();
+        self.inner.spawn_router(node, node, &args);
     }
 
     /// A node with a router that forms a ring on its own, its bridge addressed: ready for pods.
@@ -186,45 +103,6 @@ impl Lab {
         wait_ready(&node);
         node
     }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if entry.path().extension().is_some_and(|e| e == "log") {
-                all.push_str(&format!("--- {}\n", entry.path().display()));
-                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-            }
-        }
-        all
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        self.stop_routers();
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        for name in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// Polls `check` every 200 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    check()
 }
 
 /// Waits until the node's router says STATUS ready through the plugin itself.
