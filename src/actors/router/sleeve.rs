@@ -75,16 +75,20 @@ struct EngineParts {
 }
 
 impl EngineParts {
-    async fn start(&self) -> Result<SleeveEngine, DataplaneError> {
-        let (tap, _) = ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap).await?;
-        let socket = self
-            .socket
+    /// A clone of the one socket (the same bound port), for an engine or the actor.
+    fn clone_socket(&self) -> Result<SleeveSocket, DataplaneError> {
+        self.socket
             .try_clone()
             .map_err(|source| DataplaneError::Io {
                 op: "duplicate the sleeve socket of",
                 name: self.tap.clone(),
                 source,
-            })?;
+            })
+    }
+
+    async fn start(&self) -> Result<SleeveEngine, DataplaneError> {
+        let (tap, _) = ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap).await?;
+        let socket = self.clone_socket()?;
         SleeveEngine::start(tap, socket, Arc::clone(&self.table), self.events.clone())
     }
 }
@@ -116,14 +120,7 @@ pub async fn start(
     let engine = parts.start().await?;
     let io: Arc<dyn SleeveIo> = Arc::new(EngineIo {
         table,
-        socket: parts
-            .socket
-            .try_clone()
-            .map_err(|source| DataplaneError::Io {
-                op: "duplicate the sleeve socket of",
-                name: dataplane.tap.clone(),
-                source,
-            })?,
+        socket: parts.clone_socket()?,
     });
     let max_mtu = u16::try_from(effective_mtu(underlay_mtu)).unwrap_or(u16::MAX);
     let actor = Supervised::start(ActorKind::Sleeve, move || {

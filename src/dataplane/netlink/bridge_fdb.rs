@@ -3,9 +3,7 @@
 //! sends a remote MAC's frames where the router's entry says: the VXLAN port for a peer on
 //! fastdp, the sleeve TAP otherwise.
 
-use std::pin::pin;
-
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use nix::libc;
 use rtnetlink::LinkBridgePort;
 use rtnetlink::packet_core::{
@@ -83,19 +81,8 @@ impl NetlinkLinkOps {
     pub(super) async fn bridge_fdb_dump(&self, port: &str) -> Result<Vec<MacAddr>> {
         const OP: &str = "list bridge fdb entries of";
         let link = self.require(OP, port).await?;
-        let mut stream = pin!(
-            self.handle
-                .neighbours()
-                .get()
-                .set_address_family(AddressFamily::Bridge)
-                .execute()
-        );
         let mut macs = Vec::new();
-        while let Some(message) = stream
-            .try_next()
-            .await
-            .map_err(|e| kernel_error(OP, port, e))?
-        {
+        for message in self.bridge_family_dump(OP, port).await? {
             // The bridge's entries name it in NDA_MASTER (the port's own table would carry
             // NTF_SELF instead); static ones are NUD_NOARP, its own addresses NUD_PERMANENT.
             let header = &message.header;

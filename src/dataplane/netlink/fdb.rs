@@ -153,14 +153,15 @@ impl NetlinkLinkOps {
             .collect())
     }
 
-    /// Every entry of the vxlan device's own FDB, with, for a learned entry, how long ago the
-    /// kernel last updated it.
-    async fn fdb_dump_detailed(&self, vxlan: &str) -> Result<Vec<(FdbEntry, Option<Duration>)>> {
-        const OP: &str = "list fdb entries of";
-        let link = self.require(OP, vxlan).await?;
-        link.expect_kind(LinkKind::Vxlan)?;
-        // rtnetlink's dump request is a bare ndmsg with no device filter, so every FDB in the
-        // namespace comes back (bridge ports too, flagged NTF_MASTER): keep this device's own.
+    /// Every AF_BRIDGE neighbour entry of the namespace: rtnetlink's dump request is a bare
+    /// ndmsg with no device filter, so every FDB comes back (the bridge's, flagged NTF_MASTER,
+    /// and each port's own, NTF_SELF); callers keep what is theirs. `op` and `name` name the
+    /// operation in errors.
+    pub(super) async fn bridge_family_dump(
+        &self,
+        op: &'static str,
+        name: &str,
+    ) -> Result<Vec<NeighbourMessage>> {
         let mut stream = pin!(
             self.handle
                 .neighbours()
@@ -168,12 +169,25 @@ impl NetlinkLinkOps {
                 .set_address_family(AddressFamily::Bridge)
                 .execute()
         );
-        let mut entries = Vec::new();
+        let mut messages = Vec::new();
         while let Some(message) = stream
             .try_next()
             .await
-            .map_err(|e| kernel_error(OP, vxlan, e))?
+            .map_err(|e| kernel_error(op, name, e))?
         {
+            messages.push(message);
+        }
+        Ok(messages)
+    }
+
+    /// Every entry of the vxlan device's own FDB, with, for a learned entry, how long ago the
+    /// kernel last updated it.
+    async fn fdb_dump_detailed(&self, vxlan: &str) -> Result<Vec<(FdbEntry, Option<Duration>)>> {
+        const OP: &str = "list fdb entries of";
+        let link = self.require(OP, vxlan).await?;
+        link.expect_kind(LinkKind::Vxlan)?;
+        let mut entries = Vec::new();
+        for message in self.bridge_family_dump(OP, vxlan).await? {
             let header = &message.header;
             if header.ifindex != link.index || !header.flags.contains(NeighbourFlags::Own) {
                 continue;
@@ -204,7 +218,7 @@ fn learned_age(message: &NeighbourMessage) -> Option<Duration> {
 }
 
 /// An FDB entry with an Ethernet MAC; `None` for anything else the dump may carry.
-fn parse_fdb_entry(message: &NeighbourMessage) -> Option<FdbEntry> {
+pub(super) fn parse_fdb_entry(message: &NeighbourMessage) -> Option<FdbEntry> {
     let mut mac = None;
     let mut remote = None;
     for attribute in &message.attributes {

@@ -3,7 +3,6 @@
 //! `MacLearner` hears of it without waiting for the next dump. The kernel notifies only on
 //! changes, so the periodic dump still refreshes what stays the same.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use std::pin::Pin;
@@ -11,13 +10,11 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-};
+use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::dataplane::error::{DataplaneError, Result};
-use crate::dataplane::link::{LearnedFdb, MacAddr};
+use crate::dataplane::link::LearnedFdb;
 
 /// rtnetlink's notification channel, by what it yields.
 type Messages = Pin<
@@ -89,26 +86,9 @@ fn learned(message: &NeighbourMessage, ifindex: u32) -> Option<LearnedFdb> {
     {
         return None;
     }
-    let mut mac = None;
-    let mut remote = None;
-    for attribute in &message.attributes {
-        match attribute {
-            NeighbourAttribute::LinkLayerAddress(bytes) => {
-                mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr);
-            }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(address)) => {
-                remote = Some(*address);
-            }
-            // See `fdb::parse_fdb_entry`: AF_BRIDGE's NDA_DST arrives as raw bytes.
-            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
-                remote = <[u8; 4]>::try_from(bytes.as_slice())
-                    .ok()
-                    .map(Ipv4Addr::from);
-            }
-            _ => {}
-        }
-    }
-    let mac = mac.filter(|mac| mac.0 != [0; 6])?;
+    let entry = super::fdb::parse_fdb_entry(message)?;
+    let mac = Some(entry.mac).filter(|mac| mac.0 != [0; 6])?;
+    let remote = entry.remote;
     Some(LearnedFdb {
         mac,
         remote: remote?,
