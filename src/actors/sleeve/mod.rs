@@ -128,6 +128,9 @@ impl Sleeve {
                 SleeveOutput::AddressChanged { peer, from, to } => {
                     info!("sleeve ->[{peer}]: Peer UDP address changed from {from} to {to}")
                 }
+                SleeveOutput::Silent { peer } => warn!(
+                    "sleeve ->[{peer}]: timed out waiting for UDP heartbeat; fastdp carries the traffic, so the link stays"
+                ),
                 SleeveOutput::Failed { peer, reason } => {
                     warn!("sleeve ->[{peer}]: {reason}");
                     let close = ClosePeerLink {

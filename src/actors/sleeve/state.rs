@@ -52,6 +52,8 @@ pub enum SleeveOutput {
     },
     /// No heartbeat for the timeout: the mesh link must be closed.
     Failed { peer: PeerName, reason: String },
+    /// No heartbeat for the timeout, but fastdp carries the peer: the link stays (log it).
+    Silent { peer: PeerName },
 }
 
 /// What `/report` and `weave status` show of one sleeve link.
@@ -76,6 +78,8 @@ struct SleeveLink {
     pmtu: PmtuProber,
     /// Reported as failed: not reported again while the link lingers.
     failed: bool,
+    /// Reported as silent while fastdp carried the peer: reported once.
+    silence_reported: bool,
 }
 
 /// The sleeve's control state.
@@ -132,6 +136,7 @@ impl SleeveState {
                 heartbeats: Heartbeats::new(link.link_id, now),
                 pmtu: PmtuProber::new(self.max_mtu),
                 failed: false,
+                silence_reported: false,
             };
             match self.links.get_mut(&link.peer) {
                 Some(known) if known.link_id == link.link_id => {
@@ -241,17 +246,28 @@ impl SleeveState {
     /// Heartbeats and probes that are due, and links whose heartbeats stopped.
     pub fn on_tick(&mut self, now: Instant) -> Vec<SleeveOutput> {
         let mut out = Vec::new();
+        let fastdp = &self.fastdp;
         for (&peer, link) in &mut self.links {
             if link.failed {
                 continue;
             }
             if link.heartbeats.timed_out(now) {
-                link.failed = true;
-                out.push(SleeveOutput::Failed {
-                    peer,
-                    reason: "timed out waiting for UDP heartbeat".to_string(),
-                });
-                continue;
+                // A link fails only when no overlay carries it (as in Weave Net): while fastdp
+                // works the mesh link stays, and sleeve keeps trying in case fastdp stops.
+                if !fastdp.contains(&peer) {
+                    link.failed = true;
+                    out.push(SleeveOutput::Failed {
+                        peer,
+                        reason: "timed out waiting for UDP heartbeat".to_string(),
+                    });
+                    continue;
+                }
+                if !link.silence_reported {
+                    link.silence_reported = true;
+                    out.push(SleeveOutput::Silent { peer });
+                }
+            } else {
+                link.silence_reported = false;
             }
             if let Some(control) = link.heartbeats.poll(now) {
                 out.push(SleeveOutput::Send {

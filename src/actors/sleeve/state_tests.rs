@@ -220,3 +220,40 @@ fn the_table_carries_routes_fastdp_and_is_published_only_on_change() {
     assert!(table.neighbours.is_empty());
     assert!(table.route(C).is_none());
 }
+
+#[test]
+fn silence_on_a_fastdp_link_is_reported_but_does_not_fail_it_until_fastdp_goes() {
+    let now = Instant::now();
+    let mut state = with_b(now);
+    state.set_fastdp(BTreeSet::from([B]));
+    let later = now + HEARTBEAT_TIMEOUT;
+    let outputs = state.on_tick(later);
+    assert!(
+        outputs.contains(&SleeveOutput::Silent { peer: B }),
+        "{outputs:?}"
+    );
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, SleeveOutput::Failed { .. }))
+    );
+    assert!(
+        sends(&outputs).contains(&(addr(2), Control::Heartbeat { connection_id: 7 })),
+        "sleeve keeps trying"
+    );
+    assert!(
+        !state
+            .on_tick(later + FAST_HEARTBEAT)
+            .contains(&SleeveOutput::Silent { peer: B }),
+        "reported once"
+    );
+    // Fastdp stops too: now no overlay carries the link.
+    state.set_fastdp(BTreeSet::new());
+    let outputs = state.on_tick(later + FAST_HEARTBEAT * 2);
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, SleeveOutput::Failed { peer: B, .. })),
+        "{outputs:?}"
+    );
+}
