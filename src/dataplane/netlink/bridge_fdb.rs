@@ -3,12 +3,8 @@
 //! sends a remote MAC's frames where the router's entry says: the VXLAN port for a peer on
 //! fastdp, the sleeve TAP otherwise.
 
-use futures_util::StreamExt;
-use nix::libc;
 use rtnetlink::LinkBridgePort;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
-};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -16,7 +12,7 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{NetlinkLinkOps, errno, kernel_error};
+use super::{NetlinkLinkOps, kernel_error};
 use crate::dataplane::error::Result;
 use crate::dataplane::link::{LinkStats, MacAddr};
 
@@ -54,27 +50,9 @@ impl NetlinkLinkOps {
                 NLM_F_CREATE | NLM_F_REPLACE,
             )
         };
-        let mut request = NetlinkMessage::from(payload);
-        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
         let name = format!("{port} {mac}");
-        let mut handle = self.handle.clone();
-        let mut responses = handle
-            .request(request)
-            .map_err(|e| kernel_error(op, &name, e))?;
-        while let Some(response) = responses.next().await {
-            let NetlinkPayload::Error(error) = response.payload else {
-                continue;
-            };
-            if error.code.is_none() {
-                continue;
-            }
-            let error = rtnetlink::Error::NetlinkError(error);
-            return match errno(&error) {
-                Some(libc::ENOENT) if delete => Ok(false),
-                _ => Err(kernel_error(op, &name, error)),
-            };
-        }
-        Ok(true)
+        self.neighbour_request(payload, flags, op, &name, delete)
+            .await
     }
 
     /// The static bridge entries whose destination is `port`.

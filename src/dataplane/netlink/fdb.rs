@@ -98,15 +98,30 @@ impl NetlinkLinkOps {
             ),
             Change::Delete => (RouteNetlinkMessage::DelNeighbour(message), 0),
         };
-        // rtnetlink's NeighbourAddRequest only offers NLM_F_REPLACE or NLM_F_EXCL, never
-        // NLM_F_APPEND, so the request is sent by hand.
+        let name = format!("{vxlan} {mac} dst {remote}");
+        let delete = matches!(change, Change::Delete);
+        self.neighbour_request(payload, flags, op, &name, delete)
+            .await
+    }
+
+    /// Sends one neighbour (FDB) request by hand and reads its ACK: rtnetlink's
+    /// NeighbourAddRequest offers only NLM_F_REPLACE or NLM_F_EXCL, never NLM_F_APPEND, and no
+    /// bridge-master entries. `Ok(false)` when `delete` finds nothing to delete (ENOENT); `op`
+    /// and `name` name the operation in errors.
+    pub(super) async fn neighbour_request(
+        &self,
+        payload: RouteNetlinkMessage,
+        flags: u16,
+        op: &'static str,
+        name: &str,
+        delete: bool,
+    ) -> Result<bool> {
         let mut request = NetlinkMessage::from(payload);
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let name = format!("{vxlan} {mac} dst {remote}");
         let mut handle = self.handle.clone();
         let mut responses = handle
             .request(request)
-            .map_err(|e| kernel_error(op, &name, e))?;
+            .map_err(|e| kernel_error(op, name, e))?;
         while let Some(response) = responses.next().await {
             let NetlinkPayload::Error(error) = response.payload else {
                 continue;
@@ -116,9 +131,9 @@ impl NetlinkLinkOps {
                 continue;
             }
             let error = rtnetlink::Error::NetlinkError(error);
-            return match change {
-                Change::Delete if errno(&error) == Some(libc::ENOENT) => Ok(false),
-                _ => Err(kernel_error(op, &name, error)),
+            return match errno(&error) {
+                Some(libc::ENOENT) if delete => Ok(false),
+                _ => Err(kernel_error(op, name, error)),
             };
         }
         Ok(true)
