@@ -17,7 +17,8 @@ fi
 # (iproute2: the data-plane tests make throwaway network namespaces), python3 for the load tests'
 # syntax check, nft (the router's masquerading table), ping; and for the CNI plugin's tests
 # Debian's reference plugins (portmap, loopback in /usr/lib/cni), containerd and runc driven over
-# the CRI API by a Python gRPC client, and gcc with a static libc for the pause image.
+# the CRI API by a Python gRPC client, and gcc with a static libc for the pause image; for the
+# Kubernetes tests (tests/kubelab) etcd beside the API server, and openssl for their PKI.
 missing=()
 while read -r need package; do
   if [[ "$need" == /* ]]; then
@@ -39,6 +40,8 @@ runc runc
 /usr/lib/python3/dist-packages/grpc_tools python3-grpc-tools
 gcc gcc
 /usr/lib/x86_64-linux-gnu/libc.a libc6-dev
+etcd etcd-server
+openssl openssl
 PACKAGES
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
@@ -50,6 +53,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# kube-apiserver & co. for the Kubernetes tests: built once from Debian's source, then cached.
+WEFT_KUBE_BIN="$(scripts/kube/build-binaries.sh)"
+export WEFT_KUBE_BIN
+echo "== kube binaries: $WEFT_KUBE_BIN"
 echo "== cargo test"
 cargo test --workspace
 echo "== load-test scripts parse"

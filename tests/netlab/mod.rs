@@ -116,51 +116,68 @@ impl Lab {
         name
     }
 
-    /// A node on the shared underlay (made with the first node).
-    pub fn node(&mut self, index: u8) -> Node {
-        let underlay = match &self.underlay {
-            Some(underlay) => underlay.clone(),
-            None => {
-                let underlay = self.netns("underlay");
-                ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"]);
-                ip(&["-n", &underlay, "link", "set", "br0", "up"]);
-                self.underlay = Some(underlay.clone());
-                underlay
-            }
-        };
-        let ns = self.netns(&format!("node{index}"));
-        let port = format!("node{index}");
+    /// The namespace holding the underlay bridge, made on first use.
+    fn underlay(&mut self) -> String {
+        if let Some(underlay) = &self.underlay {
+            return underlay.clone();
+        }
+        let underlay = self.netns("underlay");
+        ip(&["-n", &underlay, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &underlay, "link", "set", "br0", "up"]);
+        self.underlay = Some(underlay.clone());
+        underlay
+    }
+
+    /// Wires namespace `ns` to the underlay bridge: its `underlay0` gets `address`/24, and the
+    /// bridge's side of the pair is named `port` (unique within the lab, at most 15 bytes).
+    fn attach_to_underlay(&mut self, ns: &str, port: &str, address: &str) {
+        let underlay = self.underlay();
         ip(&[
             "link",
             "add",
             "underlay0",
             "netns",
-            &ns,
+            ns,
             "type",
             "veth",
             "peer",
             "name",
-            &port,
+            port,
             "netns",
             &underlay,
         ]);
-        ip(&["-n", &underlay, "link", "set", &port, "master", "br0", "up"]);
-        let address = format!("198.51.100.{}", 10 + index);
+        ip(&["-n", &underlay, "link", "set", port, "master", "br0", "up"]);
         ip(&[
             "-n",
-            &ns,
+            ns,
             "addr",
             "add",
             &format!("{address}/24"),
             "dev",
             "underlay0",
         ]);
-        ip(&["-n", &ns, "link", "set", "underlay0", "up"]);
+        ip(&["-n", ns, "link", "set", "underlay0", "up"]);
+    }
+
+    /// A node on the shared underlay (made with the first node or host).
+    pub fn node(&mut self, index: u8) -> Node {
+        let ns = self.netns(&format!("node{index}"));
+        let address = format!("198.51.100.{}", 10 + index);
+        self.attach_to_underlay(&ns, &format!("node{index}"), &address);
         Node {
             ns,
             ip: address,
             index,
         }
+    }
+
+    /// A namespace `weft-<tag>-<what>-<pid>` on the underlay with `address` (198.51.100.x, below
+    /// the nodes' .11 and up) that runs no router: a service the nodes reach, such as an API
+    /// server. Returns the namespace's name.
+    pub fn host(&mut self, what: &str, address: &str) -> String {
+        let ns = self.netns(what);
+        self.attach_to_underlay(&ns, what, address);
+        ns
     }
 
     /// Starts a router in `node`, named 00:00:00:00:<tag byte>:<index>, with `extra` options and
