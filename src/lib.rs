@@ -18,6 +18,8 @@ pub mod cli;
 pub mod dataplane;
 pub mod identity;
 pub mod ipam;
+#[cfg(feature = "kube")]
+pub mod kubernetes;
 #[cfg(test)]
 pub(crate) mod sim_cases;
 pub mod store;

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::snapshot::{
-    BroadcastRoute, ConnectionState, ConnectionStatus, MacStatus, OverlayStatus,
+    BroadcastRoute, ConnectionState, ConnectionStatus, KubeStatus, MacStatus, OverlayStatus,
     PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
 };
 use super::{metrics, status_text};
@@ -25,7 +25,7 @@ use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
 use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
 use crate::actors::sleeve::{GetSleeveStatus, Sleeve, SleeveLinkStatus};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::{RecipientSource, Supervised};
 use crate::ipam::Cidr;
 use crate::topology::{PeerName, PeerRecord};
 use crate::wire::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
@@ -60,10 +60,17 @@ pub struct ApiState {
     pub mac_learner: Option<Supervised<MacLearner>>,
     /// None without a data plane, or when the sleeve could not start.
     pub sleeve: Option<Supervised<Sleeve>>,
+    /// The Kubernetes side, with `--kube-peers`.
+    pub kube: Option<Arc<dyn RecipientSource<GetKubeStatus>>>,
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
 }
+
+/// Asks the Kubernetes side (`--kube-peers`) for its state.
+#[derive(actix::Message)]
+#[rtype(result = "KubeStatus")]
+pub struct GetKubeStatus;
 
 /// Errors a handler answers with.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +158,15 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
                 .map_err(|_| ApiError::Unavailable("ipam"))?,
         ),
     };
+    let kubernetes = match &state.kube {
+        None => None,
+        Some(kube) => Some(
+            kube.recipient()
+                .send(GetKubeStatus)
+                .await
+                .map_err(|_| ApiError::Unavailable("kubernetes"))?,
+        ),
+    };
     let targets = targets.map_err(|_| ApiError::Unavailable("connection maker"))?;
     let nicknames: std::collections::BTreeMap<PeerName, String> = gossip
         .peers
@@ -224,6 +240,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         ipam,
         macs: mac_status(macs),
         overlays: overlay_status(fastdp.as_ref(), &sleeve),
+        kubernetes,
     })
 }
 

@@ -27,6 +27,9 @@ const OVERLAY_FALLBACKS: &str = "weft_overlay_fallbacks_total";
 const OVERLAY_FRAMES: &str = "weft_overlay_frames_total";
 const OVERLAY_BYTES: &str = "weft_overlay_bytes_total";
 const SLEEVE_DROPPED: &str = "weft_sleeve_dropped_total";
+const KUBE_NODES: &str = "weft_kube_nodes";
+const KUBE_RECLAIMS: &str = "weft_kube_reclaims_total";
+const KUBE_API_ERRORS: &str = "weft_kube_api_errors_total";
 
 static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
 static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -59,6 +62,31 @@ pub enum ActorKind {
     Fastdp,
     MacLearner,
     Sleeve,
+    Kube,
+}
+
+/// A call to the Kubernetes API (the `op` label of `weft_kube_api_errors_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeApiOp {
+    ListNodes,
+    WatchNodes,
+    GetNode,
+    ReadPeerList,
+    WritePeerList,
+    PatchNodeStatus,
+}
+
+impl KubeApiOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeApiOp::ListNodes => "list_nodes",
+            KubeApiOp::WatchNodes => "watch_nodes",
+            KubeApiOp::GetNode => "get_node",
+            KubeApiOp::ReadPeerList => "read_peer_list",
+            KubeApiOp::WritePeerList => "write_peer_list",
+            KubeApiOp::PatchNodeStatus => "patch_node_status",
+        }
+    }
 }
 
 /// The path pod frames take between nodes (the `path` label of the traffic counters).
@@ -89,6 +117,7 @@ impl ActorKind {
             ActorKind::Fastdp => "fastdp",
             ActorKind::MacLearner => "mac_learner",
             ActorKind::Sleeve => "sleeve",
+            ActorKind::Kube => "kube",
         }
     }
 }
@@ -119,6 +148,15 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 DROPPED,
                 "Messages dropped because a bounded queue was full."
+            );
+            describe_gauge!(KUBE_NODES, "Number of Kubernetes Nodes the router knows.");
+            describe_counter!(
+                KUBE_RECLAIMS,
+                "Deleted nodes whose address ranges this router took over."
+            );
+            describe_counter!(
+                KUBE_API_ERRORS,
+                "Failed calls to the Kubernetes API, by operation."
             );
             describe_counter!(
                 RESTARTS,
@@ -229,6 +267,20 @@ pub fn record_sleeve_drops(drops: &[(crate::dataplane::sleeve::DropCause, u64)])
     for (cause, count) in drops {
         counter!(SLEEVE_DROPPED, "cause" => cause.as_str()).absolute(*count);
     }
+}
+
+/// The Nodes the router knows (`--kube-peers`).
+pub fn kube_nodes(count: usize) {
+    gauge!(KUBE_NODES).set(count as f64);
+}
+
+/// A deleted node's address ranges were taken over by this router.
+pub fn kube_reclaimed() {
+    counter!(KUBE_RECLAIMS).increment(1);
+}
+
+pub fn kube_api_error(op: KubeApiOp) {
+    counter!(KUBE_API_ERRORS, "op" => op.as_str()).increment(1);
 }
 
 pub fn ipam_split_brain() {

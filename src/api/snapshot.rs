@@ -39,6 +39,23 @@ pub struct RouterStatus {
     pub macs: Vec<MacStatus>,
     /// Each linked peer's overlay and fastdp heartbeat health, when the data plane runs.
     pub overlays: Vec<OverlayStatus>,
+    /// Peer discovery from Kubernetes Nodes, with `--kube-peers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubeStatus>,
+}
+
+/// The router's Kubernetes side as `weave status` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct KubeStatus {
+    pub api_url: String,
+    pub node_name: String,
+    /// Nodes known (from the last complete list and the watch since).
+    pub nodes: usize,
+    /// A complete Node list has been seen.
+    pub synced: bool,
+    /// The last API failure, while the API is unreachable or refusing us.
+    pub error: Option<String>,
 }
 
 /// One MAC table row, as Weave Net's report showed it.

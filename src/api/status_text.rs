@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Display, Write as _};
 
-use super::snapshot::{ConnectionState, PeerStatus, RouterStatus};
+use super::snapshot::{ConnectionState, KubeStatus, PeerStatus, RouterStatus};
 use crate::topology::PeerName;
 
 /// Width of the right-aligned label column of `weave status` (the colon sits in column 16).
@@ -38,7 +38,10 @@ pub fn status(s: &RouterStatus, ipam: Option<&str>) -> String {
     labelled(&mut out, "Protocol", protocol(s));
     labelled(&mut out, "Name", peer_label(s.name, Some(&s.nick_name)));
     labelled(&mut out, "Encryption", enabled(s.encryption));
-    labelled(&mut out, "PeerDiscovery", enabled(s.peer_discovery));
+    match &s.kubernetes {
+        Some(kube) => labelled(&mut out, "PeerDiscovery", kube_discovery(kube)),
+        None => labelled(&mut out, "PeerDiscovery", enabled(s.peer_discovery)),
+    }
     labelled(&mut out, "Targets", s.targets.len());
     labelled(&mut out, "Connections", connections_summary(s));
     labelled(&mut out, "Peers", peers_summary(s));
@@ -197,6 +200,18 @@ fn peer_label(name: PeerName, nick_name: Option<&str>) -> String {
     }
 }
 
+/// `kubernetes (3 nodes)`, or why the Nodes are not known.
+fn kube_discovery(kube: &KubeStatus) -> String {
+    match (&kube.error, kube.synced) {
+        (Some(error), _) => format!(
+            "kubernetes ({} nodes known; waiting for the API at {}: {error})",
+            kube.nodes, kube.api_url
+        ),
+        (None, false) => format!("kubernetes (listing the nodes at {})", kube.api_url),
+        (None, true) => format!("kubernetes ({} nodes)", kube.nodes),
+    }
+}
+
 fn enabled(on: bool) -> &'static str {
     if on { "enabled" } else { "disabled" }
 }
@@ -256,6 +271,7 @@ mod tests {
             ipam: None,
             macs: vec![],
             overlays: vec![],
+            kubernetes: None,
         }
     }
 
@@ -573,5 +589,25 @@ mod tests {
             connections(&s),
             "-> 192.168.48.12:6783    pending     sleeve 7e:21:4a:70:2f:45\n"
         );
+    }
+
+    #[test]
+    fn peer_discovery_shows_the_kubernetes_side() {
+        let mut s = base("host1");
+        let mut kube = KubeStatus {
+            api_url: "https://198.51.100.2:6443/".into(),
+            node_name: "node1".into(),
+            nodes: 3,
+            synced: true,
+            error: None,
+        };
+        s.kubernetes = Some(kube.clone());
+        assert!(status(&s, None).contains("\n  PeerDiscovery: kubernetes (3 nodes)\n"));
+        kube.error = Some("connection refused".into());
+        s.kubernetes = Some(kube);
+        assert!(status(&s, None).contains(
+            "\n  PeerDiscovery: kubernetes (3 nodes known; waiting for the API at \
+             https://198.51.100.2:6443/: connection refused)\n"
+        ));
     }
 }

@@ -77,8 +77,48 @@ pub struct RouterArgs {
     /// space). Default: consensus among the initial peers and ourselves.
     #[arg(long, env = "IPALLOC_INIT")]
     pub ipalloc_init: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Initial peers, `host[:port]`.
     pub peers: Vec<String>,
+}
+
+/// The Kubernetes side (`--kube-peers`): peers from Nodes, the peer-name record, reclaim of
+/// deleted nodes, the node's network condition.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// Take the peers from the cluster's Nodes (and record our name, reclaim deleted nodes'
+    /// addresses, mark the node's network up). Default: on inside a pod (KUBERNETES_SERVICE_HOST
+    /// set), off elsewhere. `--kube-peers=false` turns it off.
+    #[arg(
+        long,
+        env = "WEAVE_KUBE_PEERS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kube_peers: Option<bool>,
+    /// A kubeconfig file (default: the pod's service account).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// This node's name in Kubernetes (the DaemonSet sets HOSTNAME from spec.nodeName).
+    #[arg(long, env = "HOSTNAME")]
+    pub node_name: Option<String>,
+    /// Namespace of the `weave-net` ConfigMap that records which peer runs on which node.
+    #[arg(long, env = "WEAVE_KUBE_NAMESPACE", default_value = "kube-system")]
+    pub kube_namespace: String,
+    /// How often the peer record is checked for deleted nodes to reclaim, besides at once on
+    /// every Node deletion the watch reports.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub kube_reclaim_interval: Duration,
+}
+
+impl KubeArgs {
+    pub fn enabled(&self) -> bool {
+        self.kube_peers
+            .unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
+    }
 }
 
 /// Parses `250ms`, `10s`, `2m` or a bare number of seconds.

@@ -4,10 +4,12 @@
 mod config;
 pub mod dataplane;
 mod ipam_config;
+#[cfg(feature = "kube")]
+mod kube;
 mod late;
 mod run;
 mod sleeve;
 
-pub use config::{DEFAULT_PORT, RouterArgs, parse_duration};
+pub use config::{DEFAULT_PORT, KubeArgs, RouterArgs, parse_duration};
 pub use dataplane::EXPOSE_IDENT;
 pub use run::{RouterError, run};

@@ -43,6 +43,12 @@ pub enum RouterError {
     },
     #[error("cannot set up the data plane: {0}")]
     Dataplane(#[from] crate::dataplane::DataplaneError),
+    #[cfg(feature = "kube")]
+    #[error("cannot start the Kubernetes side: {0}")]
+    Kube(#[from] super::kube::KubeStartError),
+    #[cfg(not(feature = "kube"))]
+    #[error("--kube-peers: this weft was built without the `kube` feature")]
+    KubeNotBuilt,
 }
 
 fn hostname() -> String {
@@ -69,12 +75,44 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let uid = PeerUid::random();
     info!("Our name is {name}({nickname})");
 
-    let initial_peers = args
-        .peers
+    #[cfg(feature = "kube")]
+    let kube = if args.kube.enabled() {
+        // Without a persisted ring, IPAM's consensus must know how many nodes there are.
+        let fresh_ipam = matches!(store.ipam_state(), Ok(None));
+        Some(super::kube::connect(&args.kube, fresh_ipam).await?)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "kube"))]
+    if args.kube.enabled() {
+        return Err(RouterError::KubeNotBuilt);
+    }
+    // The peers, and how many peers besides us a fresh IPAM consensus waits for.
+    #[cfg(feature = "kube")]
+    let (peers, consensus_peers) = match &kube {
+        Some(kube) => {
+            if !args.peers.is_empty() {
+                info!("--kube-peers: the Nodes' addresses replace the peers on the command line");
+            }
+            let peers = match kube.nodes {
+                Some(_) => kube.targets(),
+                None => args.peers.clone(),
+            };
+            (peers, kube.consensus_peers())
+        }
+        None => (args.peers.clone(), None),
+    };
+    #[cfg(not(feature = "kube"))]
+    let (peers, consensus_peers) = (args.peers.clone(), None::<usize>);
+    let initial_peers = peers
         .iter()
         .map(|peer| normalise_target(peer, args.port))
         .collect::<Result<Vec<_>, _>>()?;
-    store.set_direct_peers(&initial_peers)?;
+    // In a cluster the API was not reachable: keep what was persisted.
+    let kube_without_list = consensus_peers.is_none() && args.kube.enabled();
+    if !kube_without_list {
+        store.set_direct_peers(&initial_peers)?;
+    }
     info!("Initial set of peers: {initial_peers:?}");
 
     let listen_ip = args.host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -165,7 +203,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         &args.ipalloc_range,
         args.ipalloc_default_subnet.as_deref(),
         args.ipalloc_init.as_deref(),
-        initial_peers.len(),
+        consensus_peers.unwrap_or(initial_peers.len()),
     )? {
         None => {
             info!("IP address management is off (no --ipalloc-range)");
@@ -245,6 +283,19 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     });
     info!("Listening for mesh connections on {mesh_addr}");
 
+    #[cfg(feature = "kube")]
+    let kube_status = kube.map(|kube| {
+        super::kube::start(
+            kube,
+            &args.kube,
+            name,
+            maker.clone(),
+            ipam.as_ref().map(|ipam| ipam.actor.clone()),
+        )
+    });
+    #[cfg(not(feature = "kube"))]
+    let kube_status = None;
+
     let ready = Arc::new(AtomicBool::new(false));
     let api = ApiState {
         gossip,
@@ -253,6 +304,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         fastdp: dataplane.as_ref().map(|d| d.fastdp.clone()),
         mac_learner: dataplane.as_ref().map(|d| d.mac_learner.clone()),
         sleeve: sleeve.as_ref().map(|s| s.actor.clone()),
+        kube: kube_status,
         info: Arc::new(RouterInfo {
             name,
             nickname,
