@@ -20,6 +20,7 @@ pub mod identity;
 pub mod ipam;
 #[cfg(feature = "kube")]
 pub mod kubernetes;
+pub mod npc;
 #[cfg(test)]
 pub(crate) mod sim_cases;
 pub mod store;
