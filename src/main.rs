@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the router daemon.
     Router(Box<RouterArgs>),
+    /// Run the network-policy controller (the DaemonSet's second container).
+    Npc(Box<weft::npc::args::NpcArgs>),
     #[command(flatten)]
     Cli(CliCommand),
 }
@@ -58,12 +60,14 @@ fn main() -> ExitCode {
     );
     match cli.command {
         Command::Router(args) => run_router(*args),
+        Command::Npc(args) => run_npc(*args),
         Command::Cli(command) => cli::run(command, &cli.http_addr),
     }
 }
 
-fn run_router(args: RouterArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+/// Logs to stderr, filtered by `--log-level`.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -71,6 +75,36 @@ fn run_router(args: RouterArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(feature = "kube")]
+fn run_npc(args: weft::npc::args::NpcArgs) -> ExitCode {
+    init_logging(&args.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("weft npc: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(weft::npc::run::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("weft npc: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "kube"))]
+fn run_npc(_: weft::npc::args::NpcArgs) -> ExitCode {
+    eprintln!("weft npc: this weft was built without the `kube` feature");
+    ExitCode::FAILURE
+}
+
+fn run_router(args: RouterArgs) -> ExitCode {
+    init_logging(&args.log_level);
     let system = actix::System::new();
     match system.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,

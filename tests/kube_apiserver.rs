@@ -55,7 +55,21 @@ fn apiserver_serves_nodes_and_survives_a_restart() {
     );
     let (_, nodes) = as_router(&api, &node1, "GET", "/api/v1/nodes", None);
     assert_eq!(nodes["items"][0]["metadata"]["name"], "node1");
-    assert_eq!(as_router(&api, &node1, "GET", "/api/v1/pods", None).0, 403);
+    // Pods, namespaces and policies are readable (weave-npc, the second container, shares the
+    // ServiceAccount), but not writable.
+    assert_eq!(as_router(&api, &node1, "GET", "/api/v1/pods", None).0, 200);
+    let pod = serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    assert_eq!(
+        as_router(
+            &api,
+            &node1,
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(&pod)
+        )
+        .0,
+        403
+    );
     let secrets = "/api/v1/namespaces/kube-system/secrets";
     assert_eq!(as_router(&api, &node1, "GET", secrets, None).0, 403);
     let configmaps = "/api/v1/namespaces/kube-system/configmaps";

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::snapshot::{ConnectionState, IpamSnapshot, RouterStatus};
@@ -27,6 +27,13 @@ const OVERLAY_FALLBACKS: &str = "weft_overlay_fallbacks_total";
 const OVERLAY_FRAMES: &str = "weft_overlay_frames_total";
 const OVERLAY_BYTES: &str = "weft_overlay_bytes_total";
 const SLEEVE_DROPPED: &str = "weft_sleeve_dropped_total";
+const NPC_POLICY_ERRORS: &str = "weavenpc_policy_enforcement_errors";
+const NPC_ELEMENTS: &str = "weft_npc_set_elements";
+const NPC_SYNC_SECONDS: &str = "weft_npc_sync_duration_seconds";
+const NPC_SYNCS: &str = "weft_npc_syncs_total";
+const NPC_LAST_SYNC_OK: &str = "weft_npc_last_sync_success";
+/// Buckets of the npc sync histogram, in seconds: the goal is well under 100 ms per change.
+const NPC_SYNC_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const KUBE_NODES: &str = "weft_kube_nodes";
 const KUBE_RECLAIMS: &str = "weft_kube_reclaims_total";
 const KUBE_API_ERRORS: &str = "weft_kube_api_errors_total";
@@ -70,6 +77,9 @@ pub enum ActorKind {
 pub enum KubeApiOp {
     ListNodes,
     WatchNodes,
+    WatchNamespaces,
+    WatchPods,
+    WatchNetworkPolicies,
     GetNode,
     ReadPeerList,
     WritePeerList,
@@ -81,6 +91,9 @@ impl KubeApiOp {
         match self {
             KubeApiOp::ListNodes => "list_nodes",
             KubeApiOp::WatchNodes => "watch_nodes",
+            KubeApiOp::WatchNamespaces => "watch_namespaces",
+            KubeApiOp::WatchPods => "watch_pods",
+            KubeApiOp::WatchNetworkPolicies => "watch_networkpolicies",
             KubeApiOp::GetNode => "get_node",
             KubeApiOp::ReadPeerList => "read_peer_list",
             KubeApiOp::WritePeerList => "write_peer_list",
@@ -133,6 +146,11 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(NPC_SYNC_SECONDS.to_string()),
+                    NPC_SYNC_BUCKETS,
+                )
+                .expect("the npc buckets are not empty")
                 .install_recorder()
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle());
             describe_gauge!(
@@ -148,6 +166,20 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 DROPPED,
                 "Messages dropped because a bounded queue was full."
+            );
+            describe_gauge!(
+                NPC_POLICY_ERRORS,
+                "NetworkPolicies that cannot be enforced as written (enforced closed instead)."
+            );
+            describe_gauge!(NPC_ELEMENTS, "Elements in the npc table's sets.");
+            describe_histogram!(
+                NPC_SYNC_SECONDS,
+                "Time to compile and write the npc table after a change, in seconds."
+            );
+            describe_counter!(NPC_SYNCS, "Writes of the npc table, by result.");
+            describe_gauge!(
+                NPC_LAST_SYNC_OK,
+                "1 if the last write of the npc table worked."
             );
             describe_gauge!(KUBE_NODES, "Number of Kubernetes Nodes the router knows.");
             describe_counter!(
@@ -267,6 +299,31 @@ pub fn record_sleeve_drops(drops: &[(crate::dataplane::sleeve::DropCause, u64)])
     for (cause, count) in drops {
         counter!(SLEEVE_DROPPED, "cause" => cause.as_str()).absolute(*count);
     }
+}
+
+/// How a write of the npc table went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncResult {
+    Ok,
+    Failed,
+}
+
+/// One write of the npc table: its duration, result and size.
+pub fn npc_synced(seconds: f64, result: SyncResult, elements: usize) {
+    let label = match result {
+        SyncResult::Ok => "ok",
+        SyncResult::Failed => "failed",
+    };
+    counter!(NPC_SYNCS, "result" => label).increment(1);
+    gauge!(NPC_LAST_SYNC_OK).set(if result == SyncResult::Ok { 1.0 } else { 0.0 });
+    if result == SyncResult::Ok {
+        histogram!(NPC_SYNC_SECONDS).record(seconds);
+        gauge!(NPC_ELEMENTS).set(elements as f64);
+    }
+}
+
+pub fn npc_policy_errors(count: usize) {
+    gauge!(NPC_POLICY_ERRORS).set(count as f64);
 }
 
 /// The Nodes the router knows (`--kube-peers`).

@@ -97,21 +97,7 @@ pub struct KubeClient {
 impl KubeClient {
     /// From `kubeconfig` if given, else the pod's service account.
     pub async fn new(kubeconfig: Option<&Path>, namespace: &str) -> Result<Self, KubeError> {
-        let config = match kubeconfig {
-            Some(path) => {
-                let fail = |source| KubeError::Kubeconfig {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let file = Kubeconfig::read_from(path).map_err(fail)?;
-                Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                    .await
-                    .map_err(fail)?
-            }
-            None => Config::incluster().map_err(KubeError::InCluster)?,
-        };
-        let url = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(KubeError::Client)?;
+        let (client, url) = connect(kubeconfig).await?;
         Ok(Self {
             client,
             namespace: namespace.to_string(),
@@ -276,6 +262,27 @@ impl KubeClient {
             })?;
         Ok(())
     }
+}
+
+/// A client from `kubeconfig` if given, else the pod's service account, and the API server's
+/// address (for the log).
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<(Client, String), KubeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let fail = |source| KubeError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let file = Kubeconfig::read_from(path).map_err(fail)?;
+            Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(fail)?
+        }
+        None => Config::incluster().map_err(KubeError::InCluster)?,
+    };
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(KubeError::Client)?;
+    Ok((client, url))
 }
 
 /// The watch's back-off between failed attempts: 0.8 s doubling (client-go's reflector starts

@@ -4,13 +4,26 @@
 //! - `model`: namespaces, pods and policies in our own types; `ranges`: address ranges;
 //! - `verdict`: the semantics as a plain per-packet evaluator (the tests' oracle);
 //! - `compile` → `ruleset`: the world compiled to one node's sets of allowed tuples;
-//! - `nft`: the ruleset as one nftables JSON transaction, behind the [`nft::PolicyKernel`] trait.
+//! - `nft`: the ruleset as one nftables JSON transaction, behind the [`nft::PolicyKernel`] trait;
+//! - `mirror` + `controller`: the watched objects and what to write, without I/O;
+//! - `convert` and `run` (with the `kube` feature): Kubernetes objects in, the running command.
 
+pub mod args;
 pub mod compile;
 #[cfg(test)]
 mod compile_tests;
+pub mod controller;
+#[cfg(test)]
+mod controller_tests;
+#[cfg(feature = "kube")]
+pub mod convert;
+#[cfg(all(test, feature = "kube"))]
+mod convert_tests;
+pub mod mirror;
 pub mod model;
 pub mod nft;
 pub mod ranges;
 pub mod ruleset;
+#[cfg(feature = "kube")]
+pub mod run;
 pub mod verdict;

@@ -53,8 +53,9 @@ impl fmt::Display for IpRange {
     }
 }
 
-/// Parses `a.b.c.d/len` (IPv4 only: the pod network is IPv4). Host bits set are an error, as the
-/// API server's validation of `ipBlock.cidr` also makes them one.
+/// Parses `a.b.c.d/len` (IPv4 only: the pod network is IPv4). Host bits are ignored, as Go's
+/// `net.ParseCIDR` ignores them: the API server accepts `10.0.0.1/16` and every other
+/// implementation enforces it as `10.0.0.0/16`.
 pub fn parse_cidr(text: &str) -> Result<IpRange, String> {
     let (address, len) = text
         .split_once('/')
@@ -74,10 +75,7 @@ pub fn parse_cidr(text: &str) -> Result<IpRange, String> {
         _ => return Err(format!("{text:?}: prefix length must be 0 to 32")),
     };
     let host_bits = u32::MAX.checked_shr(len).unwrap_or(0);
-    let first = u32::from(address);
-    if first & host_bits != 0 {
-        return Err(format!("{text:?} has host bits set"));
-    }
+    let first = u32::from(address) & !host_bits;
     Ok(IpRange {
         first,
         last: first | host_bits,

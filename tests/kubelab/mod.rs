@@ -491,6 +491,9 @@ pub fn router_rbac() -> Vec<(&'static str, Value)> {
     let cluster_rules = json!([
         {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+        // weave-npc, the DaemonSet's second container, shares the ServiceAccount.
+        {"apiGroups": [""], "resources": ["namespaces", "pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
     ]);
     // `create` cannot be limited to a name: the object has none until it exists.
     let namespace_rules = json!([

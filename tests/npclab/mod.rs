@@ -214,6 +214,8 @@ const PROBE_TIMEOUT_SECS: &str = "1.0";
 
 pub struct PolicyLab {
     pub lab: Lab,
+    /// The node's namespace; it is on the lab's underlay (198.51.100.11), so that a controller
+    /// in it reaches an API server there.
     pub node: String,
     pub kernel: Nft,
     /// Pod id → namespace name.
@@ -224,7 +226,7 @@ pub struct PolicyLab {
 impl PolicyLab {
     pub fn new(tag: &str) -> Self {
         let mut lab = Lab::new(tag);
-        let node = lab.netns("node");
+        let node = lab.node(1).ns;
         ip(&["-n", &node, "link", "add", "weave", "type", "bridge"]);
         ip(&["-n", &node, "link", "set", "weave", "up"]);
         let sysctl = in_netns(
@@ -279,6 +281,25 @@ impl PolicyLab {
         self.kernel
             .apply(&compiled.ruleset)
             .expect("apply the ruleset");
+    }
+
+    /// Probes until the matrix equals `expected` (a controller is writing the rules), or fails
+    /// after `timeout` with the differences.
+    pub fn wait_for(&self, name: &str, expected: &Reachability, timeout: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let observed = self.probe();
+            let wrong = expected.differences(&observed);
+            if wrong.is_empty() {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{name}: {} cells differ: {wrong:#?}",
+                wrong.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Every pair, port and protocol, probed at once.

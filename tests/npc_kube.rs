@@ -1,0 +1,255 @@
+//! `weft npc` driven by a real kube-apiserver v1.20.2 (tests/kubelab): Namespaces, Pods (with
+//! `spec.nodeName` set and `status.podIP` patched by the test, as a kubelet would) and
+//! NetworkPolicies created through the API are enforced on the node's pods (tests/npclab), the
+//! truth tables are probed, a broken policy fails closed, an external flush is restored, and a
+//! restarted controller takes over without opening anything.
+
+mod kubelab;
+mod netlab;
+mod npclab;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubelab::KubeApi;
+use netlab::in_netns;
+use npclab::{NAMESPACES, NODE, PODS, PORTS, PROTOCOLS, PolicyLab, Reachability, pod_ip};
+use serde_json::{Value, json};
+
+/// A controller writes within milliseconds; the probes and a loaded CI machine need the rest.
+const ENFORCED: Duration = Duration::from_secs(30);
+
+fn create(api: &KubeApi, path: &str, object: &Value) {
+    let (status, body) = api.request("POST", path, Some(object));
+    assert!(
+        status == 201 || status == 200,
+        "POST {path}: {status} {body}"
+    );
+}
+
+/// The model's namespaces and pods as API objects; the pods "run" on node1 with their lab
+/// addresses.
+fn populate(api: &KubeApi) {
+    for ns in NAMESPACES {
+        create(
+            api,
+            "/api/v1/namespaces",
+            &json!({"metadata": {"name": ns, "labels": {"ns": ns}}}),
+        );
+        // No controller-manager runs here to make it, and pods need their ServiceAccount.
+        create(
+            api,
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            &json!({"metadata": {"name": "default"}}),
+        );
+        for pod in PODS {
+            let ports: Vec<Value> = PORTS
+                .iter()
+                .flat_map(|port| {
+                    PROTOCOLS.iter().map(move |protocol| {
+                        json!({
+                            "name": format!("serve-{port}-{}", protocol.as_str()),
+                            "containerPort": port,
+                            "protocol": protocol.as_str().to_uppercase(),
+                        })
+                    })
+                })
+                .collect();
+            let object = json!({
+                "metadata": {"name": pod, "labels": {"pod": pod}},
+                "spec": {
+                    "nodeName": NODE,
+                    // No token controller runs here to make one.
+                    "automountServiceAccountToken": false,
+                    "containers": [{"name": "serve", "image": "localhost/none", "ports": ports}],
+                },
+            });
+            create(api, &format!("/api/v1/namespaces/{ns}/pods"), &object);
+            let ip = pod_ip(ns, pod).to_string();
+            let status =
+                json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+            let (code, body) = api.request(
+                "PATCH",
+                &format!("/api/v1/namespaces/{ns}/pods/{pod}/status"),
+                Some(&status),
+            );
+            assert_eq!(code, 200, "{body}");
+        }
+    }
+}
+
+fn policy(api: &KubeApi, namespace: &str, spec: Value) {
+    let name = spec["name"].as_str().unwrap().to_string();
+    let object = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name},
+        "spec": spec["spec"],
+    });
+    create(
+        api,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"),
+        &object,
+    );
+}
+
+fn delete_policy(api: &KubeApi, namespace: &str, name: &str) {
+    let path = format!("/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}");
+    let (status, body) = api.request("DELETE", &path, None);
+    assert_eq!(status, 200, "{body}");
+}
+
+fn start_npc(lab: &PolicyLab, api: &KubeApi, log: &str) -> Child {
+    let log = std::fs::File::create(lab.lab.dir().join(format!("{log}.log"))).unwrap();
+    let kubeconfig = api.router_kubeconfig();
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.node,
+            netlab::weft(),
+            "npc",
+            "--node-name",
+            NODE,
+        ])
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--metrics-addr",
+            "127.0.0.1:6781",
+        ])
+        .args(["--check-interval", "1s"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start weft npc")
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn npc_log(lab: &PolicyLab, name: &str) -> String {
+    std::fs::read_to_string(lab.lab.dir().join(format!("{name}.log"))).unwrap_or_default()
+}
+
+fn curl(lab: &PolicyLab, path: &str) -> String {
+    let output = in_netns(
+        &lab.node,
+        "curl",
+        &["-sS", "-m", "10", &format!("http://127.0.0.1:6781{path}")],
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
+    let lab = PolicyLab::new("npckube");
+    let mut lab_for_api = lab;
+    let api = KubeApi::new(&mut lab_for_api.lab);
+    let lab = lab_for_api;
+    api.grant_router_rbac();
+    populate(&api);
+    let npc = Killed(start_npc(&lab, &api, "npc"));
+
+    // No policy: open, and the controller is healthy once it has written its table.
+    lab.wait_for("no policies", &Reachability::all(true), ENFORCED);
+    assert!(
+        netlab::wait_until(ENFORCED, || curl(&lab, "/healthz").trim() == "ok"),
+        "{}",
+        npc_log(&lab, "npc")
+    );
+
+    let created = Instant::now();
+    policy(
+        &api,
+        "x",
+        json!({"name": "deny-ingress", "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}),
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/*"), None, None, false);
+    let took = lab.wait_for("default deny in x", &expected, ENFORCED);
+    eprintln!(
+        "npc_kube: policy created to enforced (probe included): {:.2} s",
+        took.max(created.elapsed()).as_secs_f64()
+    );
+
+    // Namespace AND pod selector, with a named port.
+    policy(
+        &api,
+        "x",
+        json!({"name": "a-from-y-b", "spec": {
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}}],
+                "ports": [{"port": "serve-80-tcp"}],
+            }],
+        }}),
+    );
+    expected.expect(
+        Some("y/b"),
+        Some("x/a"),
+        Some(80),
+        Some(weft::npc::model::Protocol::Tcp),
+        true,
+    );
+    lab.wait_for("y/b may reach x/a on serve-80-tcp", &expected, ENFORCED);
+
+    // A pod's labels change: y/c becomes a "b".
+    let relabel = json!({"metadata": {"labels": {"pod": "b"}}});
+    let (status, body) = api.request("PATCH", "/api/v1/namespaces/y/pods/c", Some(&relabel));
+    assert_eq!(status, 200, "{body}");
+    expected.expect(
+        Some("y/c"),
+        Some("x/a"),
+        Some(80),
+        Some(weft::npc::model::Protocol::Tcp),
+        true,
+    );
+    lab.wait_for("y/c relabelled", &expected, ENFORCED);
+
+    // An ipBlock with host bits set (the API server accepts it): enforced as Go's ParseCIDR
+    // reads it, 10.40.0.0/16 minus y's /24.
+    policy(
+        &api,
+        "z",
+        json!({"name": "host-bits", "spec": {
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"ipBlock": {"cidr": "10.40.1.1/16", "except": ["10.40.2.0/24"]}}]}],
+        }}),
+    );
+    expected.expect(Some("y/*"), Some("z/a"), None, None, false);
+    lab.wait_for("ipBlock with host bits and except", &expected, ENFORCED);
+    assert!(curl(&lab, "/metrics").contains("weavenpc_policy_enforcement_errors 0"));
+
+    // Flushed from outside: restored within seconds.
+    let flushed = in_netns(&lab.node, "nft", &["flush", "table", "inet", "weft-npc"]);
+    assert!(flushed.status.success());
+    let flush_time = Instant::now();
+    assert!(
+        netlab::wait_until(Duration::from_secs(5), || npc_log(&lab, "npc")
+            .contains("restoring")),
+        "{}",
+        npc_log(&lab, "npc")
+    );
+    lab.wait_for("restored after a flush", &expected, ENFORCED);
+    eprintln!(
+        "npc_kube: flushed table restored and verified in {:.2} s",
+        flush_time.elapsed().as_secs_f64()
+    );
+
+    // A new controller takes over from the old table: nothing opens in between.
+    drop(npc);
+    lab.wait_for("the table outlives its controller", &expected, ENFORCED);
+    let _npc = Killed(start_npc(&lab, &api, "npc2"));
+    for name in ["deny-ingress", "a-from-y-b"] {
+        delete_policy(&api, "x", name);
+    }
+    delete_policy(&api, "z", "host-bits");
+    lab.wait_for("policies deleted", &Reachability::all(true), ENFORCED);
+}
