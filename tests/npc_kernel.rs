@@ -270,6 +270,9 @@ fn egress_scenarios_on_one_node() {
 #[test]
 fn policy_changes_and_label_changes_apply_in_place() {
     let lab = PolicyLab::new("npcsteps");
+    // A connection that every step allows (z/a -> x/a: no step isolates x) carries traffic
+    // across all the ruleset replacements.
+    let stream = netlab::Stream::start(&lab.pods["z/a"], &lab.pods["x/a"], "10.40.1.1", 7400, 20);
     let allow_from_b = |target: &str| {
         with_ingress(
             policy("y", "from-b", sel("pod", target)),
@@ -308,6 +311,11 @@ fn policy_changes_and_label_changes_apply_in_place() {
 
     world_now.policies.clear();
     lab.check("removed", &world_now, &Reachability::all(true));
+    let (sent, received) = stream.finish().expect("the stream across the changes");
+    assert!(
+        sent > 0 && sent == received,
+        "sent {sent}, received {received}"
+    );
 
     // An external flush empties our table: the controller sees the rules gone.
     let flushed = netlab::in_netns(&lab.node, "nft", &["flush", "table", "inet", "weft-npc"]);
@@ -316,4 +324,327 @@ fn policy_changes_and_label_changes_apply_in_place() {
     assert!(lab.kernel.remove().unwrap());
     assert_eq!(lab.kernel.installed_rules().unwrap(), None);
     assert!(!lab.kernel.remove().unwrap());
+}
+
+fn expr(key: &str, operator: weft::npc::model::Operator, values: &[&str]) -> Selector {
+    Selector {
+        match_labels: Default::default(),
+        expressions: vec![weft::npc::model::Requirement {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }],
+    }
+}
+
+/// Selector expressions, stacked policies, allow-all and default-deny-all, in the upstream
+/// suite's shapes.
+#[test]
+fn selector_and_stacking_scenarios_on_one_node() {
+    use weft::npc::model::Operator::{In, NotIn};
+    let lab = PolicyLab::new("npcsel");
+    let x_a = || policy("x", "target", sel("pod", "a"));
+
+    let in_b = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(None, Some(expr("pod", In, &["b"])))],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("x/b"), Some("x/a"), None, None, true);
+    lab.check(
+        "podSelector matchExpressions In",
+        &world(vec![in_b]),
+        &expected,
+    );
+
+    let not_x = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(Some(expr("ns", NotIn, &["x"])), None)],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(Some("x/*"), Some("x/a"), None, None, false);
+    lab.check(
+        "namespaceSelector matchExpressions NotIn",
+        &world(vec![not_x]),
+        &expected,
+    );
+
+    let multiple = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(
+                Some(expr("ns", NotIn, &["x"])),
+                Some(expr("pod", In, &["b", "c"])),
+            )],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    for from in ["y/b", "y/c", "z/b", "z/c"] {
+        expected.expect(Some(from), Some("x/a"), None, None, true);
+    }
+    lab.check(
+        "multiple expressions in one peer",
+        &world(vec![multiple]),
+        &expected,
+    );
+
+    let any_of = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![
+                pods(None, Some(sel("pod", "b"))),
+                pods(None, Some(sel("pod", "c"))),
+            ],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("x/b"), Some("x/a"), None, None, true);
+    expected.expect(Some("x/c"), Some("x/a"), None, None, true);
+    lab.check(
+        "any of several podSelectors",
+        &world(vec![any_of]),
+        &expected,
+    );
+
+    let only_other_ns = with_ingress(
+        x_a(),
+        vec![rule(vec![pods(Some(sel("ns", "y")), None)], vec![])],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("y/*"), Some("x/a"), None, None, true);
+    lab.check(
+        "only from a different namespace",
+        &world(vec![only_other_ns]),
+        &expected,
+    );
+
+    let y_on_81 = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(Some(sel("ns", "y")), None)],
+            vec![port(Protocol::Tcp, 81)],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("y/*"), Some("x/a"), Some(81), TCP, true);
+    lab.check(
+        "a namespace on one port",
+        &world(vec![y_on_81.clone()]),
+        &expected,
+    );
+
+    let mut y_on_80 = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(Some(sel("ns", "y")), None)],
+            vec![port(Protocol::Tcp, 80)],
+        )],
+    );
+    y_on_80.name = "y-80".into();
+    expected.expect(Some("y/*"), Some("x/a"), Some(80), TCP, true);
+    lab.check(
+        "stacked policies with overlapping podSelectors",
+        &world(vec![y_on_81, y_on_80]),
+        &expected,
+    );
+
+    let allow_all = with_ingress(
+        policy("x", "allow-all", Selector::default()),
+        vec![rule(vec![], vec![])],
+    );
+    let deny = with_ingress(policy("x", "deny", Selector::default()), vec![]);
+    lab.check(
+        "allow-all wins over deny",
+        &world(vec![deny.clone(), allow_all]),
+        &Reachability::all(true),
+    );
+
+    let deny_all = with_egress(
+        with_ingress(policy("x", "deny-all", Selector::default()), vec![]),
+        vec![],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/*"), None, None, false);
+    expected.expect(Some("x/*"), None, None, None, false);
+    lab.check("default-deny-all in x", &world(vec![deny_all]), &expected);
+
+    let from_all_x = with_ingress(
+        policy("x", "from-x", Selector::default()),
+        vec![rule(vec![pods(None, Some(Selector::default()))], vec![])],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(Some("y/*"), Some("x/*"), None, None, false);
+    expected.expect(Some("z/*"), Some("x/*"), None, None, false);
+    lab.check(
+        "deny ingress from other namespaces",
+        &world(vec![from_all_x]),
+        &expected,
+    );
+
+    let by_default_label = with_ingress(
+        x_a(),
+        vec![rule(
+            vec![pods(Some(sel("kubernetes.io/metadata.name", "y")), None)],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    let mut labelled = world(vec![by_default_label]);
+    for namespace in labelled.namespaces.values_mut() {
+        namespace
+            .labels
+            .insert("kubernetes.io/metadata.name".into(), namespace.name.clone());
+    }
+    expected.expect(Some("y/*"), Some("x/a"), None, None, true);
+    lab.check(
+        "namespaces by their default name label",
+        &labelled,
+        &expected,
+    );
+}
+
+/// Egress, ipBlocks and protocols in the upstream suite's shapes.
+#[test]
+fn egress_block_and_protocol_scenarios_on_one_node() {
+    let lab = PolicyLab::new("npcblk");
+
+    let egress_cidr = with_egress(
+        policy("x", "to-y-cidr", sel("pod", "a")),
+        vec![rule(
+            vec![Peer::Block(vec![parse_cidr("10.40.2.0/24").unwrap()])],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(Some("x/a"), None, None, None, false);
+    expected.expect(Some("x/a"), Some("y/*"), None, None, true);
+    lab.check(
+        "egress to a CIDR block",
+        &world(vec![egress_cidr]),
+        &expected,
+    );
+
+    let block = subtract(
+        parse_cidr("10.40.2.0/24").unwrap(),
+        &[parse_cidr("10.40.2.2/32").unwrap()],
+    );
+    let egress_except = with_egress(
+        policy("x", "except", sel("pod", "a")),
+        vec![rule(vec![Peer::Block(block)], vec![])],
+    );
+    expected.expect(Some("x/a"), Some("y/b"), None, None, false);
+    lab.check(
+        "egress to a CIDR block except one pod",
+        &world(vec![egress_except.clone()]),
+        &expected,
+    );
+
+    let mut only_y_b = with_egress(
+        policy("x", "only-y-b", sel("pod", "a")),
+        vec![rule(
+            vec![Peer::Block(vec![parse_cidr("10.40.2.2/32").unwrap()])],
+            vec![],
+        )],
+    );
+    only_y_b.name = "y-b".into();
+    expected.expect(Some("x/a"), Some("y/b"), None, None, true);
+    lab.check(
+        "an address in one policy's except and another's block is allowed",
+        &world(vec![egress_except, only_y_b]),
+        &expected,
+    );
+
+    let udp_only = with_ingress(
+        policy("x", "udp", sel("pod", "a")),
+        vec![rule(
+            vec![],
+            vec![PolicyPort {
+                protocol: Protocol::Udp,
+                port: None,
+                end_port: None,
+            }],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, TCP, false);
+    lab.check(
+        "a protocol without a port: every UDP port, no TCP",
+        &world(vec![udp_only]),
+        &expected,
+    );
+
+    let sctp_only = with_ingress(
+        policy("x", "sctp", sel("pod", "a")),
+        vec![rule(
+            vec![],
+            vec![PolicyPort {
+                protocol: Protocol::Sctp,
+                port: Some(PortRef::Number(80)),
+                end_port: None,
+            }],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    lab.check(
+        "SCTP rules neither open TCP nor UDP, and isolate",
+        &world(vec![sctp_only]),
+        &expected,
+    );
+
+    let both = with_egress(
+        with_ingress(
+            policy("x", "both", sel("pod", "a")),
+            vec![rule(vec![pods(Some(sel("ns", "y")), None)], vec![])],
+        ),
+        vec![rule(vec![pods(Some(sel("ns", "z")), None)], vec![])],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("y/*"), Some("x/a"), None, None, true);
+    expected.expect(Some("x/a"), None, None, None, false);
+    expected.expect(Some("x/a"), Some("z/*"), None, None, true);
+    lab.check("Ingress and Egress together", &world(vec![both]), &expected);
+
+    let client_denies = with_egress(policy("y", "no-egress", sel("pod", "b")), vec![]);
+    let server_allows = with_ingress(
+        policy("x", "allow-y-b", sel("pod", "a")),
+        vec![rule(
+            vec![pods(Some(sel("ns", "y")), Some(sel("pod", "b")))],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/a"), None, None, false);
+    expected.expect(Some("y/b"), None, None, None, false);
+    lab.check(
+        "the client's egress denies what the server allows",
+        &world(vec![client_denies, server_allows]),
+        &expected,
+    );
+
+    let egress_allow_all = with_egress(
+        policy("x", "allow-all-egress", Selector::default()),
+        vec![rule(vec![], vec![])],
+    );
+    let egress_deny = with_egress(policy("x", "deny-egress", Selector::default()), vec![]);
+    lab.check(
+        "egress allow-all wins over deny",
+        &world(vec![egress_deny, egress_allow_all]),
+        &Reachability::all(true),
+    );
 }
