@@ -253,3 +253,112 @@ fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
     delete_policy(&api, "z", "host-bits");
     lab.wait_for("policies deleted", &Reachability::all(true), ENFORCED);
 }
+
+/// New TCP connections from `netns` to `ip:port`, one every 100 ms for `seconds`; prints
+/// "<succeeded> <failed>". `timeout` bounds each attempt (a denied SYN is dropped, not refused).
+fn connection_loop(netns: &str, ip: &str, port: u16, seconds: u32, timeout: f64) -> Child {
+    let script = format!(
+        "import socket,time\n\
+         ok=fail=0;end=time.time()+{seconds}\n\
+         while time.time()<end:\n\
+         \x20 try:\n\
+         \x20   s=socket.create_connection(('{ip}',{port}),timeout={timeout});s.settimeout({timeout})\n\
+         \x20   ok+=s.recv(2)==b'ok';s.close()\n\
+         \x20 except OSError: fail+=1\n\
+         \x20 time.sleep(0.1)\n\
+         print(ok,fail)\n"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", netns, "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a connection loop")
+}
+
+fn loop_counts(child: Child) -> (u32, u32) {
+    let output = child.wait_with_output().expect("loop output");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = text
+        .split_whitespace()
+        .map(|n| n.parse::<u32>().unwrap_or(u32::MAX));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+#[test]
+fn restarts_and_a_flush_under_load_open_nothing_and_drop_nothing() {
+    const RESTARTS: usize = 10;
+    const LOAD_SECONDS: u32 = 25;
+    let lab = PolicyLab::new("npcrestart");
+    let mut lab_for_api = lab;
+    let api = KubeApi::new(&mut lab_for_api.lab);
+    let lab = lab_for_api;
+    api.grant_router_rbac();
+    populate(&api);
+    // x accepts only from y.
+    policy(
+        &api,
+        "x",
+        json!({"name": "from-y", "spec": {
+            "podSelector": {},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}],
+        }}),
+    );
+    let mut npc = Killed(start_npc(&lab, &api, "npc0"));
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/*"), None, None, false);
+    expected.expect(Some("y/*"), Some("x/*"), None, None, true);
+    lab.wait_for("x only from y", &expected, ENFORCED);
+
+    let stream = netlab::Stream::start(
+        &lab.pods["y/b"],
+        &lab.pods["x/b"],
+        "10.40.1.2",
+        7401,
+        LOAD_SECONDS,
+    );
+    // Allowed attempts get time for a SYN retransmission (a flushed table drops until restored).
+    let allowed = connection_loop(&lab.pods["y/a"], "10.40.1.1", 80, LOAD_SECONDS, 5.0);
+    let denied = connection_loop(&lab.pods["z/a"], "10.40.1.1", 80, LOAD_SECONDS, 1.0);
+    let started = Instant::now();
+    for restart in 1..=RESTARTS {
+        std::thread::sleep(Duration::from_millis(1000));
+        drop(npc);
+        let log = format!("npc{restart}");
+        npc = Killed(start_npc(&lab, &api, &log));
+        // Each controller really takes over: it lists everything and writes its own table.
+        assert!(
+            netlab::wait_until(ENFORCED, || npc_log(&lab, &log)
+                .contains("table inet weft-npc written")),
+            "{log}: {}",
+            npc_log(&lab, &log)
+        );
+        if restart == RESTARTS / 2 {
+            let flushed = in_netns(&lab.node, "nft", &["flush", "table", "inet", "weft-npc"]);
+            assert!(flushed.status.success());
+        }
+    }
+    eprintln!(
+        "npc_kube: {RESTARTS} restarts and a flush in {:.1} s under load",
+        started.elapsed().as_secs_f64()
+    );
+    let (allowed_ok, allowed_failed) = loop_counts(allowed);
+    let (denied_ok, denied_failed) = loop_counts(denied);
+    let (sent, received) = stream.finish().expect("the allowed stream");
+    eprintln!(
+        "npc_kube: allowed {allowed_ok} ok / {allowed_failed} failed, denied {denied_ok} ok / {denied_failed} failed, stream {received} of {sent} bytes"
+    );
+    assert_eq!(allowed_failed, 0, "allowed connections failed");
+    assert!(
+        allowed_ok > 100,
+        "too few allowed connections to mean anything: {allowed_ok}"
+    );
+    assert_eq!(denied_ok, 0, "denied connections got through");
+    assert!(denied_failed > 10);
+    assert!(
+        sent > 0 && sent == received,
+        "sent {sent}, received {received}"
+    );
+    lab.wait_for("still x only from y", &expected, ENFORCED);
+    drop(npc);
+}

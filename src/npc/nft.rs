@@ -5,10 +5,11 @@
 //! The table, hooked on `forward` (bridged pod traffic reaches it through br_netfilter):
 //!
 //! ```text
-//! chain forward  (filter, forward, priority 0, policy accept)
+//! chain forward  (filter, forward, priority 0, policy drop)
 //!     ct state established,related accept          replies and allowed flows: no policy cost
 //!     ip saddr @egress_isolated jump egress        leaving a local pod isolated for egress
 //!     ip daddr @ingress_isolated jump ingress      arriving at a local pod isolated for ingress
+//!     accept                                       nothing isolates it
 //! chain egress
 //!     ip saddr . ip daddr @egress_any return       allowed: go on to the ingress check
 //!     ip saddr . ip daddr . meta l4proto . th dport @egress_ports return
@@ -16,6 +17,10 @@
 //!     drop
 //! chain ingress   the same with ip daddr . ip saddr, ending in accept
 //! ```
+//!
+//! The chain's policy is drop and its last rule accepts: with the rules in place nothing changes,
+//! but a table someone flushes (rules and elements gone, chains kept) fails closed until the
+//! controller restores it, instead of opening every isolated pod.
 //!
 //! The sets are concatenated interval sets keyed on (local pod, peer range[, protocol, port
 //! range]); the compiler makes their elements disjoint.
@@ -46,7 +51,7 @@ pub const LOG_GROUP: u32 = 86;
 const LOG_RATE_PER_SECOND: u32 = 20;
 const LOG_BURST: u32 = 40;
 /// The rules `render` writes: checked when looking for a flushed table.
-pub const RULE_COUNT: usize = 3 + 4 + 4;
+pub const RULE_COUNT: usize = 4 + 4 + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpcKernelError {
@@ -184,7 +189,7 @@ pub fn render(ruleset: &Ruleset) -> Nftables<'static> {
         _type: Some(NfChainType::Filter),
         hook: Some(NfHook::Forward),
         prio: Some(0),
-        policy: Some(NfChainPolicy::Accept),
+        policy: Some(NfChainPolicy::Drop),
         ..Chain::default()
     }));
     for direction in [Direction::Egress, Direction::Ingress] {
@@ -234,6 +239,7 @@ pub fn render(ruleset: &Ruleset) -> Nftables<'static> {
             ],
         ));
     }
+    batch.add(rule("forward", vec![Statement::Accept(None)]));
     for direction in [Direction::Egress, Direction::Ingress] {
         let (pod_end, peer_end) = match direction {
             Direction::Egress => ("saddr", "daddr"),
