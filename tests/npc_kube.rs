@@ -178,6 +178,20 @@ fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
         "npc_kube: policy created to enforced (probe included): {:.2} s",
         took.max(created.elapsed()).as_secs_f64()
     );
+    // The probes that were dropped are in the log, read from NFLOG, naming both pods and the
+    // policy, and counted.
+    let line = "blocked by network policy: z/a (10.40.3.1) -> x/a (10.40.1.1):80/tcp (ingress isolated by x/deny-ingress)";
+    assert!(
+        netlab::wait_until(Duration::from_secs(10), || npc_log(&lab, "npc")
+            .contains(line)),
+        "{}",
+        npc_log(&lab, "npc")
+    );
+    let metrics = curl(&lab, "/metrics");
+    assert!(
+        metrics.contains("weavenpc_blocked_connections_total{protocol=\"udp\",dport=\"81\"}"),
+        "{metrics}"
+    );
 
     // Namespace AND pod selector, with a named port.
     policy(

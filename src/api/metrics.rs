@@ -27,6 +27,10 @@ const OVERLAY_FALLBACKS: &str = "weft_overlay_fallbacks_total";
 const OVERLAY_FRAMES: &str = "weft_overlay_frames_total";
 const OVERLAY_BYTES: &str = "weft_overlay_bytes_total";
 const SLEEVE_DROPPED: &str = "weft_sleeve_dropped_total";
+const NPC_BLOCKED: &str = "weavenpc_blocked_connections_total";
+/// Distinct `dport` label values of the blocked counter: a port scan must not make 65,536
+/// series. Past this many, other ports count under `dport="other"`.
+const NPC_BLOCKED_PORT_LABELS: usize = 256;
 const NPC_POLICY_ERRORS: &str = "weavenpc_policy_enforcement_errors";
 const NPC_ELEMENTS: &str = "weft_npc_set_elements";
 const NPC_SYNC_SECONDS: &str = "weft_npc_sync_duration_seconds";
@@ -166,6 +170,10 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 DROPPED,
                 "Messages dropped because a bounded queue was full."
+            );
+            describe_counter!(
+                NPC_BLOCKED,
+                "New connections dropped by network policy, by protocol and destination port."
             );
             describe_gauge!(
                 NPC_POLICY_ERRORS,
@@ -320,6 +328,26 @@ pub fn npc_synced(seconds: f64, result: SyncResult, elements: usize) {
         histogram!(NPC_SYNC_SECONDS).record(seconds);
         gauge!(NPC_ELEMENTS).set(elements as f64);
     }
+}
+
+/// A new connection dropped by network policy (Weave Net's counter and labels).
+pub fn npc_blocked(protocol: Option<crate::npc::model::Protocol>, dport: u16) {
+    static PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let protocol = protocol.map_or("other", |protocol| protocol.as_str());
+    let port = {
+        let mut ports = PORTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if ports.contains(&dport) || ports.len() < NPC_BLOCKED_PORT_LABELS {
+            if !ports.contains(&dport) {
+                ports.push(dport);
+            }
+            dport.to_string()
+        } else {
+            "other".to_string()
+        }
+    };
+    counter!(NPC_BLOCKED, "protocol" => protocol, "dport" => port).increment(1);
 }
 
 pub fn npc_policy_errors(count: usize) {

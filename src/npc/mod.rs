@@ -9,6 +9,7 @@
 //! - `convert` and `run` (with the `kube` feature): Kubernetes objects in, the running command.
 
 pub mod args;
+pub mod blocked;
 pub mod compile;
 #[cfg(test)]
 mod compile_tests;
@@ -21,6 +22,7 @@ pub mod convert;
 mod convert_tests;
 pub mod mirror;
 pub mod model;
+pub mod nflog;
 pub mod nft;
 pub mod ranges;
 pub mod ruleset;

@@ -26,13 +26,23 @@ use serde::de::DeserializeOwned;
 use tracing::{error, info, warn};
 
 use super::args::NpcArgs;
+use super::blocked::{Blocked, FirstSightings};
 use super::controller::{Controller, ControllerEvent};
 use super::convert;
 use super::mirror::WatchEvent;
+use super::model::{Direction, World};
 use super::nft::{Nft, NpcKernelError, PolicyKernel, RULE_COUNT};
 use super::ruleset::Ruleset;
 use crate::api::metrics::{self, KubeApiOp, SyncResult};
 use crate::kubernetes::client::{KubeError, WatchBackoff, connect};
+
+/// Blocked connections waiting for the log; more are dropped (the kernel's log rule is
+/// rate-limited to 20 a second per direction already).
+const BLOCKED_QUEUE: usize = 1024;
+/// A blocked connection's retransmitted SYNs within this time are one log line.
+const BLOCKED_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Blocked connections remembered for that, at most.
+const BLOCKED_MEMORY: usize = 4096;
 
 /// Changes arriving within this window are written together: a deployment's pods or a batch of
 /// policies cost one transaction, and a single change still lands within milliseconds.
@@ -100,6 +110,8 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
     );
 
     let kernel: Arc<dyn PolicyKernel + Sync> = Arc::new(Nft::default());
+    let mut blocked = super::nflog::start(BLOCKED_QUEUE);
+    let mut sightings = FirstSightings::new(BLOCKED_LOG_WINDOW, BLOCKED_MEMORY);
     let mut controller = Controller::new(&node);
     let mut events = watch_all(client);
     let mut due: Option<tokio::time::Instant> = None;
@@ -126,6 +138,12 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
                 sync(&mut controller, &kernel, &health, false).await;
             }
             _ = check.tick() => restore_if_flushed(&mut controller, &kernel, &health).await,
+            Some(connection) = blocked.recv() => {
+                if sightings.first(connection, Instant::now()) {
+                    metrics::npc_blocked(connection.protocol, connection.dport);
+                    warn!("{}", describe_blocked(&controller.world(), &connection));
+                }
+            }
             () = shutdown_signal() => {
                 // The table stays: the pods stay protected until the next npc takes over.
                 info!("Shutting down; the table inet {} stays in force", super::nft::TABLE);
@@ -215,6 +233,41 @@ async fn restore_if_flushed(
         }
         Err(err) => warn!("cannot check the npc table: {err}"),
     }
+}
+
+/// `blocked by network policy: x/b (10.40.1.2) -> x/a (10.40.1.1):80/tcp`, and which policies
+/// isolate the end that dropped it.
+fn describe_blocked(world: &World, blocked: &Blocked) -> String {
+    let end = |ip: std::net::Ipv4Addr| match world.pod_at(ip) {
+        Some(pod) => format!("{}/{} ({ip})", pod.namespace, pod.name),
+        None => ip.to_string(),
+    };
+    let protocol = blocked
+        .protocol
+        .map_or("other", |protocol| protocol.as_str());
+    let subject = match blocked.direction {
+        Direction::Ingress => blocked.dst,
+        Direction::Egress => blocked.src,
+    };
+    let isolating: Vec<String> = world
+        .pod_at(subject)
+        .map(|pod| {
+            world
+                .policies
+                .iter()
+                .filter(|policy| policy.selects(pod) && policy.rules(blocked.direction).is_some())
+                .map(|policy| policy.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "blocked by network policy: {} -> {}:{}/{protocol} ({} isolated by {})",
+        end(blocked.src),
+        end(blocked.dst),
+        blocked.dport,
+        blocked.direction.as_str(),
+        isolating.join(", ")
+    )
 }
 
 /// The three watches as one stream of controller events.
