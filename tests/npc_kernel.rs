@@ -648,3 +648,88 @@ fn egress_block_and_protocol_scenarios_on_one_node() {
         &Reachability::all(true),
     );
 }
+
+/// Scenarios whose probes cross the overlay: x on node1, y and z on node2, each node enforcing
+/// its own pods (egress where a packet leaves, ingress where it arrives).
+fn cross_node_scenarios(lab: &PolicyLab) {
+    let layout = lab.layout;
+    lab.check(
+        "open",
+        &npclab::world_on(layout, vec![]),
+        &Reachability::all(true),
+    );
+
+    let deny_x = with_ingress(policy("x", "deny", Selector::default()), vec![]);
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("x/*"), None, None, false);
+    lab.check(
+        "default-deny ingress on node1",
+        &npclab::world_on(layout, vec![deny_x]),
+        &expected,
+    );
+
+    let y_from_x = with_ingress(
+        policy("y", "from-x", sel("pod", "a")),
+        vec![rule(
+            vec![pods(Some(sel("ns", "x")), None)],
+            vec![port(Protocol::Tcp, 80)],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(None, Some("y/a"), None, None, false);
+    expected.expect(Some("x/*"), Some("y/a"), Some(80), TCP, true);
+    lab.check(
+        "ingress on node2 from node1 on one port",
+        &npclab::world_on(layout, vec![y_from_x]),
+        &expected,
+    );
+
+    let x_a_to_z = with_egress(
+        policy("x", "to-z", sel("pod", "a")),
+        vec![rule(
+            vec![pods(Some(sel("ns", "z")), None)],
+            vec![PolicyPort {
+                protocol: Protocol::Udp,
+                port: Some(PortRef::Name("serve-81-udp".into())),
+                end_port: None,
+            }],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(Some("x/a"), None, None, None, false);
+    expected.expect(Some("x/a"), Some("z/*"), Some(81), UDP, true);
+    lab.check(
+        "egress on node1 to node2 on a named port",
+        &npclab::world_on(layout, vec![x_a_to_z]),
+        &expected,
+    );
+
+    let z_no_egress = with_egress(policy("z", "no-egress", sel("pod", "b")), vec![]);
+    let x_allows = with_ingress(
+        policy("x", "from-z-b", sel("pod", "c")),
+        vec![rule(
+            vec![pods(Some(sel("ns", "z")), Some(sel("pod", "b")))],
+            vec![],
+        )],
+    );
+    let mut expected = Reachability::all(true);
+    expected.expect(Some("z/b"), None, None, None, false);
+    expected.expect(None, Some("x/c"), None, None, false);
+    lab.check(
+        "egress on node2 denies what ingress on node1 allows",
+        &npclab::world_on(layout, vec![z_no_egress, x_allows]),
+        &expected,
+    );
+}
+
+#[test]
+fn cross_node_scenarios_over_fastdp() {
+    let lab = PolicyLab::with_layout("npcfdp", npclab::Layout::TwoNodes { sleeve_only: false });
+    cross_node_scenarios(&lab);
+}
+
+#[test]
+fn cross_node_scenarios_over_sleeve() {
+    let lab = PolicyLab::with_layout("npcslv", npclab::Layout::TwoNodes { sleeve_only: true });
+    cross_node_scenarios(&lab);
+}

@@ -23,6 +23,26 @@ pub const PODS: [&str; 3] = ["a", "b", "c"];
 pub const PORTS: [u16; 2] = [80, 81];
 pub const PROTOCOLS: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
 pub const NODE: &str = "node1";
+pub const NODE2: &str = "node2";
+
+/// Which node a namespace's pods run on: all on node1, or x on node1 and y, z on node2 (so that
+/// every cross-namespace probe crosses the overlay, and egress and ingress are checked on
+/// different nodes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    OneNode,
+    TwoNodes { sleeve_only: bool },
+}
+
+impl Layout {
+    pub fn node_of(self, namespace: &str) -> &'static str {
+        match self {
+            Layout::OneNode => NODE,
+            Layout::TwoNodes { .. } if namespace == "x" => NODE,
+            Layout::TwoNodes { .. } => NODE2,
+        }
+    }
+}
 
 /// A pod of the model, `x/a`.
 pub fn pod_id(namespace: &str, pod: &str) -> String {
@@ -116,8 +136,13 @@ pub fn all_pods() -> Vec<String> {
         .collect()
 }
 
-/// The world of the model with `policies`.
+/// The world of the model with `policies`, every pod on node1.
 pub fn world(policies: Vec<Policy>) -> World {
+    world_on(Layout::OneNode, policies)
+}
+
+/// The world of the model with `policies`, pods placed by `layout`.
+pub fn world_on(layout: Layout, policies: Vec<Policy>) -> World {
     let labels = |key: &str, value: &str| -> Labels {
         [(key.to_string(), value.to_string())].into_iter().collect()
     };
@@ -136,13 +161,13 @@ pub fn world(policies: Vec<Policy>) -> World {
             .collect(),
         pods: NAMESPACES
             .iter()
-            .flat_map(|ns| {
+            .flat_map(move |ns| {
                 PODS.iter().map(move |pod| Pod {
                     namespace: ns.to_string(),
                     name: pod.to_string(),
                     ip: Some(pod_ip(ns, pod)),
                     labels: labels("pod", pod),
-                    node: Some(NODE.to_string()),
+                    node: Some(layout.node_of(ns).to_string()),
                     host_network: false,
                     ports: PORTS
                         .iter()
@@ -214,10 +239,13 @@ const PROBE_TIMEOUT_SECS: &str = "1.0";
 
 pub struct PolicyLab {
     pub lab: Lab,
-    /// The node's namespace; it is on the lab's underlay (198.51.100.11), so that a controller
+    /// node1's namespace; it is on the lab's underlay (198.51.100.11), so that a controller
     /// in it reaches an API server there.
     pub node: String,
     pub kernel: Nft,
+    pub layout: Layout,
+    /// Each node's name and the `nft` of its namespace.
+    pub kernels: Vec<(&'static str, Nft)>,
     /// Pod id → namespace name.
     pub pods: BTreeMap<String, String>,
     agents: Vec<Child>,
@@ -225,24 +253,71 @@ pub struct PolicyLab {
 
 impl PolicyLab {
     pub fn new(tag: &str) -> Self {
+        Self::with_layout(tag, Layout::OneNode)
+    }
+
+    /// The model's pods placed by `layout`. With two nodes, each runs a real `weft router`
+    /// (fastdp, or sleeve only) that makes its `weave` bridge and links the two.
+    pub fn with_layout(tag: &str, layout: Layout) -> Self {
         let mut lab = Lab::new(tag);
-        let node = lab.node(1).ns;
-        ip(&["-n", &node, "link", "add", "weave", "type", "bridge"]);
-        ip(&["-n", &node, "link", "set", "weave", "up"]);
-        let sysctl = in_netns(
-            &node,
-            "sysctl",
-            &["-qw", "net.bridge.bridge-nf-call-iptables=1"],
-        );
-        assert!(sysctl.status.success(), "{sysctl:?}");
+        let node1 = lab.node(1);
+        let mut kernels = vec![(
+            NODE,
+            Nft {
+                netns: Some(node1.ns.clone()),
+            },
+        )];
+        let mut node_netns: BTreeMap<&str, String> = BTreeMap::from([(NODE, node1.ns.clone())]);
+        match layout {
+            Layout::OneNode => {
+                ip(&["-n", &node1.ns, "link", "add", "weave", "type", "bridge"]);
+                ip(&["-n", &node1.ns, "link", "set", "weave", "up"]);
+            }
+            Layout::TwoNodes { sleeve_only } => {
+                let node2 = lab.node(2);
+                // The pods' addresses are outside the routers' range: IPAM is not needed here.
+                let mut extra = vec!["--ipalloc-range", ""];
+                if sleeve_only {
+                    extra.push("--no-fastdp");
+                }
+                lab.router(&node1, 0x70, &extra, &[]);
+                lab.router(&node2, 0x70, &extra, &[&node1]);
+                let overlay = if sleeve_only { "sleeve" } else { "fastdp" };
+                assert!(
+                    crate::netlab::wait_until(Duration::from_secs(60), || {
+                        crate::netlab::links_using(&node1, overlay) == 1
+                            && crate::netlab::links_using(&node2, overlay) == 1
+                    }),
+                    "no {overlay} link: {}",
+                    crate::netlab::connections(&node1)
+                );
+                kernels.push((
+                    NODE2,
+                    Nft {
+                        netns: Some(node2.ns.clone()),
+                    },
+                ));
+                node_netns.insert(NODE2, node2.ns.clone());
+            }
+        }
+        for netns in node_netns.values() {
+            let sysctl = in_netns(
+                netns,
+                "sysctl",
+                &["-qw", "net.bridge.bridge-nf-call-iptables=1"],
+            );
+            assert!(sysctl.status.success(), "{sysctl:?}");
+        }
+        let node = node1.ns.clone();
         let mut pods = BTreeMap::new();
         let mut agents = Vec::new();
         for ns in NAMESPACES {
             for pod in PODS {
                 let netns = lab.netns(&format!("{ns}{pod}"));
                 let address = format!("{}/16", pod_ip(ns, pod));
+                let host = &node_netns[layout.node_of(ns)];
                 let attached = in_netns(
-                    &node,
+                    host,
                     weft(),
                     &["attach", "--netns", &netns, "--ip", &address],
                 );
@@ -270,17 +345,19 @@ impl PolicyLab {
             lab,
             node,
             kernel,
+            layout,
+            kernels,
             pods,
             agents,
         }
     }
 
-    /// Compiles `world` for the node and applies it.
+    /// Compiles `world` for each node and applies it there.
     pub fn enforce(&self, world: &World) {
-        let compiled = compile(world, NODE);
-        self.kernel
-            .apply(&compiled.ruleset)
-            .expect("apply the ruleset");
+        for (node, kernel) in &self.kernels {
+            let compiled = compile(world, node);
+            kernel.apply(&compiled.ruleset).expect("apply the ruleset");
+        }
     }
 
     /// Probes until the matrix equals `expected` (a controller is writing the rules), or fails
@@ -393,9 +470,26 @@ impl PolicyLab {
         let wrong = expected.differences(&observed);
         assert!(
             wrong.is_empty(),
-            "{name}: {} cells differ: {wrong:#?}",
-            wrong.len()
+            "{name}: {} cells differ: {wrong:#?}\n{}",
+            wrong.len(),
+            self.tables()
         );
+    }
+
+    /// Every node's npc table and br_netfilter switch, for a failure's message.
+    pub fn tables(&self) -> String {
+        let mut text = String::new();
+        for (node, kernel) in &self.kernels {
+            let netns = kernel.netns.as_deref().unwrap_or_default();
+            let table = in_netns(netns, "nft", &["list", "table", "inet", "weft-npc"]);
+            let sysctl = in_netns(netns, "sysctl", &["net.bridge.bridge-nf-call-iptables"]);
+            text.push_str(&format!(
+                "--- {node} ({netns}): {}{}\n",
+                String::from_utf8_lossy(&sysctl.stdout),
+                String::from_utf8_lossy(&table.stdout)
+            ));
+        }
+        text
     }
 }
 
