@@ -163,6 +163,30 @@ fn a_lone_router_allocates_at_once_and_a_newcomer_gets_space_by_donation() {
     assert!(owners.contains(&routers[0].name.as_str()));
 }
 
+/// `PUT /ip/{id}/{ip}/{prefix}` (a claim): the status.
+fn claim(router: &Router, id: &str, ip: &str, prefix: &str) -> u16 {
+    agent()
+        .put(format!(
+            "http://{}/ip/{id}/{ip}/{prefix}",
+            router.http_addr()
+        ))
+        .send_empty()
+        .map_or(0, |response| response.status().as_u16())
+}
+
+#[test]
+fn a_claim_with_a_prefix_beyond_32_is_a_bad_request() {
+    const BLOCK: u8 = 232;
+    let router = Router::start(BLOCK, 1, with_init("consensus=1", vec![]));
+    assert!(wait_until(CONVERGE, || allocate(&router, "first").is_ok()));
+    for prefix in ["33", "64", "255", "256", "-1", "x"] {
+        assert_eq!(claim(&router, "c", "10.32.0.9", prefix), 400, "/{prefix}");
+    }
+    // The handler is still there, and a good claim of a host address works.
+    assert_eq!(claim(&router, "c", "10.32.0.9", "12"), 204);
+    assert_eq!(lookup(&router, "c").as_deref(), Some("10.32.0.9/12"));
+}
+
 #[test]
 fn allocations_survive_kill_9_and_are_never_handed_out_twice() {
     const BLOCK: u8 = 123;
