@@ -216,6 +216,74 @@ fn allocations_survive_kill_9_and_are_never_handed_out_twice() {
     assert!(!before.contains(&next) && !others.contains(&next));
 }
 
+/// How many allocations may be tried on a full disk before one must fail: every allocation
+/// rewrites the whole state, so the database soon needs pages the file system no longer has.
+const ALLOCATIONS_UNTIL_FULL: usize = 2000;
+
+#[test]
+fn no_allocation_is_answered_before_it_is_on_disk_and_the_store_recovers_with_the_space() {
+    const BLOCK: u8 = 233;
+    // 4 MiB: room for the database's first pages, and quickly full.
+    let disk = Tmpfs::mount(4096);
+    let opts = RouterOpts {
+        db_dir: Some(disk.path().to_path_buf()),
+        ..with_init("consensus=1", vec![])
+    };
+    let mut router = Router::start(BLOCK, 1, opts);
+    assert!(wait_until(CONVERGE, || allocate(&router, "before").is_ok()));
+    let mut answered = vec![(
+        "before".to_string(),
+        lookup(&router, "before").expect("held"),
+    )];
+
+    disk.fill("filler");
+    let mut failed = None;
+    for i in 0..ALLOCATIONS_UNTIL_FULL {
+        let id = format!("full-{i}");
+        match allocate(&router, &id) {
+            Ok(cidr) => answered.push((id, cidr)),
+            Err((500, _)) => {
+                failed = Some(id);
+                break;
+            }
+            Err(other) => panic!("{id}: {other:?}"),
+        }
+    }
+    let failed = failed.expect("an allocation fails once the disk is full");
+    // Retried (as CNI ADD does), the same id must not be answered from memory alone.
+    for _ in 0..3 {
+        match allocate(&router, &failed) {
+            Ok(cidr) => answered.push((failed.clone(), cidr)),
+            Err((status, body)) => assert_eq!(status, 500, "{body}"),
+        }
+    }
+    if !answered.iter().any(|(id, _)| *id == failed) {
+        assert_eq!(
+            lookup(&router, &failed),
+            None,
+            "memory is not ahead of the disk"
+        );
+    }
+
+    disk.free("filler");
+    let after = allocate(&router, "after-free").expect("the store recovers with the space");
+    answered.push(("after-free".to_string(), after));
+    if !answered.iter().any(|(id, _)| *id == failed) {
+        let cidr = allocate(&router, &failed).expect("the failed id gets an address now");
+        answered.push((failed.clone(), cidr));
+    }
+
+    router.restart();
+    assert!(wait_until(CONVERGE, || router.report().is_some()));
+    for (id, cidr) in &answered {
+        assert_eq!(
+            lookup(&router, id).as_deref(),
+            Some(cidr.as_str()),
+            "{id} was answered, so it must survive a restart"
+        );
+    }
+}
+
 #[test]
 fn separately_seeded_clusters_refuse_to_merge_and_an_empty_one_adopts_the_other() {
     const BLOCK: u8 = 124;
