@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
@@ -31,7 +32,11 @@ fn check_shape(result: &Value, version: &str, id: &str, pod: &str, gateway: &str
     assert_eq!(result["cniVersion"], version, "{result}");
     let interfaces = result["interfaces"].as_array().expect("interfaces");
     assert_eq!(interfaces.len(), 2, "{result}");
-    assert_eq!(interfaces[0]["name"], format!("vethwepl{}", &id[..7]));
+    let host = interfaces[0]["name"].as_str().expect("host veth name");
+    assert!(
+        host.starts_with("vethwepl") && host.len() == 15,
+        "{id}: {host}"
+    );
     assert!(
         interfaces[0].get("sandbox").is_none(),
         "host side has no sandbox"
@@ -140,7 +145,10 @@ fn check_passes_then_names_the_removed_route_and_del_twice_succeeds() {
     // The configured MTU, and hairpin mode on by default.
     let pod_link = run("ip", &["-n", &pod, "link", "show", "eth0"]);
     assert!(pod_link.contains("mtu 1400"), "{pod_link}");
-    let veth = format!("vethwepl{}", &id[..7]);
+    let veth = added.result()["interfaces"][0]["name"]
+        .as_str()
+        .expect("host veth")
+        .to_string();
     let port = run("ip", &["-n", &node, "-d", "link", "show", &veth]);
     assert!(port.contains("hairpin on"), "{port}");
 
@@ -336,4 +344,86 @@ fn add_while_ipam_awaits_consensus_is_try_again_later_and_status_says_why() {
     assert_eq!(add.code(), 11, "{add:?}");
     assert!(add.msg().contains("awaiting consensus"), "{add:?}");
     assert_nothing_left(&node, &pod, &id);
+}
+
+#[test]
+fn ids_sharing_a_prefix_and_second_interfaces_get_their_own_host_veths() {
+    let mut lab = Lab::new("vethname");
+    let node = lab.single_node("node");
+    let pid = std::process::id();
+    // Runtimes' ids differ at the end as often as at the start.
+    let ids = [format!("abcdef0{pid}a"), format!("abcdef0{pid}b")];
+    let pods = [lab.netns("p1"), lab.netns("p2")];
+    let mut names = BTreeSet::new();
+    for (id, pod) in ids.iter().zip(&pods) {
+        let add = plugin(&node, "ADD", &pod_env(id, &netns_path(pod)), &conf("1.0.0"));
+        names.insert(add.result()["interfaces"][0]["name"].to_string());
+    }
+    // A second network of the first pod (Multus-style): CNI_IFNAME=net1.
+    let path = netns_path(&pods[0]);
+    let mut second = pod_env(&ids[0], &path);
+    second[2] = ("CNI_IFNAME", "net1");
+    let add = plugin(&node, "ADD", &second, &conf("1.0.0"));
+    names.insert(add.result()["interfaces"][0]["name"].to_string());
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(host_veths(&node).len(), 3);
+    let del = plugin(&node, "DEL", &second, &conf("1.0.0"));
+    assert!(del.ok, "{del:?}");
+    assert_eq!(host_veths(&node).len(), 2);
+
+    // A name taken by something else (a hash collision, a stale device) is detected and named.
+    let pod = lab.netns("p3");
+    let id = format!("clash{pid}");
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let add = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    let taken = add.result()["interfaces"][0]["name"]
+        .as_str()
+        .expect("host veth")
+        .to_string();
+    assert!(plugin(&node, "DEL", &env, &conf("1.0.0")).ok);
+    run(
+        "ip",
+        &[
+            "-n",
+            &node,
+            "link",
+            "add",
+            &taken,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "weftclash0",
+        ],
+    );
+    let clash = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(clash.code(), 100, "{clash:?}");
+    assert!(clash.msg().contains(&taken), "{clash:?}");
+    assert!(
+        !clash.msg().contains("reset"),
+        "never advise wiping the node: {clash:?}"
+    );
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the address was given back"
+    );
+    assert!(
+        host_veths(&node).contains(&taken),
+        "what was there is left alone"
+    );
+    // A veth of the pod's interface name in the pod is not proof either: it must be the pair.
+    run(
+        "ip",
+        &[
+            "-n", &pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer",
+        ],
+    );
+    let clash = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(clash.code(), 100, "{clash:?}");
+    assert!(clash.msg().contains(&taken), "{clash:?}");
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the address was given back"
+    );
 }

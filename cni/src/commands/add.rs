@@ -65,7 +65,7 @@ fn wire(
         bridge: inv.conf.bridge.clone(),
         gateway: Some(gateway),
         hairpin: inv.conf.hairpin,
-        host_name: Some(container_veth_name(&inv.env.container_id)),
+        host_name: Some(container_veth_name(&inv.env.container_id, &inv.env.ifname)),
         ..AttachRequest::new(netns)
     };
     let attachment = kernel.attach(&request)?;

@@ -25,7 +25,7 @@ pub fn check(inv: &Invocation, router: &Router) -> Result<(), CniError> {
             var: "CNI_NETNS",
             reason: "not set".into(),
         })?;
-    let host_name = container_veth_name(&inv.env.container_id);
+    let host_name = container_veth_name(&inv.env.container_id, &inv.env.ifname);
     let view = Kernel::new()?.inspect(netns, &inv.env.ifname, &host_name, &inv.conf.bridge)?;
     let addresses = compare(inv, previous, &view, &host_name)?;
     match inv.conf.delegate() {
