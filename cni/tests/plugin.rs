@@ -346,6 +346,36 @@ fn add_while_ipam_awaits_consensus_is_try_again_later_and_status_says_why() {
     assert_nothing_left(&node, &pod, &id);
 }
 
+/// The node's links and IPv4 routes, to compare before and after.
+fn node_wiring(node: &str) -> (String, String) {
+    (
+        run("ip", &["-n", node, "-o", "link", "show"]),
+        run("ip", &["-n", node, "-4", "route", "show", "table", "all"]),
+    )
+}
+
+#[test]
+fn the_nodes_own_namespace_is_refused_and_the_node_is_left_alone() {
+    let mut lab = Lab::new("ownns");
+    let node = lab.single_node("node");
+    let id = format!("own{}", std::process::id());
+    let before = node_wiring(&node);
+    // The plugin runs in the node: both name the namespace it is in.
+    for own in ["/proc/self/ns/net".to_string(), netns_path(&node)] {
+        let env = pod_env(&id, &own);
+        let add = plugin(&node, "ADD", &env, &conf("1.0.0"));
+        assert_eq!(add.code(), 4, "{own}: {add:?}");
+        assert!(add.msg().contains("CNI_NETNS"), "{add:?}");
+        assert!(add.msg().contains("the node's own"), "{add:?}");
+        assert_eq!(node_wiring(&node), before, "ADD {own} changed the node");
+        assert!(!owned_idents(&node).contains(&id));
+        // DEL cleans up what it can without touching the node's own interfaces.
+        let del = plugin(&node, "DEL", &env, &conf("1.0.0"));
+        assert!(del.ok, "{own}: {del:?}");
+        assert_eq!(node_wiring(&node), before, "DEL {own} changed the node");
+    }
+}
+
 #[test]
 fn ids_sharing_a_prefix_and_second_interfaces_get_their_own_host_veths() {
     let mut lab = Lab::new("vethname");
@@ -425,5 +455,34 @@ fn ids_sharing_a_prefix_and_second_interfaces_get_their_own_host_veths() {
     assert!(
         !owned_idents(&node).contains(&id),
         "the address was given back"
+    );
+}
+
+#[test]
+fn del_frees_the_address_when_the_namespace_file_is_left_empty() {
+    let mut lab = Lab::new("emptyns");
+    let node = lab.single_node("node");
+    let pod = lab.netns("pod");
+    let id = format!("gone{}", std::process::id());
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let added = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    // What a runtime leaves once the namespace was unmounted: an empty file at the path.
+    run("umount", &[&path]);
+    assert_eq!(std::fs::metadata(&path).expect("the file stays").len(), 0);
+    for _ in 0..2 {
+        let del = plugin(
+            &node,
+            "DEL",
+            &env,
+            &with_prev(conf("1.0.0"), added.result()),
+        );
+        assert!(del.ok, "{del:?}");
+    }
+    assert!(!owned_idents(&node).contains(&id), "the address was freed");
+    assert!(
+        wait_until(Duration::from_secs(10), || host_veths(&node).is_empty()),
+        "{:?}",
+        host_veths(&node)
     );
 }
