@@ -1,8 +1,14 @@
 //! Persisted router state in one redb file (`<db-prefix>data.db`, as Weave Net named its file):
-//! the peer name and the direct peers. The file is opened exclusively, so a second router pointed
-//! at it fails at once with a clear message instead of waiting.
+//! the peer name, the direct peers and the IPAM state. The file is opened exclusively, so a
+//! second router pointed at it fails at once with a clear message instead of waiting.
+//!
+//! After an I/O error (a full disk, say) redb fails every later operation on that handle with
+//! `PreviousIo` until it is closed. The store then closes it and opens the file again on the
+//! next operation (redb repairs an unclean file on open), so a write fails only while the
+//! disk does, and the router needs no restart once the space is back.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -42,8 +48,23 @@ pub enum StoreError {
     },
 }
 
+/// A failed step of one operation on the database: what it was, and redb's error.
+struct Failure {
+    op: &'static str,
+    source: redb::Error,
+}
+
+/// Names the step of a redb call: `txn.commit().map_err(step("commit"))?`.
+fn step<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> Failure {
+    move |source| Failure {
+        op,
+        source: source.into(),
+    }
+}
+
 pub struct Store {
-    db: Database,
+    /// `None` once an I/O error made the handle useless; the next operation opens it again.
+    db: Mutex<Option<Database>>,
     path: PathBuf,
 }
 
@@ -57,16 +78,23 @@ impl Store {
                 source,
             })?;
         }
-        let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::AlreadyOpen { path: path.clone() }
-            }
+        let db = Self::open_file(&path)?;
+        Ok(Self {
+            db: Mutex::new(Some(db)),
+            path,
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<Database, StoreError> {
+        Database::create(path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                path: path.to_path_buf(),
+            },
             source => StoreError::Open {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             },
-        })?;
-        Ok(Self { db, path })
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -113,19 +141,14 @@ impl Store {
 
     /// Forgets the IPAM state (the ring of another cluster was adopted, or `reset`).
     pub fn clear_ipam_state(&self) -> Result<(), StoreError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.access("begin write", e))?;
-        {
-            let mut table = txn
-                .open_table(IPAM_TABLE)
-                .map_err(|e| self.access("open table", e))?;
-            table
-                .remove(IPAM_STATE_KEY)
-                .map_err(|e| self.access("delete", e))?;
-        }
-        txn.commit().map_err(|e| self.access("commit", e))
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(step("begin write"))?;
+            {
+                let mut table = txn.open_table(IPAM_TABLE).map_err(step("open table"))?;
+                table.remove(IPAM_STATE_KEY).map_err(step("delete"))?;
+            }
+            txn.commit().map_err(step("commit"))
+        })
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -141,17 +164,16 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| self.access("begin read", e))?;
-        let table = match txn.open_table(table) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.access("open table", e)),
-        };
-        let value = table.get(key).map_err(|e| self.access("read", e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(step("begin read"))?;
+            let table = match txn.open_table(table) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(step("open table")(e)),
+            };
+            let value = table.get(key).map_err(step("read"))?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     fn put_in(
@@ -160,19 +182,41 @@ impl Store {
         key: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.access("begin write", e))?;
-        {
-            let mut table = txn
-                .open_table(table)
-                .map_err(|e| self.access("open table", e))?;
-            table
-                .insert(key, value)
-                .map_err(|e| self.access("write", e))?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(step("begin write"))?;
+            {
+                let mut table = txn.open_table(table).map_err(step("open table"))?;
+                table.insert(key, value).map_err(step("write"))?;
+            }
+            txn.commit().map_err(step("commit"))
+        })
+    }
+
+    /// Runs `op` on the database, opening the file again first when an earlier I/O error
+    /// closed it, and closing it when `op` hits one (see the module documentation).
+    fn with_db<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        // A panic elsewhere while holding the lock leaves nothing half-done in here: redb's
+        // transactions are all-or-nothing.
+        let mut slot = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let db = match slot.take() {
+            Some(db) => db,
+            None => Self::open_file(&self.path)?,
+        };
+        let result = op(&db);
+        match &result {
+            Err(Failure {
+                source: redb::Error::PreviousIo | redb::Error::Io(_),
+                ..
+            }) => {
+                // Closing may fail as well (it is the same disk); the handle is dropped anyway.
+                let _ = db.close();
+            }
+            _ => *slot = Some(db),
         }
-        txn.commit().map_err(|e| self.access("commit", e))
+        result.map_err(|Failure { op, source }| self.access(op, source))
     }
 
     fn access(
@@ -227,5 +271,49 @@ mod tests {
         let err = Store::open(&prefix).err().expect("second open must fail");
         assert!(matches!(err, StoreError::AlreadyOpen { .. }), "{err}");
         assert!(err.to_string().contains("--db-prefix"));
+    }
+
+    /// A small tmpfs on a temporary directory, unmounted on drop (also when the test fails).
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(size_kib: u32) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let output = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .expect("run mount");
+            assert!(output.status.success(), "mount tmpfs: {output:?}");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .output();
+        }
+    }
+
+    #[test]
+    fn writes_fail_while_the_disk_is_full_and_succeed_again_once_there_is_space() {
+        let disk = Tmpfs::mount(1024);
+        let store = Store::open(&format!("{}/weave-net", disk.0.path().display())).unwrap();
+        store.set_ipam_state(b"small").unwrap();
+        let filler = disk.0.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while std::io::Write::write_all(&mut file, &[0u8; 4096]).is_ok() {}
+        drop(file);
+        // Each state is bigger than the last, so the database needs pages it cannot get.
+        let failed = (1..200usize).find_map(|i| store.set_ipam_state(&vec![7u8; i * 4096]).err());
+        assert!(failed.is_some(), "a write must fail on a full disk");
+        std::fs::remove_file(&filler).unwrap();
+        store
+            .set_ipam_state(b"after")
+            .expect("the store works again once there is space");
+        assert_eq!(store.ipam_state().unwrap().as_deref(), Some(&b"after"[..]));
     }
 }

@@ -163,6 +163,30 @@ fn a_lone_router_allocates_at_once_and_a_newcomer_gets_space_by_donation() {
     assert!(owners.contains(&routers[0].name.as_str()));
 }
 
+/// `PUT /ip/{id}/{ip}/{prefix}` (a claim): the status.
+fn claim(router: &Router, id: &str, ip: &str, prefix: &str) -> u16 {
+    agent()
+        .put(format!(
+            "http://{}/ip/{id}/{ip}/{prefix}",
+            router.http_addr()
+        ))
+        .send_empty()
+        .map_or(0, |response| response.status().as_u16())
+}
+
+#[test]
+fn a_claim_with_a_prefix_beyond_32_is_a_bad_request() {
+    const BLOCK: u8 = 232;
+    let router = Router::start(BLOCK, 1, with_init("consensus=1", vec![]));
+    assert!(wait_until(CONVERGE, || allocate(&router, "first").is_ok()));
+    for prefix in ["33", "64", "255", "256", "-1", "x"] {
+        assert_eq!(claim(&router, "c", "10.32.0.9", prefix), 400, "/{prefix}");
+    }
+    // The handler is still there, and a good claim of a host address works.
+    assert_eq!(claim(&router, "c", "10.32.0.9", "12"), 204);
+    assert_eq!(lookup(&router, "c").as_deref(), Some("10.32.0.9/12"));
+}
+
 #[test]
 fn allocations_survive_kill_9_and_are_never_handed_out_twice() {
     const BLOCK: u8 = 123;
@@ -190,6 +214,74 @@ fn allocations_survive_kill_9_and_are_never_handed_out_twice() {
     // And the restarted router carries on from where it was.
     let next = allocate(&routers[1], "after-restart").expect("allocation");
     assert!(!before.contains(&next) && !others.contains(&next));
+}
+
+/// How many allocations may be tried on a full disk before one must fail: every allocation
+/// rewrites the whole state, so the database soon needs pages the file system no longer has.
+const ALLOCATIONS_UNTIL_FULL: usize = 2000;
+
+#[test]
+fn no_allocation_is_answered_before_it_is_on_disk_and_the_store_recovers_with_the_space() {
+    const BLOCK: u8 = 233;
+    // 4 MiB: room for the database's first pages, and quickly full.
+    let disk = Tmpfs::mount(4096);
+    let opts = RouterOpts {
+        db_dir: Some(disk.path().to_path_buf()),
+        ..with_init("consensus=1", vec![])
+    };
+    let mut router = Router::start(BLOCK, 1, opts);
+    assert!(wait_until(CONVERGE, || allocate(&router, "before").is_ok()));
+    let mut answered = vec![(
+        "before".to_string(),
+        lookup(&router, "before").expect("held"),
+    )];
+
+    disk.fill("filler");
+    let mut failed = None;
+    for i in 0..ALLOCATIONS_UNTIL_FULL {
+        let id = format!("full-{i}");
+        match allocate(&router, &id) {
+            Ok(cidr) => answered.push((id, cidr)),
+            Err((500, _)) => {
+                failed = Some(id);
+                break;
+            }
+            Err(other) => panic!("{id}: {other:?}"),
+        }
+    }
+    let failed = failed.expect("an allocation fails once the disk is full");
+    // Retried (as CNI ADD does), the same id must not be answered from memory alone.
+    for _ in 0..3 {
+        match allocate(&router, &failed) {
+            Ok(cidr) => answered.push((failed.clone(), cidr)),
+            Err((status, body)) => assert_eq!(status, 500, "{body}"),
+        }
+    }
+    if !answered.iter().any(|(id, _)| *id == failed) {
+        assert_eq!(
+            lookup(&router, &failed),
+            None,
+            "memory is not ahead of the disk"
+        );
+    }
+
+    disk.free("filler");
+    let after = allocate(&router, "after-free").expect("the store recovers with the space");
+    answered.push(("after-free".to_string(), after));
+    if !answered.iter().any(|(id, _)| *id == failed) {
+        let cidr = allocate(&router, &failed).expect("the failed id gets an address now");
+        answered.push((failed.clone(), cidr));
+    }
+
+    router.restart();
+    assert!(wait_until(CONVERGE, || router.report().is_some()));
+    for (id, cidr) in &answered {
+        assert_eq!(
+            lookup(&router, id).as_deref(),
+            Some(cidr.as_str()),
+            "{id} was answered, so it must survive a restart"
+        );
+    }
 }
 
 #[test]

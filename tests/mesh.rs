@@ -138,6 +138,49 @@ fn connect_and_forget_change_the_targets() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid peer address"));
 }
 
+/// `POST /connect` with `body` as a form and `query` as the query string: the status.
+fn post_connect(router: &Router, query: &str, body: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let url = format!("http://{}/connect{query}", router.http_addr());
+    agent
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(body)
+        .expect("POST /connect")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn connect_takes_peers_from_the_query_string_too_and_refuses_a_request_without_any() {
+    const BLOCK: u8 = 231;
+    let one = Router::start(BLOCK, 1, RouterOpts::default());
+    let two = Router::start(BLOCK, 2, RouterOpts::default());
+    assert!(wait_until(CONVERGE, || one.report().is_some()
+        && two.report().is_some()));
+    // As Weave's API took it (Go's ParseForm reads both).
+    assert_eq!(
+        post_connect(&one, &format!("?peer={}", two.mesh_addr()), ""),
+        200
+    );
+    assert!(wait_until(CONVERGE, || one.established_links()
+        == vec![two.name.clone()]));
+    let targets = String::from_utf8_lossy(&one.cli(&["status", "targets"]).stdout).to_string();
+    assert!(targets.contains(&two.mesh_addr()), "{targets}");
+    // Naming nobody is a mistake, not a silent no-op; `replace` alone still drops every target.
+    assert_eq!(post_connect(&one, "", ""), 400);
+    assert_eq!(post_connect(&one, "?peers=typo", ""), 400);
+    assert_eq!(post_connect(&one, "", "replace=false"), 400);
+    let forget = one.cli(&["forget", &two.mesh_addr()]);
+    assert!(forget.status.success(), "{forget:?}");
+    assert_eq!(post_connect(&one, "?replace=true", ""), 200);
+}
+
 #[test]
 fn simultaneous_connects_end_with_exactly_one_link() {
     for round in 0..3u8 {

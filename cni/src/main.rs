@@ -5,7 +5,8 @@
 //!
 //! Modules: [`env`] (the variables), [`config`] (the network config), [`version`] and
 //! [`result`] (spec versions and result shapes), [`router`] (the router's IPAM API),
-//! [`ipam`] and [`delegate`] (where addresses come from), [`kernel`] (rtnetlink), [`commands`]
+//! [`ipam`] and [`delegate`] (where addresses come from), [`kernel`] (rtnetlink), [`netns`]
+//! (what `CNI_NETNS` names), [`commands`]
 //! (what each command does), [`error`] (codes and error JSON).
 
 mod commands;
@@ -15,6 +16,7 @@ mod env;
 mod error;
 mod ipam;
 mod kernel;
+mod netns;
 mod result;
 mod router;
 mod version;

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use weft::dataplane::container_veth_name;
 
 /// Debian's interpreter: the grpc modules are Debian packages, not in a pyenv or venv.
 const PYTHON: &str = "/usr/bin/python3";
@@ -268,7 +269,7 @@ fn containerd_runs_pods_on_two_nodes_through_the_plugin() {
             octets[0] == 10 && (32..48).contains(&octets[1]),
             "an address in Weft's 10.32.0.0/12: {status}"
         );
-        let veth = format!("vethwepl{}", &sandbox[..7]);
+        let veth = container_veth_name(&sandbox, "eth0");
         assert!(host_veths(node).contains(&veth), "{veth} on {node}");
         assert!(
             owned_idents(node).contains(&sandbox),

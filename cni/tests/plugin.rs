@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
@@ -31,7 +32,11 @@ fn check_shape(result: &Value, version: &str, id: &str, pod: &str, gateway: &str
     assert_eq!(result["cniVersion"], version, "{result}");
     let interfaces = result["interfaces"].as_array().expect("interfaces");
     assert_eq!(interfaces.len(), 2, "{result}");
-    assert_eq!(interfaces[0]["name"], format!("vethwepl{}", &id[..7]));
+    let host = interfaces[0]["name"].as_str().expect("host veth name");
+    assert!(
+        host.starts_with("vethwepl") && host.len() == 15,
+        "{id}: {host}"
+    );
     assert!(
         interfaces[0].get("sandbox").is_none(),
         "host side has no sandbox"
@@ -140,7 +145,10 @@ fn check_passes_then_names_the_removed_route_and_del_twice_succeeds() {
     // The configured MTU, and hairpin mode on by default.
     let pod_link = run("ip", &["-n", &pod, "link", "show", "eth0"]);
     assert!(pod_link.contains("mtu 1400"), "{pod_link}");
-    let veth = format!("vethwepl{}", &id[..7]);
+    let veth = added.result()["interfaces"][0]["name"]
+        .as_str()
+        .expect("host veth")
+        .to_string();
     let port = run("ip", &["-n", &node, "-d", "link", "show", &veth]);
     assert!(port.contains("hairpin on"), "{port}");
 
@@ -336,4 +344,145 @@ fn add_while_ipam_awaits_consensus_is_try_again_later_and_status_says_why() {
     assert_eq!(add.code(), 11, "{add:?}");
     assert!(add.msg().contains("awaiting consensus"), "{add:?}");
     assert_nothing_left(&node, &pod, &id);
+}
+
+/// The node's links and IPv4 routes, to compare before and after.
+fn node_wiring(node: &str) -> (String, String) {
+    (
+        run("ip", &["-n", node, "-o", "link", "show"]),
+        run("ip", &["-n", node, "-4", "route", "show", "table", "all"]),
+    )
+}
+
+#[test]
+fn the_nodes_own_namespace_is_refused_and_the_node_is_left_alone() {
+    let mut lab = Lab::new("ownns");
+    let node = lab.single_node("node");
+    let id = format!("own{}", std::process::id());
+    let before = node_wiring(&node);
+    // The plugin runs in the node: both name the namespace it is in.
+    for own in ["/proc/self/ns/net".to_string(), netns_path(&node)] {
+        let env = pod_env(&id, &own);
+        let add = plugin(&node, "ADD", &env, &conf("1.0.0"));
+        assert_eq!(add.code(), 4, "{own}: {add:?}");
+        assert!(add.msg().contains("CNI_NETNS"), "{add:?}");
+        assert!(add.msg().contains("the node's own"), "{add:?}");
+        assert_eq!(node_wiring(&node), before, "ADD {own} changed the node");
+        assert!(!owned_idents(&node).contains(&id));
+        // DEL cleans up what it can without touching the node's own interfaces.
+        let del = plugin(&node, "DEL", &env, &conf("1.0.0"));
+        assert!(del.ok, "{own}: {del:?}");
+        assert_eq!(node_wiring(&node), before, "DEL {own} changed the node");
+    }
+}
+
+#[test]
+fn ids_sharing_a_prefix_and_second_interfaces_get_their_own_host_veths() {
+    let mut lab = Lab::new("vethname");
+    let node = lab.single_node("node");
+    let pid = std::process::id();
+    // Runtimes' ids differ at the end as often as at the start.
+    let ids = [format!("abcdef0{pid}a"), format!("abcdef0{pid}b")];
+    let pods = [lab.netns("p1"), lab.netns("p2")];
+    let mut names = BTreeSet::new();
+    for (id, pod) in ids.iter().zip(&pods) {
+        let add = plugin(&node, "ADD", &pod_env(id, &netns_path(pod)), &conf("1.0.0"));
+        names.insert(add.result()["interfaces"][0]["name"].to_string());
+    }
+    // A second network of the first pod (Multus-style): CNI_IFNAME=net1.
+    let path = netns_path(&pods[0]);
+    let mut second = pod_env(&ids[0], &path);
+    second[2] = ("CNI_IFNAME", "net1");
+    let add = plugin(&node, "ADD", &second, &conf("1.0.0"));
+    names.insert(add.result()["interfaces"][0]["name"].to_string());
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(host_veths(&node).len(), 3);
+    let del = plugin(&node, "DEL", &second, &conf("1.0.0"));
+    assert!(del.ok, "{del:?}");
+    assert_eq!(host_veths(&node).len(), 2);
+
+    // A name taken by something else (a hash collision, a stale device) is detected and named.
+    let pod = lab.netns("p3");
+    let id = format!("clash{pid}");
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let add = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    let taken = add.result()["interfaces"][0]["name"]
+        .as_str()
+        .expect("host veth")
+        .to_string();
+    assert!(plugin(&node, "DEL", &env, &conf("1.0.0")).ok);
+    run(
+        "ip",
+        &[
+            "-n",
+            &node,
+            "link",
+            "add",
+            &taken,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "weftclash0",
+        ],
+    );
+    let clash = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(clash.code(), 100, "{clash:?}");
+    assert!(clash.msg().contains(&taken), "{clash:?}");
+    assert!(
+        !clash.msg().contains("reset"),
+        "never advise wiping the node: {clash:?}"
+    );
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the address was given back"
+    );
+    assert!(
+        host_veths(&node).contains(&taken),
+        "what was there is left alone"
+    );
+    // A veth of the pod's interface name in the pod is not proof either: it must be the pair.
+    run(
+        "ip",
+        &[
+            "-n", &pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer",
+        ],
+    );
+    let clash = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    assert_eq!(clash.code(), 100, "{clash:?}");
+    assert!(clash.msg().contains(&taken), "{clash:?}");
+    assert!(
+        !owned_idents(&node).contains(&id),
+        "the address was given back"
+    );
+}
+
+#[test]
+fn del_frees_the_address_when_the_namespace_file_is_left_empty() {
+    let mut lab = Lab::new("emptyns");
+    let node = lab.single_node("node");
+    let pod = lab.netns("pod");
+    let id = format!("gone{}", std::process::id());
+    let path = netns_path(&pod);
+    let env = pod_env(&id, &path);
+    let added = plugin(&node, "ADD", &env, &conf("1.0.0"));
+    // What a runtime leaves once the namespace was unmounted: an empty file at the path.
+    run("umount", &[&path]);
+    assert_eq!(std::fs::metadata(&path).expect("the file stays").len(), 0);
+    for _ in 0..2 {
+        let del = plugin(
+            &node,
+            "DEL",
+            &env,
+            &with_prev(conf("1.0.0"), added.result()),
+        );
+        assert!(del.ok, "{del:?}");
+    }
+    assert!(!owned_idents(&node).contains(&id), "the address was freed");
+    assert!(
+        wait_until(Duration::from_secs(10), || host_veths(&node).is_empty()),
+        "{:?}",
+        host_veths(&node)
+    );
 }

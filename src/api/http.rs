@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -367,22 +367,39 @@ async fn report(State(state): State<ApiState>) -> Result<Response, ApiError> {
     Ok(axum::Json(status).into_response())
 }
 
-/// The `peer` values (repeatable) and the `replace` flag of a form body.
-fn peers_form(body: &[u8]) -> (Vec<String>, bool) {
+/// The `peer` values (repeatable) and the `replace` flag of a request, from its form body and
+/// its query string as Weave's API read them (Go's `ParseForm`: body values first).
+fn peers_form(query: Option<&str>, body: &[u8]) -> (Vec<String>, bool) {
+    let query = query.unwrap_or_default().as_bytes();
     let mut peers = Vec::new();
-    let mut replace = false;
-    for (key, value) in form_urlencoded::parse(body) {
+    let mut replace = None;
+    for (key, value) in form_urlencoded::parse(body).chain(form_urlencoded::parse(query)) {
         match key.as_ref() {
             "peer" => peers.push(value.into_owned()),
-            "replace" => replace = value == "true",
+            "replace" => replace = replace.or(Some(value == "true")),
             _ => {}
         }
     }
-    (peers, replace)
+    (peers, replace.unwrap_or(false))
 }
 
-async fn connect(State(state): State<ApiState>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let (peers, replace) = peers_form(&body);
+/// A request naming no peer did nothing while answering 200; only `replace=true` (drop every
+/// target) means something without one.
+fn no_peer(what: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{what} names no peer: send peer=<host[:port]> in the form body or the query string"
+    ))
+}
+
+async fn connect(
+    State(state): State<ApiState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (peers, replace) = peers_form(query.as_deref(), &body);
+    if peers.is_empty() && !replace {
+        return Err(no_peer("connect"));
+    }
     state
         .maker
         .addr()
@@ -393,8 +410,15 @@ async fn connect(State(state): State<ApiState>, body: Bytes) -> Result<StatusCod
     Ok(StatusCode::OK)
 }
 
-async fn forget(State(state): State<ApiState>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let (peers, _) = peers_form(&body);
+async fn forget(
+    State(state): State<ApiState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (peers, _) = peers_form(query.as_deref(), &body);
+    if peers.is_empty() {
+        return Err(no_peer("forget"));
+    }
     state
         .maker
         .addr()
@@ -431,9 +455,23 @@ mod tests {
 
     #[test]
     fn form_takes_repeated_peers_and_replace() {
-        let (peers, replace) = peers_form(b"peer=10.0.0.1&peer=host%3A6783&replace=true");
+        let (peers, replace) = peers_form(None, b"peer=10.0.0.1&peer=host%3A6783&replace=true");
         assert_eq!(peers, vec!["10.0.0.1".to_string(), "host:6783".to_string()]);
         assert!(replace);
-        assert_eq!(peers_form(b"peer=a"), (vec!["a".to_string()], false));
+        assert_eq!(peers_form(None, b"peer=a"), (vec!["a".to_string()], false));
+    }
+
+    #[test]
+    fn the_query_string_counts_as_well_as_the_body() {
+        assert_eq!(
+            peers_form(Some("peer=b&replace=true"), b"peer=a"),
+            (vec!["a".to_string(), "b".to_string()], true)
+        );
+        // As Go's FormValue: the body's value wins.
+        assert_eq!(
+            peers_form(Some("replace=true"), b"replace=false"),
+            (Vec::new(), false)
+        );
+        assert_eq!(peers_form(None, b""), (Vec::new(), false));
     }
 }

@@ -142,25 +142,23 @@ async fn claim(
     State(state): State<ApiState>,
     Path((id, ip, prefix)): Path<(String, String, String)>,
 ) -> Result<StatusCode, IpamApiError> {
+    let addr = address(&ip)?;
     let request = Request::Claim {
         ident: id,
-        addr: address(&ip)?,
-        subnet: subnet(&ip, &prefix).or_else(|_| {
-            // The claimed address has host bits set: its subnet is the enclosing network.
-            let addr = address(&ip)?;
-            let len: u8 = prefix
-                .parse()
-                .map_err(|_| IpamApiError::BadRequest(format!("invalid prefix {prefix:?}")))?;
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            subnet(&Ipv4Addr::from(addr.as_u32() & mask).to_string(), &prefix)
-        })?,
+        addr,
+        subnet: enclosing_subnet(addr, &prefix)?,
     };
     submit(&state, request).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The subnet `/{prefix}` around a claimed address (which has host bits set). The prefix comes
+/// from the URL: anything but 0..=32 is the caller's mistake, never arithmetic we attempt.
+fn enclosing_subnet(addr: Address, prefix: &str) -> Result<Cidr, IpamApiError> {
+    let len: u8 = prefix
+        .parse()
+        .map_err(|_| IpamApiError::BadRequest(format!("invalid prefix length {prefix:?}")))?;
+    Cidr::enclosing(addr, len).map_err(|err| IpamApiError::BadRequest(err.to_string()))
 }
 
 async fn lookup(
@@ -269,4 +267,27 @@ async fn status_ipam(State(state): State<ApiState>) -> Result<Response, IpamApiE
         .await
         .map_err(|_| IpamApiError::Unavailable)?;
     Ok(text(ipam_text::ranges(&snapshot)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claims_subnet_is_the_network_around_it_and_bad_prefixes_are_refused() {
+        let addr = address("10.32.1.9").unwrap();
+        assert_eq!(
+            enclosing_subnet(addr, "12").unwrap(),
+            "10.32.0.0/12".parse::<Cidr>().unwrap()
+        );
+        for prefix in ["33", "64", "255", "256", "-1", "", "x"] {
+            assert!(
+                matches!(
+                    enclosing_subnet(addr, prefix),
+                    Err(IpamApiError::BadRequest(_))
+                ),
+                "/{prefix}"
+            );
+        }
+    }
 }

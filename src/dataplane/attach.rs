@@ -20,8 +20,13 @@ pub const HOST_VETH_PREFIX: &str = "vethwepl";
 /// Linux interface names hold at most IFNAMSIZ − 1 = 15 bytes (include/uapi/linux/if.h).
 pub const MAX_IFNAME_BYTES: usize = 15;
 
-/// Hex digits of the per-namespace id: what is left of 15 bytes after `vethwepl` (8).
-const ID_HEX_DIGITS: usize = MAX_IFNAME_BYTES - HOST_VETH_PREFIX.len();
+/// Digits of the per-pod id (hex for a namespace path, base 32 for a container): what is left
+/// of 15 bytes after `vethwepl` (8).
+const ID_DIGITS: usize = MAX_IFNAME_BYTES - HOST_VETH_PREFIX.len();
+
+/// The digits of a container's veth id: base 32, 5 bits each, so 7 of them carry 35 bits of
+/// the hash (hex would carry 28).
+const BASE32_DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
 
 /// The pod-side interface name when none is given.
 pub const DEFAULT_POD_IFNAME: &str = "eth0";
@@ -45,8 +50,7 @@ pub struct AttachRequest {
     /// Hairpin mode on the host port, so a pod can reach itself through a service address.
     pub hairpin: bool,
     /// The host veth's name; `None` for [`host_veth_name`] of the namespace path. The CNI
-    /// plugin names it after the container id instead ([`container_veth_name`]), as Weave Net
-    /// did, so an operator can tell which pod a port belongs to.
+    /// plugin names it after the container id and interface instead ([`container_veth_name`]).
     pub host_name: Option<String>,
 }
 
@@ -93,29 +97,36 @@ pub fn host_veth_name(netns_path: &Path) -> String {
     hashed_veth_name(netns_path.as_os_str().as_encoded_bytes())
 }
 
-/// The host-side veth name for a container, as Weave Net's CNI plugin named it: `vethwepl` +
-/// the container id's first 7 characters (runtimes' ids are hex, so this is what `docker ps` and
-/// `crictl pods` show). An id whose first 7 characters are not all ASCII alphanumerics (or that
-/// is shorter) is hashed like a namespace path instead, so the name is always a valid one.
-pub fn container_veth_name(container_id: &str) -> String {
-    match container_id.get(..ID_HEX_DIGITS) {
-        Some(prefix) if prefix.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            format!("{HOST_VETH_PREFIX}{prefix}")
-        }
-        _ => hashed_veth_name(container_id.as_bytes()),
-    }
+/// The host-side veth name of a container's interface `ifname`: `vethwepl` + 7 base-32 digits
+/// of the 64-bit FNV-1a hash of both. Weave Net took the id's first 7 characters, so two ids
+/// sharing them, or a second interface of one container (`CNI_IFNAME=net1`), got the same name
+/// and the second ADD failed every time. A hash can still collide (about once in 7 million
+/// nodes of 100 pods: 100² / 2 / 2³⁵); [`attach_pod`] then finds the name taken by something
+/// that is not this pod's veth and says so, it never adopts it.
+pub fn container_veth_name(container_id: &str, ifname: &str) -> String {
+    // Neither may contain NUL (they come from environment variables), so ("ab", "c") and
+    // ("a", "bc") stay apart.
+    let key = [container_id.as_bytes(), b"\0", ifname.as_bytes()].concat();
+    let hash = fnv1a(&key);
+    let id: String = (0..ID_DIGITS)
+        .map(|digit| char::from(BASE32_DIGITS[((hash >> (5 * digit)) & 0x1f) as usize]))
+        .collect();
+    format!("{HOST_VETH_PREFIX}{id}")
+}
+
+/// The 64-bit FNV-1a hash (http://www.isthe.com/chongo/tech/comp/fnv/).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
 }
 
 /// `vethwepl` + the first 7 hex digits of the 64-bit FNV-1a hash of `bytes`.
 fn hashed_veth_name(bytes: &[u8]) -> String {
-    // FNV-1a 64-bit parameters (http://www.isthe.com/chongo/tech/comp/fnv/).
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = bytes.iter().fold(OFFSET_BASIS, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
-    });
-    let hex = format!("{hash:016x}");
-    format!("{HOST_VETH_PREFIX}{}", &hex[..ID_HEX_DIGITS])
+    let hex = format!("{:016x}", fnv1a(bytes));
+    format!("{HOST_VETH_PREFIX}{}", &hex[..ID_DIGITS])
 }
 
 /// Wires the pod's namespace to the bridge: creates the veth pair (pod end renamed to `ifname`
@@ -147,13 +158,13 @@ pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Atta
         Some(host) => {
             host.expect_kind(LinkKind::Veth)?;
             match pod_ops.link(&req.ifname).await? {
-                Some(pod) if pod.kind == Some(LinkKind::Veth) => true,
+                // Ours only when the two are each other's ends: a name alone proves nothing.
+                Some(pod) if pod.kind == Some(LinkKind::Veth) && paired(&host, &pod) => true,
                 found => {
-                    return Err(DataplaneError::Mismatch {
+                    return Err(DataplaneError::HostVethTaken {
                         name: host_name,
-                        setting: "pod end",
-                        expected: format!("veth {} in {}", req.ifname, req.netns_path.display()),
-                        found: found.map_or_else(|| "none".to_string(), describe),
+                        pod: format!("{} in {}", req.ifname, req.netns_path.display()),
+                        found: found.map_or_else(|| "no interface".to_string(), describe),
                     });
                 }
             }
@@ -195,6 +206,12 @@ pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Atta
             Err(e)
         }
     }
+}
+
+/// Whether `host` and `pod` are the two ends of one veth pair. Each end names the other's index
+/// in the other's namespace; both matching by chance would take two coincidences at once.
+fn paired(host: &Link, pod: &Link) -> bool {
+    host.peer_index == Some(pod.index) && pod.peer_index == Some(host.index)
 }
 
 /// The steps after the pair exists; each is harmless to repeat.
@@ -315,13 +332,24 @@ mod tests {
     }
 
     #[test]
-    fn container_veth_names_take_the_id_prefix_or_a_hash() {
-        assert_eq!(container_veth_name("0123456789abcdef"), "vethwepl0123456");
-        let odd = container_veth_name("a:b/c");
-        assert_eq!(odd.len(), MAX_IFNAME_BYTES);
-        assert!(odd.starts_with(HOST_VETH_PREFIX));
-        assert_ne!(odd, container_veth_name("a:b/d"));
-        assert!(check_ifname("t", &container_veth_name("short")).is_ok());
+    fn container_veth_names_hash_the_id_and_the_interface() {
+        let name = container_veth_name("0123456789abcdef", "eth0");
+        assert_eq!(name.len(), MAX_IFNAME_BYTES);
+        assert!(name.starts_with(HOST_VETH_PREFIX));
+        assert!(check_ifname("t", &name).is_ok());
+        assert_eq!(
+            name,
+            container_veth_name("0123456789abcdef", "eth0"),
+            "stable"
+        );
+        // Ids alike in their first characters, a second interface, and a shifted boundary.
+        assert_ne!(name, container_veth_name("0123456789abcdee", "eth0"));
+        assert_ne!(name, container_veth_name("0123456789abcdef", "net1"));
+        assert_ne!(
+            container_veth_name("ab", "c0"),
+            container_veth_name("abc", "0")
+        );
+        assert!(check_ifname("t", &container_veth_name("a:b/c", "eth0")).is_ok());
     }
 
     #[test]

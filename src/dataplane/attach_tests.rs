@@ -50,10 +50,11 @@ fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
         "nud",
         "stale",
     ]);
+    let host_name = container_veth_name("0123456789abcdef", "eth0");
     let request = AttachRequest {
         address: Some((POD_ADDRESS, 12)),
         gateway: Some(BRIDGE_ADDRESS),
-        host_name: Some(container_veth_name("0123456789abcdef")),
+        host_name: Some(host_name.clone()),
         ..AttachRequest::new(pod.path())
     };
     let pod_path = pod.path();
@@ -65,7 +66,7 @@ fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
         let routes = pod_ops.ipv4_routes().await.expect("routes");
         (attached, addresses, routes)
     });
-    assert_eq!(attached.host.name, "vethwepl0123456");
+    assert_eq!(attached.host.name, host_name);
     assert_eq!(addresses, [(POD_ADDRESS, 12)]);
     assert!(
         routes.iter().any(|r| r.prefix_len == 0

@@ -39,10 +39,11 @@ pub enum DataplaneError {
         name: String,
     },
     /// An interface with our name exists but is another kind of device: we never delete what we
-    /// did not make, so the operator decides.
+    /// did not make, so the operator decides. The message says what conflicts and advises
+    /// nothing destructive.
     #[error(
         "interface {name} exists but is a {found} device, not a {expected} device; \
-         run `weft reset` to remove it"
+         it was not made by us and is left as it is"
     )]
     WrongKind {
         /// The interface name.
@@ -52,10 +53,24 @@ pub enum DataplaneError {
         /// The kind found ("none" for a device without a link kind, e.g. a physical NIC).
         found: String,
     },
+    /// A pod's host veth name is taken by an interface that is not that pod's veth: a device
+    /// left behind, or another pod's whose name hashes alike. It is never adopted or removed.
+    #[error(
+        "the host end of {pod} would be {name}, but an interface of that name exists that is \
+         not paired with the pod's ({found} in the pod); it is left as it is"
+    )]
+    HostVethTaken {
+        /// The host veth name.
+        name: String,
+        /// The pod interface it was meant for: `eth0 in /var/run/netns/x`.
+        pod: String,
+        /// What the pod's namespace has under that interface name.
+        found: String,
+    },
     /// An existing device of the right kind has a setting that can't be changed in place.
     #[error(
         "interface {name} exists with {setting} {found}, but {expected} is configured; \
-         run `weft reset` to remove it"
+         it is left as it is"
     )]
     Mismatch {
         /// The interface name.

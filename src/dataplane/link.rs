@@ -71,11 +71,13 @@ pub struct Link {
     pub up: bool,
     /// Index of the bridge (or other master) it is a port of.
     pub master: Option<u32>,
+    /// For a veth, the index of its other end (IFLA_LINK), counted in that end's namespace.
+    pub peer_index: Option<u32>,
 }
 
 impl Link {
     /// `Ok` when the device is of the `expected` kind, else [`DataplaneError::WrongKind`]: we
-    /// never delete a device we did not make, so the operator decides (`weft reset`).
+    /// never delete a device we did not make, so the operator decides.
     pub fn expect_kind(&self, expected: LinkKind) -> Result<()> {
         if self.kind.as_ref() == Some(&expected) {
             return Ok(());

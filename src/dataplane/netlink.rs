@@ -554,6 +554,7 @@ fn parse_link(message: &LinkMessage) -> Link {
         kind: None,
         up: message.header.flags.contains(LinkFlags::Up),
         master: None,
+        peer_index: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -563,6 +564,7 @@ fn parse_link(message: &LinkMessage) -> Link {
             }
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::Controller(index) => link.master = Some(*index),
+            LinkAttribute::Link(index) => link.peer_index = Some(*index),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {

@@ -80,7 +80,9 @@ fn bridge_name_taken_by_another_kind_is_an_error() {
         matches!(&err, DataplaneError::WrongKind { found, .. } if found == "veth"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("weft reset"), "{err}");
+    // Says what conflicts, and advises nothing that would wipe the node.
+    assert!(err.to_string().contains("weave"), "{err}");
+    assert!(!err.to_string().contains("reset"), "{err}");
     // Nothing was deleted or recreated.
     assert!(ns.ip(&["-d", "link", "show", "weave"]).contains("veth"));
 }

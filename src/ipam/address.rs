@@ -253,6 +253,15 @@ impl Cidr {
         Ok(Self { addr, prefix_len })
     }
 
+    /// The subnet of length `prefix_len` that holds `addr` (whose host bits may be set, as a
+    /// claimed pod address's are). Checks the length first: the mask needs 0..=32.
+    pub fn enclosing(addr: Address, prefix_len: u8) -> Result<Self, AddressError> {
+        if prefix_len > 32 {
+            return Err(AddressError::PrefixTooLong { prefix_len });
+        }
+        Self::new(Address(addr.0 & network_mask(prefix_len)), prefix_len)
+    }
+
     /// The network address.
     pub fn addr(&self) -> Address {
         self.addr

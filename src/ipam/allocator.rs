@@ -54,7 +54,9 @@ pub const FREE_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// that its periodic gossip does not flood the log (Weave Net issue #3659). Ours.
 pub const CONFLICT_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The allocator of one peer. See the module documentation.
+/// The allocator of one peer. See the module documentation. `Clone` lets the actor keep the last
+/// persisted allocator and go back to it when a write fails.
+#[derive(Clone)]
 pub struct Allocator {
     config: AllocatorConfig,
     ring: Ring,
@@ -81,7 +83,7 @@ pub struct Allocator {
 }
 
 /// What one call produced, turned into the effect list by [`Allocator::finish`].
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Outbox {
     /// Our state changed: persist it before anything else.
     persist: bool,

@@ -34,6 +34,7 @@ pub const RING_REQUEST_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where making the ring stands. Once the ring is made (here or by merging a peer's), only
 /// `Established` follows.
+#[derive(Clone)]
 pub(super) enum Bootstrap {
     /// Nothing has needed the ring yet.
     Idle,
@@ -46,6 +47,7 @@ pub(super) enum Bootstrap {
     Established,
 }
 
+#[derive(Clone)]
 pub(super) struct ConsensusRun {
     paxos: Paxos,
     /// When our consensus state last changed; `None` until the first tick after a restore.

@@ -30,12 +30,14 @@ pub const CLAIM_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// does after 5 failed sends (`ipam/claim.go`).
 pub const CLAIM_UNREACHABLE_ATTEMPTS: u32 = 5;
 
+#[derive(Clone)]
 pub(super) struct PendingAllocate {
     id: RequestId,
     ident: String,
     subnet: Cidr,
 }
 
+#[derive(Clone)]
 pub(super) struct PendingClaim {
     id: RequestId,
     ident: String,
@@ -47,12 +49,13 @@ pub(super) struct PendingClaim {
 }
 
 /// A space request in flight.
+#[derive(Clone)]
 struct SpaceRequest {
     donor: PeerName,
     sent_at: Instant,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct Pending {
     allocates: Vec<PendingAllocate>,
     claims: Vec<PendingClaim>,

@@ -31,6 +31,9 @@ pub struct RouterOpts {
     pub peers: Vec<String>,
     pub extra: Vec<String>,
     pub name: Option<String>,
+    /// Where the database lives (`<dir>/weave-net`); the router's own temporary directory
+    /// otherwise.
+    pub db_dir: Option<std::path::PathBuf>,
 }
 
 pub fn ip(block: u8, index: u8) -> Ipv4Addr {
@@ -51,6 +54,10 @@ impl Router {
         let ip = ip(block, index);
         let name = opts.name.clone().unwrap_or_else(|| peer_name(block, index));
         let nickname = format!("r{block}-{index}");
+        let db_dir = opts
+            .db_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().to_path_buf());
         let mut args = vec![
             "router".to_string(),
             "--no-dataplane".into(),
@@ -65,7 +72,7 @@ impl Router {
             "--metrics-addr".into(),
             format!("{ip}:6782"),
             "--db-prefix".into(),
-            format!("{}/weave-net", dir.path().display()),
+            format!("{}/weave-net", db_dir.display()),
             "--heartbeat-interval".into(),
             "500ms".into(),
             "--read-timeout".into(),
@@ -231,6 +238,59 @@ impl Drop for Router {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+/// A tmpfs of its own size on a fresh temporary directory, to run out of space on purpose;
+/// unmounted (lazily, should a process still hold a file) and removed on drop. Needs root.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_kib: u32) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(output.status.success(), "mount tmpfs: {output:?}");
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros to `name` until the file system is full.
+    pub fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path().join(name)).expect("create filler");
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(err) if err.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(err) => panic!("filling the tmpfs: {err}"),
+            }
+        }
+        // What the page cache still holds must hit the limit now, not later.
+        let _ = file.sync_all();
+    }
+
+    /// Removes the filler: the space is back.
+    pub fn free(&self, name: &str) {
+        std::fs::remove_file(self.path().join(name)).expect("remove filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .output();
     }
 }
 

@@ -11,6 +11,7 @@ use super::Invocation;
 use crate::error::CniError;
 use crate::ipam::{self, Lease};
 use crate::kernel::Kernel;
+use crate::netns;
 use crate::result::{CniResult, Interface, IpConfig, Route};
 use crate::router::{EXPOSE_IDENT, Router};
 
@@ -26,6 +27,11 @@ pub fn add(inv: &Invocation, router: &Router) -> Result<Value, CniError> {
             "bridge {} does not exist yet: is the weave router running on this node?",
             inv.conf.bridge
         )));
+    }
+    // Before any allocation: the node's own namespace is refused, so the node never gets a
+    // pod's eth0 and default route.
+    if let Some(netns) = inv.env.netns.as_deref() {
+        netns::require_pod(netns)?;
     }
     let lease = ipam::acquire(inv, router, None)?;
     match wire(inv, router, &kernel, &lease) {
@@ -65,7 +71,7 @@ fn wire(
         bridge: inv.conf.bridge.clone(),
         gateway: Some(gateway),
         hairpin: inv.conf.hairpin,
-        host_name: Some(container_veth_name(&inv.env.container_id)),
+        host_name: Some(container_veth_name(&inv.env.container_id, &inv.env.ifname)),
         ..AttachRequest::new(netns)
     };
     let attachment = kernel.attach(&request)?;

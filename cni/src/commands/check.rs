@@ -12,6 +12,7 @@ use crate::delegate;
 use crate::error::CniError;
 use crate::ipam;
 use crate::kernel::{Kernel, PodView};
+use crate::netns;
 use crate::result::{CniResult, parse_ipv4_cidr};
 use crate::router::Router;
 
@@ -25,7 +26,8 @@ pub fn check(inv: &Invocation, router: &Router) -> Result<(), CniError> {
             var: "CNI_NETNS",
             reason: "not set".into(),
         })?;
-    let host_name = container_veth_name(&inv.env.container_id);
+    netns::require_pod(netns)?;
+    let host_name = container_veth_name(&inv.env.container_id, &inv.env.ifname);
     let view = Kernel::new()?.inspect(netns, &inv.env.ifname, &host_name, &inv.conf.bridge)?;
     let addresses = compare(inv, previous, &view, &host_name)?;
     match inv.conf.delegate() {

@@ -17,6 +17,7 @@ use crate::env::{CniEnv, Command};
 use crate::error::CniError;
 use crate::ipam;
 use crate::kernel::Kernel;
+use crate::netns::{self, Netns};
 use crate::router::Router;
 use crate::version::version_info;
 
@@ -88,13 +89,16 @@ pub fn run(mode: Mode, inv: &Invocation) -> Result<Option<Value>, CniError> {
 }
 
 /// DEL: removes the pod's interface if its namespace is still there, then frees its address.
-/// Anything already gone is fine (runtimes retry DEL, and send a second one with no namespace).
+/// Anything already gone is fine (runtimes retry DEL, and send a second one with no namespace):
+/// a namespace that was unmounted, leaving an empty file or nothing at its path, took the veth
+/// pair with it, so only the address is left to free. The node's own namespace is never
+/// touched (ADD refuses it, so nothing of ours is there).
 fn del(mode: Mode, inv: &Invocation, router: &Router) -> Result<(), CniError> {
     if mode == Mode::Plugin
-        && let Some(netns) = inv.env.netns.as_deref()
-        && netns.exists()
+        && let Some(path) = inv.env.netns.as_deref()
+        && netns::classify(path)? == Netns::Pod
     {
-        Kernel::new()?.detach(netns, &inv.env.ifname)?;
+        Kernel::new()?.detach(path, &inv.env.ifname)?;
     }
     ipam::release(inv, router)
 }

@@ -62,6 +62,8 @@ pub struct Ipam {
     registered_with: Option<u64>,
     /// Something the operator must know about (split brain, adoption), shown in the status.
     warning: Option<String>,
+    /// The last write of the state failed: logged once, and again when one succeeds.
+    persist_failing: bool,
 }
 
 impl Ipam {
@@ -88,27 +90,78 @@ impl Ipam {
             waiting: HashMap::new(),
             registered_with: None,
             warning: None,
+            persist_failing: false,
         })
     }
 
+    /// Runs one call of the allocator and carries out its effects, on the rule that nothing
+    /// depending on a state is said (replies, gossip) before that state is on disk.
+    ///
+    /// Design choice: the allocator is cloned before the call, and when the call's `Persist`
+    /// fails the clone, which is what the disk holds, replaces it. Memory then never runs ahead
+    /// of the disk, so a retried or repeated request cannot be answered from an allocation a
+    /// restart would lose. The call's other effects are dropped: its gossip is not sent (a
+    /// donation that was not written must not be announced), and every request it answered, and
+    /// the one `submitted` with it, gets the persistence error and is dropped from the allocator.
+    /// A clone costs about what encoding the state for `Persist` costs, which every change pays.
+    fn run(
+        &mut self,
+        submitted: Option<RequestId>,
+        call: impl FnOnce(&mut Allocator) -> Vec<Effect>,
+    ) {
+        let persisted = self.allocator.clone();
+        let effects = call(&mut self.allocator);
+        let written = effects.iter().find_map(|effect| match effect {
+            Effect::Persist(state) => Some(self.persist(state)),
+            _ => None,
+        });
+        match written {
+            Some(Err(err)) => {
+                self.allocator = persisted;
+                if !self.persist_failing {
+                    error!(
+                        "cannot persist the IPAM state: {err}; requests fail until it can be written"
+                    );
+                    self.persist_failing = true;
+                }
+                self.refuse(effects, submitted, &err);
+            }
+            Some(Ok(())) => {
+                if self.persist_failing {
+                    info!("the IPAM state is written again");
+                    self.persist_failing = false;
+                }
+                self.apply(effects);
+            }
+            None => self.apply(effects),
+        }
+    }
+
+    /// Answers the requests of a call whose state could not be written, and drops them from
+    /// the (restored) allocator, where they may still wait from before the call.
+    fn refuse(&mut self, effects: Vec<Effect>, submitted: Option<RequestId>, err: &str) {
+        let answered = effects.into_iter().filter_map(|effect| match effect {
+            Effect::Reply { id, .. } => Some(id),
+            _ => None,
+        });
+        let ids: BTreeSet<RequestId> = answered.chain(submitted).collect();
+        for id in ids {
+            if let Some(waiter) = self.waiting.remove(&id) {
+                let _ = waiter.send(Err(IpamActorError::Persistence(err.to_string())));
+            }
+            self.run(None, |allocator| allocator.cancel(id));
+        }
+    }
+
+    /// Carries out the effects of a call whose state, if it changed, is on disk.
     fn apply(&mut self, effects: Vec<Effect>) {
-        let mut persist_failed = None;
         for effect in effects {
             match effect {
-                Effect::Persist(state) => {
-                    if let Err(err) = self.persist(&state) {
-                        error!("cannot persist the IPAM state: {err}");
-                        persist_failed = Some(err);
-                    }
-                }
+                // Written by `run` before any effect was carried out.
+                Effect::Persist(_) => {}
                 Effect::Reply { id, result } => {
-                    // An answer that depends on state we could not write must not be given.
-                    let result = match (&persist_failed, result) {
-                        (Some(err), Ok(_)) => Err(IpamActorError::Persistence(err.clone())),
-                        (_, result) => result.map_err(IpamActorError::from),
-                    };
                     if let Some(waiter) = self.waiting.remove(&id) {
-                        let _ = waiter.send(result);
+                        let _ = waiter.send(result.map_err(IpamActorError::from));
                     }
                 }
                 Effect::Broadcast(msg) => self.gossip(Audience::Everyone, &msg),
@@ -193,11 +246,9 @@ impl Ipam {
             .collect();
         for id in gone {
             self.waiting.remove(&id);
-            let effects = self.allocator.cancel(id);
-            self.apply(effects);
+            self.run(None, |allocator| allocator.cancel(id));
         }
-        let effects = self.allocator.tick(Instant::now());
-        self.apply(effects);
+        self.run(None, |allocator| allocator.tick(Instant::now()));
         self.refresh_peers(ctx);
     }
 
@@ -213,10 +264,9 @@ impl Ipam {
                 .iter()
                 .map(|p| (p.name, p.nickname.clone()))
                 .collect();
-            let effects = act
-                .allocator
-                .peers_changed(&live, &nicknames, Instant::now());
-            act.apply(effects);
+            act.run(None, |allocator| {
+                allocator.peers_changed(&live, &nicknames, Instant::now())
+            });
         }));
     }
 }
@@ -246,8 +296,9 @@ impl Handler<Submit> for Ipam {
         let id = self.next_request;
         self.next_request += 1;
         self.waiting.insert(id, tx);
-        let effects = self.allocator.request(id, msg.0, Instant::now());
-        self.apply(effects);
+        self.run(Some(id), |allocator| {
+            allocator.request(id, msg.0, Instant::now())
+        });
         MessageResult(rx)
     }
 }
@@ -293,12 +344,9 @@ impl Handler<ChannelGossip> for Ipam {
 
     fn handle(&mut self, msg: ChannelGossip, _: &mut Context<Self>) {
         match decode_message(&msg.payload) {
-            Ok(decoded) => {
-                let effects = self
-                    .allocator
-                    .on_message(msg.source, decoded, Instant::now());
-                self.apply(effects);
-            }
+            Ok(decoded) => self.run(None, |allocator| {
+                allocator.on_message(msg.source, decoded, Instant::now())
+            }),
             Err(err) => warn!("malformed IPAM gossip from {}: {err}", msg.source),
         }
     }
