@@ -39,6 +39,8 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 #[derive(Clone, Copy, Debug)]
 pub enum RefusalKind {
     ConnectionLimit,
+    /// Too many handshakes under way, in total or from one source.
+    PendingHandshakes,
 }
 
 /// Why a message was dropped instead of queued (every queue is bounded).
@@ -197,6 +199,9 @@ pub fn connection_refused(kind: RefusalKind) {
         RefusalKind::ConnectionLimit => {
             REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
             counter!(REFUSED, "reason" => "connection_limit").increment(1);
+        }
+        RefusalKind::PendingHandshakes => {
+            counter!(REFUSED, "reason" => "pending_handshakes").increment(1);
         }
     }
 }

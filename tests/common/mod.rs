@@ -31,6 +31,8 @@ pub struct RouterOpts {
     pub peers: Vec<String>,
     pub extra: Vec<String>,
     pub name: Option<String>,
+    /// `--handshake-timeout` (default here 1s, so that tests of silent clients are quick).
+    pub handshake_timeout: Option<String>,
 }
 
 pub fn ip(block: u8, index: u8) -> Ipv4Addr {
@@ -71,7 +73,9 @@ impl Router {
             "--read-timeout".into(),
             "2s".into(),
             "--handshake-timeout".into(),
-            "1s".into(),
+            opts.handshake_timeout
+                .clone()
+                .unwrap_or_else(|| "1s".into()),
             "--log-level".into(),
             "info".into(),
         ];

@@ -10,13 +10,12 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{info, warn};
 
 use super::handshake::{HandshakeFailure, handshake};
-use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, Outgoing};
+use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing};
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
 use crate::api::metrics;
@@ -42,8 +41,8 @@ pub struct Connection {
     remote_addr: SocketAddr,
     stream: Option<TcpStream>,
     ctx: Arc<LinkContext>,
-    /// The connection-limit permit this link holds; released when the actor is dropped.
-    _permit: OwnedSemaphorePermit,
+    /// Its place under the connection limit; given back when the actor is dropped.
+    slot: LinkSlot,
     gossip: Option<GossipPort>,
     writer: Option<mpsc::Sender<Bytes>>,
     last_received: Instant,
@@ -57,7 +56,7 @@ impl Connection {
         stream: TcpStream,
         remote_addr: SocketAddr,
         direction: Direction,
-        permit: OwnedSemaphorePermit,
+        slot: LinkSlot,
         ctx: Arc<LinkContext>,
     ) -> Self {
         let id = LinkId::next();
@@ -83,7 +82,7 @@ impl Connection {
             remote_addr,
             stream: Some(stream),
             ctx,
-            _permit: permit,
+            slot,
             gossip: None,
             writer: None,
             last_received: now,
@@ -274,6 +273,7 @@ impl Actor for Connection {
                 .map(|(stream, ours, result), act, ctx| {
                     let vetted = result.and_then(|theirs| {
                         act.vet(&theirs).map_err(HandshakeFailure::from)?;
+                        act.slot.admit().map_err(HandshakeFailure::from)?;
                         Ok(theirs)
                     });
                     match vetted {

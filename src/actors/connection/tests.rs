@@ -156,7 +156,7 @@ async fn link_pair(
         Direction::Outbound {
             target: addr.to_string(),
         },
-        limiter.try_acquire().unwrap(),
+        LinkSlot::Held(limiter.try_acquire().unwrap()),
         dialer,
     )
     .start();
@@ -164,7 +164,7 @@ async fn link_pair(
         accepted,
         from,
         Direction::Inbound,
-        limiter.try_acquire().unwrap(),
+        LinkSlot::Held(limiter.try_acquire().unwrap()),
         acceptor,
     )
     .start();

@@ -1,0 +1,116 @@
+//! End-to-end tests of hostile clients on the mesh port: sockets that connect and never finish a
+//! handshake must not keep real peers out.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::*;
+
+/// Sockets that connect from `sources` and say nothing, each re-opened as soon as the router
+/// drops it; stopped (and its threads joined) when dropped, also when a test fails.
+struct SilentFlood {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Pause of a flood socket between an answered attempt and the next one: short enough that a
+/// place the router frees is taken again at once, long enough not to hog the shared CPUs.
+const FLOOD_RETRY: Duration = Duration::from_millis(200);
+
+impl SilentFlood {
+    fn start(target: SocketAddr, sources: &[Ipv4Addr], per_source: usize) -> SilentFlood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for &source in sources {
+            for _ in 0..per_source {
+                let stop = stop.clone();
+                threads.push(std::thread::spawn(move || {
+                    silent_socket(target, source, &stop)
+                }));
+            }
+        }
+        SilentFlood { stop, threads }
+    }
+}
+
+impl Drop for SilentFlood {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Connects from `source` and reads whatever the router sends until it closes, never writing.
+fn silent_socket(target: SocketAddr, source: Ipv4Addr, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut stream) = connect_from(source, target) {
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut buf = [0u8; 512];
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        std::thread::sleep(FLOOD_RETRY);
+    }
+}
+
+fn connect_from(source: Ipv4Addr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(2))?;
+    Ok(socket.into())
+}
+
+#[test]
+fn silent_sockets_do_not_keep_real_peers_out() {
+    const BLOCK: u8 = 181;
+    // Weave Net's handshake timeout, so that a silent socket holds whatever it got for 10 s.
+    let slow_handshakes = RouterOpts {
+        conn_limit: Some(3),
+        handshake_timeout: Some("10s".into()),
+        ..Default::default()
+    };
+    let hub = Router::start(BLOCK, 1, slow_handshakes);
+    assert!(wait_until(Duration::from_secs(10), || hub
+        .report()
+        .is_some()));
+    // Far more silent sockets than the connection limit, from two hosts.
+    let _flood = SilentFlood::start(
+        hub.mesh_addr().parse().unwrap(),
+        &[ip(BLOCK, 100), ip(BLOCK, 101)],
+        40,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    let peer = Router::start(
+        BLOCK,
+        2,
+        RouterOpts {
+            peers: vec![hub.mesh_addr()],
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || hub
+            .established_links()
+            .contains(&peer.name)),
+        "a real peer was kept out by sockets that never finished a handshake"
+    );
+}
