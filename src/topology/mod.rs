@@ -11,7 +11,7 @@ mod test_support;
 mod tests;
 
 pub use peer_name::{PeerName, PeerNameError, PeerUid};
-pub use peers::{MergeOutcome, Topology};
+pub use peers::{MAX_VERSION_LEAD, MergeOutcome, Topology};
 pub use routes::Routes;
 
 use std::collections::BTreeMap;

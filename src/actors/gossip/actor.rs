@@ -88,6 +88,9 @@ impl Gossip {
                         );
                     }
                 }
+                Effect::RecordsRejected { from, count } => warn!(
+                    "ignored {count} peer records from {from}: versions too far ahead to be genuine"
+                ),
                 Effect::PeersChanged => self.publish_peers(),
             }
         }

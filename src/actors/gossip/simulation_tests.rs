@@ -292,6 +292,9 @@ impl Mesh {
                     });
                 }
                 Effect::Close { .. } => panic!("only registering a link closes another"),
+                Effect::RecordsRejected { from, count } => {
+                    panic!("peer {peer} rejected {count} genuine records from {from}")
+                }
                 Effect::PeersRemoved(_) | Effect::PeersChanged => {}
             }
         }

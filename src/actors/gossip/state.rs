@@ -3,16 +3,15 @@
 //! time-injected; the actor carries out the [`Effect`]s it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use serde_bytes::ByteBuf;
 
 use crate::actors::connection::{ClosingReason, LinkId};
-use crate::actors::listener::discovery_ceiling;
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
 use crate::wire::{ProtocolMsg, decode_topology, encode_topology};
 
@@ -67,6 +66,12 @@ pub enum Effect {
         payload: Vec<u8>,
     },
     PeersRemoved(Vec<PeerRecord>),
+    /// A topology update from neighbour `from` carried records with versions too far ahead to
+    /// be believed; they were dropped.
+    RecordsRejected {
+        from: PeerName,
+        count: usize,
+    },
     /// Our links or the set of known peers changed: the connection maker needs a new view.
     PeersChanged,
 }
@@ -104,6 +109,8 @@ pub struct GossipState {
     pending_since: Option<Instant>,
     next_anti_entropy: Instant,
     rng: StdRng,
+    /// When this state was made: the topology's version ceiling moves with the time since.
+    created: Instant,
 }
 
 impl GossipState {
@@ -120,6 +127,7 @@ impl GossipState {
             pending_since: None,
             next_anti_entropy: now + ANTI_ENTROPY_INTERVAL,
             rng: StdRng::seed_from_u64(seed),
+            created: now,
         }
     }
 
@@ -287,7 +295,7 @@ impl GossipState {
                         from,
                         why: err.to_string(),
                     })?;
-                effects.extend(self.merge_topology(records, now));
+                effects.extend(self.merge_topology(from, records, now));
             }
             ProtocolMsg::Gossip { channel, payload } => effects.push(Effect::Deliver {
                 channel,
@@ -414,99 +422,22 @@ impl GossipState {
         effects
     }
 
-    /// Where to find each peer we are not linked with: its advertised listen address, or, when it
-    /// listens on all addresses, the IP others see it at.
-    pub fn discovered_targets(&self) -> Vec<(PeerName, SocketAddr)> {
-        self.peer_addresses()
-            .into_iter()
-            .filter(|(name, _)| !self.links.contains_key(name))
-            .collect()
-    }
-
-    /// Where to find every other known peer (linked or not), as `discovered_targets` works it
-    /// out. The connection maker uses it to tell which of its targets lead to peers we are
-    /// already linked with, so that it does not dial a second link to them.
-    pub fn peer_addresses(&self) -> Vec<(PeerName, SocketAddr)> {
-        let local = self.local_name();
-        let mut seen_at: BTreeMap<PeerName, IpAddr> = BTreeMap::new();
-        for record in self.topology.peers() {
-            for (remote, summary) in &record.connections {
-                seen_at.entry(*remote).or_insert(summary.remote_addr.ip());
-            }
-        }
+    fn merge_topology(
+        &mut self,
+        from: PeerName,
+        records: Vec<PeerRecord>,
+        now: Instant,
+    ) -> Vec<Effect> {
         self.topology
-            .peers()
-            .filter(|record| record.name != local)
-            .filter_map(|record| {
-                let addr = record.listen_addr;
-                if !addr.ip().is_unspecified() {
-                    return Some((record.name, addr));
-                }
-                let ip = seen_at.get(&record.name)?;
-                Some((record.name, SocketAddr::new(*ip, addr.port())))
-            })
-            .collect()
-    }
-
-    /// The discovered peers worth dialling: those whose links, as their records say, are still
-    /// below the share of the limit discovery may fill. The rest of their capacity is left for
-    /// newcomers and refused peers.
-    pub fn discovery_targets(&self) -> Vec<(PeerName, SocketAddr)> {
-        self.discovered_targets()
-            .into_iter()
-            .filter(|(name, _)| {
-                self.topology.peer(*name).is_some_and(|record| {
-                    discovery_ceiling(record.conn_limit)
-                        .is_none_or(|ceiling| record.connections.len() < ceiling)
-                })
-            })
-            .collect()
-    }
-
-    /// Addresses a refused peer may try instead of us: peers with room left, the fewest
-    /// connections first.
-    pub fn refusal_hints(&mut self) -> Vec<SocketAddr> {
-        let full = |record: &PeerRecord| {
-            record.conn_limit != 0 && record.connections.len() >= record.conn_limit as usize
-        };
-        let mut candidates: Vec<(usize, SocketAddr)> = self
-            .discovered_targets()
-            .into_iter()
-            .filter_map(|(name, addr)| {
-                let record = self.topology.peer(name)?;
-                (!full(record)).then_some((record.connections.len(), addr))
-            })
-            .collect();
-        // Shuffle first so that equally loaded peers share the newcomers.
-        candidates.shuffle(&mut self.rng);
-        candidates.sort_by_key(|(connections, _)| *connections);
-        let mut hints: Vec<SocketAddr> = candidates
-            .into_iter()
-            .map(|(_, addr)| addr)
-            .take(REFUSAL_HINTS)
-            .collect();
-        // Our neighbours are always reachable from us, so they are worth naming too.
-        if hints.len() < REFUSAL_HINTS {
-            for record in self.topology.peers() {
-                if hints.len() >= REFUSAL_HINTS {
-                    break;
-                }
-                if self.links.contains_key(&record.name) && !full(record) {
-                    let addr = if record.listen_addr.ip().is_unspecified() {
-                        self.links[&record.name].remote_addr.ip()
-                    } else {
-                        record.listen_addr.ip()
-                    };
-                    hints.push(SocketAddr::new(addr, record.listen_addr.port()));
-                }
-            }
-        }
-        hints
-    }
-
-    fn merge_topology(&mut self, records: Vec<PeerRecord>, now: Instant) -> Vec<Effect> {
+            .advance_clock(now.saturating_duration_since(self.created));
         let outcome = self.topology.merge(records);
         let mut effects = Vec::new();
+        if outcome.rejected > 0 {
+            effects.push(Effect::RecordsRejected {
+                from,
+                count: outcome.rejected,
+            });
+        }
         if outcome.local_bumped {
             self.local_changed(now);
         }
@@ -592,6 +523,8 @@ pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
     }
 }
 
+#[path = "state_discovery.rs"]
+mod discovery;
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
