@@ -114,3 +114,38 @@ fn silent_sockets_do_not_keep_real_peers_out() {
         "a real peer was kept out by sockets that never finished a handshake"
     );
 }
+
+#[test]
+fn a_name_reappearing_with_another_uid_while_linked_is_warned_about() {
+    const BLOCK: u8 = 182;
+    let one = Router::start(BLOCK, 1, RouterOpts::default());
+    let two = Router::start(
+        BLOCK,
+        2,
+        RouterOpts {
+            peers: vec![one.mesh_addr()],
+            ..Default::default()
+        },
+    );
+    assert!(wait_until(Duration::from_secs(30), || one
+        .established_links()
+        .contains(&two.name)));
+    let _impostor = Router::start(
+        BLOCK,
+        3,
+        RouterOpts {
+            name: Some(two.name.clone()),
+            peers: vec![one.mesh_addr()],
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || one.log_lines().iter().any(
+            |line| {
+                line.contains("WARN") && line.contains(&two.name) && line.contains("while its link")
+            }
+        )),
+        "no warning about a second incarnation of {}",
+        two.name
+    );
+}

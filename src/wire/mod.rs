@@ -6,6 +6,7 @@
 mod framing;
 mod gossip;
 mod header;
+mod link_id;
 mod mac;
 mod message;
 pub mod sleeve;
@@ -15,6 +16,7 @@ pub use gossip::{MAX_RECORDS_PER_UPDATE, decode_topology, encode_topology};
 pub use header::{
     HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
 };
+pub use link_id::{LinkCommitment, LinkNonce, NONCE_LEN, Reveal, link_id};
 pub use mac::{MacAddr, MacAddrError};
 pub use message::{
     Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,

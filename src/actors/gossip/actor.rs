@@ -127,6 +127,17 @@ impl Handler<RegisterLink> for Gossip {
     type Result = Result<(), ClosingReason>;
 
     fn handle(&mut self, msg: RegisterLink, _: &mut Context<Self>) -> Self::Result {
+        let link = &msg.link;
+        if let Some(linked) = self.state.linked_uid(link.remote)
+            && linked != link.remote_uid
+        {
+            warn!(
+                "[{}|{}({})]: peer {} connected with uid {} while its link with uid {linked} is up: \
+                 a restart the old link has not noticed yet, or another process using its name; \
+                 keeping the link that is up",
+                link.remote_addr, link.remote, link.remote_nickname, link.remote, link.remote_uid
+            );
+        }
         let id = msg.link.id;
         let effects = self.state.register_link(msg.link, Instant::now())?;
         self.outboxes.insert(id, msg.outbox);

@@ -42,6 +42,7 @@ pub struct NewLink {
 struct LinkEntry {
     id: LinkId,
     conn_uid: u64,
+    remote_uid: PeerUid,
     outbound: bool,
     remote_addr: SocketAddr,
     remote_nickname: String,
@@ -165,6 +166,11 @@ impl GossipState {
             .collect()
     }
 
+    /// The uid of the incarnation of `peer` we hold a link to.
+    pub fn linked_uid(&self, peer: PeerName) -> Option<PeerUid> {
+        self.links.get(&peer).map(|entry| entry.remote_uid)
+    }
+
     pub fn connected_peers(&self) -> BTreeSet<PeerName> {
         self.links.keys().copied().collect()
     }
@@ -172,6 +178,11 @@ impl GossipState {
     /// Registers a link that finished its handshake. A second link to the same peer is settled
     /// by the link ids: the lower one stays, at both ends, so simultaneous connects never flap.
     /// `Err` means the new link lost and must close.
+    ///
+    /// Design choice: a second link from another incarnation of the peer (another uid) always
+    /// loses. Simultaneous connects come from one incarnation; another uid is a restart whose old
+    /// link has not failed yet (it will, within the read timeout, and the peer dials again) or
+    /// another process using the peer's name, which must not evict the real link.
     pub fn register_link(
         &mut self,
         link: NewLink,
@@ -179,7 +190,7 @@ impl GossipState {
     ) -> Result<Vec<Effect>, ClosingReason> {
         let mut effects = Vec::new();
         if let Some(existing) = self.links.get(&link.remote) {
-            if link.conn_uid >= existing.conn_uid {
+            if link.remote_uid != existing.remote_uid || link.conn_uid >= existing.conn_uid {
                 return Err(ClosingReason::Duplicate);
             }
             effects.push(Effect::Close {
@@ -192,6 +203,7 @@ impl GossipState {
             LinkEntry {
                 id: link.id,
                 conn_uid: link.conn_uid,
+                remote_uid: link.remote_uid,
                 outbound: link.outbound,
                 remote_addr: link.remote_addr,
                 remote_nickname: link.remote_nickname,

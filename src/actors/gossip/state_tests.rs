@@ -293,6 +293,24 @@ fn duplicate_link_keeps_the_lower_conn_uid_at_both_ends_whatever_the_order() {
 }
 
 #[test]
+fn another_incarnation_never_evicts_the_link_that_is_up() {
+    let t0 = Instant::now();
+    let mut state = started(1, t0);
+    state.register_link(dialled_link(12, 2, 7), t0).unwrap();
+    assert_eq!(state.linked_uid(name(2)), Some(uid(2)));
+    // Same name, another uid, and the lowest link id there is: it still loses.
+    let impostor = NewLink {
+        remote_uid: PeerUid(666),
+        ..dialled_link(13, 2, 0)
+    };
+    assert_eq!(
+        state.register_link(impostor, t0).unwrap_err(),
+        ClosingReason::Duplicate
+    );
+    assert_eq!(state.links()[0].id, LinkId(12));
+}
+
+#[test]
 fn link_established_marks_our_record_established() {
     let t0 = Instant::now();
     let mut state = started(1, t0);
