@@ -149,3 +149,70 @@ fn a_name_reappearing_with_another_uid_while_linked_is_warned_about() {
         two.name
     );
 }
+
+#[test]
+fn a_nickname_that_would_forge_log_lines_is_refused_at_start() {
+    const BLOCK: u8 = 183;
+    for (index, nickname) in [
+        (1, "evil\nINFO forged line".to_string()),
+        (2, "x".repeat(60 * 1024)),
+    ] {
+        let mut router = Router::start(
+            BLOCK,
+            index,
+            RouterOpts {
+                nickname: Some(nickname),
+                ..Default::default()
+            },
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || router.exited().is_some()),
+            "the router started with a bad nickname"
+        );
+        assert!(!router.exited().unwrap().success());
+        assert!(router.log_contains("invalid nickname"));
+    }
+}
+
+#[test]
+fn ipam_ids_with_control_characters_are_refused() {
+    const BLOCK: u8 = 184;
+    let router = Router::start(
+        BLOCK,
+        1,
+        RouterOpts {
+            extra: vec!["--ipalloc-init".into(), "consensus=1".into()],
+            ..Default::default()
+        },
+    );
+    let post = |id: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("http://{}/ip/{id}", router.http_addr()))
+            .send_empty()
+            .ok()?;
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        Some((response.status().as_u16(), body))
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || post("good-id")
+            .is_some_and(|(status, _)| status == 200)),
+        "IPAM never became ready"
+    );
+    let too_long = "a".repeat(4096);
+    for bad in [
+        "nul%00id",
+        "line%0D%0Abreak",
+        "esc%1B%5B31m",
+        too_long.as_str(),
+    ] {
+        let (status, body) = post(bad).expect("the router answers");
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("invalid ident"), "{bad}: {body}");
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::{ConnectionSummary, PeerName, PeerRecord};
+use super::{ConnectionSummary, PeerName, PeerRecord, check_nickname};
 
 /// How far a record's version may be ahead of the wall clock, in milliseconds. Versions count in
 /// milliseconds: every gossip incarnation starts its version at the wall clock (so that it
@@ -37,7 +37,8 @@ pub struct MergeOutcome {
     /// True when our own record was bumped because the update carried a record about us from an
     /// older incarnation (same name, other uid) with a version at or above ours.
     pub local_bumped: bool,
-    /// Records not believed: their version is beyond [`Topology::version_ceiling`].
+    /// Records not believed: their version is beyond [`Topology::version_ceiling`], or their
+    /// nickname is not one a peer may have (see [`check_nickname`]).
     pub rejected: usize,
 }
 
@@ -123,8 +124,8 @@ impl Topology {
 
     /// Merges records received from gossip. Rules (commutative and idempotent among the records
     /// believed):
-    /// - a record whose version is beyond the [`Self::version_ceiling`] is not believed: dropped
-    ///   and counted as rejected;
+    /// - a record whose version is beyond the [`Self::version_ceiling`], or whose nickname is
+    ///   invalid, is not believed: dropped and counted as rejected;
     /// - a record about another peer is taken when we have none for that name, or when its
     ///   version is higher, or when the version is equal and its uid is higher;
     /// - a record about ourselves is never taken; if it is not our own record and its version is
@@ -138,7 +139,7 @@ impl Topology {
         // two records for one peer) reports each peer at most once, whatever the input order.
         let mut candidates: BTreeMap<PeerName, PeerRecord> = BTreeMap::new();
         for record in records {
-            if record.version > ceiling {
+            if record.version > ceiling || check_nickname(&record.nickname).is_err() {
                 outcome.rejected += 1;
                 continue;
             }

@@ -33,6 +33,8 @@ pub struct RouterOpts {
     pub name: Option<String>,
     /// `--handshake-timeout` (default here 1s, so that tests of silent clients are quick).
     pub handshake_timeout: Option<String>,
+    /// `--nickname` (default here `r<block>-<index>`).
+    pub nickname: Option<String>,
 }
 
 pub fn ip(block: u8, index: u8) -> Ipv4Addr {
@@ -52,7 +54,10 @@ impl Router {
     fn start_in(block: u8, index: u8, opts: RouterOpts, dir: Arc<tempfile::TempDir>) -> Router {
         let ip = ip(block, index);
         let name = opts.name.clone().unwrap_or_else(|| peer_name(block, index));
-        let nickname = format!("r{block}-{index}");
+        let nickname = opts
+            .nickname
+            .clone()
+            .unwrap_or_else(|| format!("r{block}-{index}"));
         let mut args = vec![
             "router".to_string(),
             "--no-dataplane".into(),

@@ -19,7 +19,7 @@ use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot,
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
 use crate::api::metrics;
-use crate::topology::PeerName;
+use crate::topology::{PeerName, check_nickname};
 use crate::wire::{
     Features, FrameCodec, LinkNonce, ProtocolMsg, Refusal, RefusalReason, WireError,
     decode_message, encode_message,
@@ -119,9 +119,11 @@ impl Connection {
         }
     }
 
-    /// Checks who answered: never ourselves, never someone using our name.
+    /// Checks who answered: never ourselves, never someone using our name, and a nickname that
+    /// is safe to log.
     fn vet(&self, theirs: &Features) -> Result<(), ClosingReason> {
         let identity = &self.ctx.identity;
+        check_nickname(&theirs.nickname).map_err(|err| ClosingReason::Protocol(err.to_string()))?;
         if theirs.name != identity.name {
             return Ok(());
         }

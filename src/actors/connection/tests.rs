@@ -303,6 +303,25 @@ async fn an_acceptor_that_reflects_our_commitment_cannot_choose_the_link_id() {
     );
 }
 
+#[actix_rt::test]
+async fn a_peer_whose_nickname_is_unsafe_to_log_is_turned_away() {
+    for (nickname, admitted) in [("fine-name", true), ("two\nlines", false)] {
+        let gossip = RecordingGossip::default().start();
+        let maker = RecordingMaker::default().start();
+        let (addr, accept) = accepting(context(1, &gossip, &maker)).await;
+        let name = PeerName::from_u64(2).unwrap();
+        let _stream = copycat::dial_honestly(addr, name, nickname).await;
+        accept.await.unwrap();
+        let registered = async || !gossip.send(Recorded).await.unwrap().0.is_empty();
+        if admitted {
+            assert!(wait_for(registered).await, "{nickname:?} admitted");
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!registered().await, "{nickname:?} turned away");
+        }
+    }
+}
+
 /// Hostile peers speaking the handshake by hand, each trying for link id 0.
 mod copycat {
     use std::net::SocketAddr;
@@ -334,9 +353,18 @@ mod copycat {
     }
 
     async fn send_hello(stream: &mut TcpStream, name: PeerName, commit: LinkCommitment) {
+        send_hello_as(stream, name, "copycat", commit).await;
+    }
+
+    async fn send_hello_as(
+        stream: &mut TcpStream,
+        name: PeerName,
+        nickname: &str,
+        commit: LinkCommitment,
+    ) {
         let ours = Features {
             name,
-            nickname: "copycat".into(),
+            nickname: nickname.into(),
             uid: PeerUid(666),
             conn_commit: commit,
             overlays: Vec::new(),
@@ -360,6 +388,16 @@ mod copycat {
         )
         .unwrap();
         let _ = stream.write_all(&out).await;
+    }
+
+    /// Plays the dialler by the rules, under `nickname`.
+    pub async fn dial_honestly(addr: SocketAddr, name: PeerName, nickname: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let nonce = LinkNonce::random();
+        send_hello_as(&mut stream, name, nickname, nonce.commitment()).await;
+        let _theirs = read_hello(&mut stream).await;
+        send_reveal(&mut stream, nonce).await;
+        stream
     }
 
     /// Commits to a nonce of its own, then reveals the acceptor's instead.

@@ -89,7 +89,8 @@ impl Gossip {
                     }
                 }
                 Effect::RecordsRejected { from, count } => warn!(
-                    "ignored {count} peer records from {from}: versions too far ahead to be genuine"
+                    "ignored {count} peer records from {from}: versions too far ahead to be \
+                     genuine, or invalid nicknames"
                 ),
                 Effect::PeersChanged => self.publish_peers(),
             }

@@ -67,8 +67,8 @@ pub enum Effect {
         payload: Vec<u8>,
     },
     PeersRemoved(Vec<PeerRecord>),
-    /// A topology update from neighbour `from` carried records with versions too far ahead to
-    /// be believed; they were dropped.
+    /// A topology update from neighbour `from` carried records not to be believed (versions too
+    /// far ahead, invalid nicknames); they were dropped.
     RecordsRejected {
         from: PeerName,
         count: usize,

@@ -209,6 +209,16 @@ fn a_record_absurdly_ahead_of_the_one_we_hold_is_rejected() {
 }
 
 #[test]
+fn a_record_whose_nickname_is_unsafe_to_log_is_rejected() {
+    let mut topology = ours();
+    let mut forged_lines = record(2, 1, 3, &[]);
+    forged_lines.nickname = "x\nINFO forged line".into();
+    let outcome = topology.merge(vec![forged_lines]);
+    assert_eq!(outcome.rejected, 1);
+    assert!(topology.peer(name(2)).is_none());
+}
+
+#[test]
 fn a_poisoned_record_about_us_does_not_freeze_our_version() {
     let mut topology = ours();
     let outcome = topology.merge(vec![record(1, 7, u64::MAX, &[])]);
