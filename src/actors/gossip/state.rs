@@ -89,6 +89,8 @@ pub enum GossipError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkView {
     pub id: LinkId,
+    /// The link id both ends agreed in the handshake (the sleeve's heartbeats carry it).
+    pub conn_uid: u64,
     pub remote: PeerName,
     pub remote_nickname: String,
     pub remote_addr: SocketAddr,
@@ -157,6 +159,7 @@ impl GossipState {
             .iter()
             .map(|(remote, entry)| LinkView {
                 id: entry.id,
+                conn_uid: entry.conn_uid,
                 remote: *remote,
                 remote_nickname: entry.remote_nickname.clone(),
                 remote_addr: entry.remote_addr,
