@@ -52,6 +52,8 @@ pub enum DropReason {
     SocketBacklog,
     ChannelMailboxFull,
     MakerMailboxFull,
+    /// A message too large for one frame (sent, it would have failed its link).
+    FrameTooLarge,
 }
 
 /// The supervised long-lived actors.
@@ -216,6 +218,7 @@ pub fn message_dropped(reason: DropReason) {
         DropReason::SocketBacklog => "socket_backlog",
         DropReason::ChannelMailboxFull => "channel_mailbox_full",
         DropReason::MakerMailboxFull => "maker_mailbox_full",
+        DropReason::FrameTooLarge => "frame_too_large",
     };
     counter!(DROPPED, "reason" => reason).increment(1);
 }

@@ -21,8 +21,8 @@ use crate::actors::gossip::state::NewLink;
 use crate::api::metrics;
 use crate::topology::{PeerName, check_nickname};
 use crate::wire::{
-    Features, FrameCodec, LinkNonce, ProtocolMsg, Refusal, RefusalReason, WireError,
-    decode_message, encode_message,
+    Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, RefusalReason,
+    WireError, decode_message, encode_message,
 };
 
 /// Frames queued for the socket writer before further sends are dropped (and counted).
@@ -153,6 +153,16 @@ impl Connection {
                 return;
             }
         };
+        // Queued, it would fail the writer and with it the link, for a message's fault.
+        if frame.len() > MAX_FRAME_BYTES {
+            warn!(
+                "->[{}] dropping a message of {} bytes: over the {MAX_FRAME_BYTES}-byte frame limit",
+                self.remote_addr,
+                frame.len()
+            );
+            metrics::message_dropped(metrics::DropReason::FrameTooLarge);
+            return;
+        }
         match writer.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -13,9 +13,11 @@ use tracing::{debug, info, warn};
 use super::messages::*;
 use super::state::{Effect, GossipError, GossipState};
 use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
+use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
 use crate::api::metrics;
 use crate::topology::PeerRecord;
+use crate::wire::MAX_TOPOLOGY_PAYLOAD_BYTES;
 
 /// How often coalesced updates and anti-entropy are considered.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -28,6 +30,8 @@ pub struct Gossip {
     channels: BTreeMap<String, Recipient<ChannelGossip>>,
     maker: Arc<dyn RecipientSource<PeersChanged>>,
     hints: watch::Sender<Vec<SocketAddr>>,
+    /// Warnings any neighbour can trigger with every update it sends.
+    log_limit: LogLimiter,
 }
 
 impl Gossip {
@@ -42,6 +46,7 @@ impl Gossip {
             channels: BTreeMap::new(),
             maker,
             hints,
+            log_limit: LogLimiter::default(),
         }
     }
 
@@ -88,10 +93,24 @@ impl Gossip {
                         );
                     }
                 }
-                Effect::RecordsRejected { from, count } => warn!(
-                    "ignored {count} peer records from {from}: versions too far ahead to be \
-                     genuine, or invalid nicknames"
-                ),
+                Effect::RecordsRejected { from, count } => {
+                    if let Some(held_back) = self.log_limit.admit("rejected", Instant::now()) {
+                        warn!(
+                            "ignored {count} peer records from {from}: versions too far ahead \
+                             to be genuine, or invalid nicknames ({held_back} such warnings \
+                             held back)"
+                        );
+                    }
+                }
+                Effect::RecordTooLarge { peer, bytes } => {
+                    if let Some(held_back) = self.log_limit.admit("too_large", Instant::now()) {
+                        warn!(
+                            "not passing on the record of {peer}: {bytes} bytes, over the \
+                             {MAX_TOPOLOGY_PAYLOAD_BYTES}-byte limit of a topology message \
+                             ({held_back} such warnings held back)"
+                        );
+                    }
+                }
                 Effect::PeersChanged => self.publish_peers(),
             }
         }

@@ -13,7 +13,7 @@ use serde_bytes::ByteBuf;
 
 use crate::actors::connection::{ClosingReason, LinkId};
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
-use crate::wire::{ProtocolMsg, decode_topology, encode_topology};
+use crate::wire::{ProtocolMsg, decode_topology, encode_topology_pieces};
 
 /// Name of the channel carrying topology records.
 pub const TOPOLOGY_CHANNEL: &str = "topology";
@@ -67,6 +67,12 @@ pub enum Effect {
         payload: Vec<u8>,
     },
     PeersRemoved(Vec<PeerRecord>),
+    /// A record too large for any topology message was left out of what we send (it can only
+    /// have come from a forged or corrupt update).
+    RecordTooLarge {
+        peer: PeerName,
+        bytes: usize,
+    },
     /// A topology update from neighbour `from` carried records not to be believed (versions too
     /// far ahead, invalid nicknames); they were dropped.
     RecordsRejected {
@@ -222,11 +228,15 @@ impl GossipState {
             },
         );
         self.local_changed(now);
-        // A new neighbour gets everything we know at once (Weave Net: sendAllGossipDown).
-        effects.push(Effect::Send {
-            link: link.id,
-            msg: topology_gossip(&self.topology.full_state()),
-        });
+        // A new neighbour gets everything we know at once (Weave Net: sendAllGossipDown), in as
+        // many messages as it takes.
+        let (messages, too_large) = topology_messages(&self.topology.full_state());
+        effects.extend(too_large);
+        effects.extend(
+            messages
+                .into_iter()
+                .map(|msg| Effect::Send { link: link.id, msg }),
+        );
         effects.push(Effect::PeersChanged);
         Ok(effects)
     }
@@ -478,20 +488,33 @@ impl GossipState {
         if records.is_empty() {
             return Vec::new();
         }
-        self.send_to_random_neighbours(topology_gossip(records))
+        let (messages, mut effects) = topology_messages(records);
+        effects.extend(self.send_all_to_random_neighbours(messages));
+        effects
     }
 
-    /// Sends `msg` to 2·log2(peers) random neighbours, as Weave Net's `GossipNeighbourSubset`
-    /// picks them, so that the cost of spreading a change stays logarithmic in the mesh size.
     fn send_to_random_neighbours(&mut self, msg: ProtocolMsg) -> Vec<Effect> {
+        self.send_all_to_random_neighbours(vec![msg])
+    }
+
+    /// Sends `messages` to 2·log2(peers) random neighbours, as Weave Net's
+    /// `GossipNeighbourSubset` picks them, so that the cost of spreading a change stays
+    /// logarithmic in the mesh size. The pieces of one update go to the same neighbours.
+    fn send_all_to_random_neighbours(&mut self, messages: Vec<ProtocolMsg>) -> Vec<Effect> {
         let peers = self.topology.len().max(2) as f64;
         let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
         let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
-        links
+        let chosen: Vec<LinkId> = links
             .choose_multiple(&mut self.rng, fanout.min(links.len()))
-            .map(|link| Effect::Send {
-                link: *link,
-                msg: msg.clone(),
+            .copied()
+            .collect();
+        chosen
+            .into_iter()
+            .flat_map(|link| {
+                messages.iter().map(move |msg| Effect::Send {
+                    link,
+                    msg: msg.clone(),
+                })
             })
             .collect()
     }
@@ -528,14 +551,25 @@ impl GossipState {
     }
 }
 
-/// The topology channel's message carrying `records`.
-pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
-    // Records are plain data: encoding them cannot fail, but stay safe and send nothing if it did.
-    let payload = encode_topology(records).unwrap_or_default();
-    ProtocolMsg::Gossip {
-        channel: TOPOLOGY_CHANNEL.to_string(),
-        payload: ByteBuf::from(payload),
-    }
+/// The topology channel's messages carrying `records`, each within the size a frame may carry,
+/// and a [`Effect::RecordTooLarge`] for each record none can.
+fn topology_messages(records: &[PeerRecord]) -> (Vec<ProtocolMsg>, Vec<Effect>) {
+    let (pieces, too_large) = encode_topology_pieces(records);
+    let messages = pieces
+        .into_iter()
+        .map(|payload| ProtocolMsg::Gossip {
+            channel: TOPOLOGY_CHANNEL.to_string(),
+            payload: ByteBuf::from(payload),
+        })
+        .collect();
+    let effects = too_large
+        .into_iter()
+        .map(|(record, bytes)| Effect::RecordTooLarge {
+            peer: record.name,
+            bytes,
+        })
+        .collect();
+    (messages, effects)
 }
 
 #[path = "state_discovery.rs"]
