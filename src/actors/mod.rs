@@ -8,6 +8,7 @@ pub mod fastdp;
 pub mod gossip;
 pub mod ipam;
 pub mod listener;
+pub mod log_limit;
 pub mod mac_learner;
 pub mod overlay;
 pub mod router;

@@ -49,6 +49,7 @@ fn status_of(err: &IpamError) -> StatusCode {
         | IpamError::AddressOutsideRange { .. }
         | IpamError::AddressOutsideSubnet { .. }
         | IpamError::CannotRemoveSelf { .. }
+        | IpamError::InvalidIdent { .. }
         | IpamError::AmbiguousNickname { .. } => StatusCode::BAD_REQUEST,
         IpamError::UnknownPeer { .. } => StatusCode::NOT_FOUND,
         IpamError::AddressInUse { .. }

@@ -50,6 +50,8 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 #[derive(Clone, Copy, Debug)]
 pub enum RefusalKind {
     ConnectionLimit,
+    /// Too many handshakes under way, in total or from one source.
+    PendingHandshakes,
 }
 
 /// Why a message was dropped instead of queued (every queue is bounded).
@@ -61,6 +63,8 @@ pub enum DropReason {
     SocketBacklog,
     ChannelMailboxFull,
     MakerMailboxFull,
+    /// A message too large for one frame (sent, it would have failed its link).
+    FrameTooLarge,
 }
 
 /// The supervised long-lived actors.
@@ -238,6 +242,9 @@ pub fn connection_refused(kind: RefusalKind) {
             REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
             counter!(REFUSED, "reason" => "connection_limit").increment(1);
         }
+        RefusalKind::PendingHandshakes => {
+            counter!(REFUSED, "reason" => "pending_handshakes").increment(1);
+        }
     }
 }
 
@@ -251,6 +258,7 @@ pub fn message_dropped(reason: DropReason) {
         DropReason::SocketBacklog => "socket_backlog",
         DropReason::ChannelMailboxFull => "channel_mailbox_full",
         DropReason::MakerMailboxFull => "maker_mailbox_full",
+        DropReason::FrameTooLarge => "frame_too_large",
     };
     counter!(DROPPED, "reason" => reason).increment(1);
 }

@@ -203,6 +203,11 @@ impl Allocator {
 
     /// Handles a request from the HTTP API. Its reply may come now or from a later call.
     pub fn request(&mut self, id: RequestId, request: Request, now: Instant) -> Vec<Effect> {
+        // Idents are stored and shown: refused before anything is done with them.
+        if let Some(Err(invalid)) = request.ident().map(super::check_ident) {
+            self.reply(id, Err(invalid));
+            return self.finish(Some(now));
+        }
         match request {
             Request::Allocate { ident, subnet } => self.allocate(id, ident, subnet, now),
             Request::Claim {

@@ -67,6 +67,19 @@ pub enum Request {
     Reset,
 }
 
+impl Request {
+    /// The ident the request is about, if any.
+    pub fn ident(&self) -> Option<&str> {
+        match self {
+            Request::Allocate { ident, .. }
+            | Request::Claim { ident, .. }
+            | Request::Free { ident }
+            | Request::FreeAddress { ident, .. } => Some(ident),
+            Request::RemovePeer { .. } | Request::Reset => None,
+        }
+    }
+}
+
 /// An address written with its subnet's prefix length (`10.32.0.5/12`), as the HTTP API and CNI
 /// return it. Not a [`Cidr`], which is a network and has no host bits set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

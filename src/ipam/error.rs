@@ -124,6 +124,8 @@ pub enum IpamError {
         ident: String,
         holder: String,
     },
+    #[error("invalid ident {shown}: {why}")]
+    InvalidIdent { shown: String, why: &'static str },
     #[error("request for {ident} cancelled: {why}")]
     Cancelled { ident: String, why: &'static str },
     #[error("cannot remove peer {peer}: it is this peer (use 'reset' instead)")]

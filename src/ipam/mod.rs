@@ -22,6 +22,7 @@ mod address;
 mod allocator;
 mod allocator_api;
 mod error;
+mod ident;
 pub mod messages;
 pub mod paxos;
 mod range_set;
@@ -53,6 +54,7 @@ pub use allocator_api::{
     AddressCidr, AllocatorConfig, Effect, InitMode, PersistedState, Reply, Request, RequestId,
 };
 pub use error::{AddressError, IpamError, RingError, SpaceError};
+pub use ident::{MAX_IDENT_BYTES, check_ident};
 pub use messages::{ClaimDenial, IpamMessage, MAX_MESSAGE_BYTES, decode_message, encode_message};
 pub use paxos::{Paxos, PaxosState, quorum_for};
 pub use ring::{Entry, PeerShare, Ring, RingState, TRANSFER_VERSION_BUMP};

@@ -2,6 +2,7 @@
 //! has), how records from gossip merge, which peers are still reachable, and the routes (unicast
 //! next hops and broadcast trees) derived from it. Pure logic: no I/O, no clock.
 
+mod nickname;
 mod peer_name;
 mod peers;
 mod routes;
@@ -10,8 +11,9 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use nickname::{MAX_NICKNAME_BYTES, NicknameError, check_nickname};
 pub use peer_name::{PeerName, PeerNameError, PeerUid};
-pub use peers::{MergeOutcome, Topology};
+pub use peers::{MAX_VERSION_LEAD, MergeOutcome, Topology};
 pub use routes::Routes;
 
 use std::collections::BTreeMap;

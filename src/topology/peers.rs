@@ -1,18 +1,31 @@
 //! The topology table: every known peer's record, merged from gossip, plus our own record which
 //! only this process authors. This module owns the edits of our own record, the merge rules that
-//! decide which of two records about a peer wins, and the garbage collection of peers we can no
-//! longer reach.
+//! decide which of two records about a peer wins (and which records are too far ahead to be
+//! believed), and the garbage collection of peers we can no longer reach.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use super::{ConnectionSummary, PeerName, PeerRecord};
+use super::{ConnectionSummary, PeerName, PeerRecord, check_nickname};
+
+/// How far a record's version may be ahead of the wall clock, in milliseconds. Versions count in
+/// milliseconds: every gossip incarnation starts its version at the wall clock (so that it
+/// outranks its predecessors) and bumps it by one per change. The lead covers the clock skew
+/// between nodes and the bumps of a busy peer with room to spare: 2^32 ms is 49 days. A record
+/// further ahead is forged or corrupt; taking it would let whoever sent it freeze a peer's
+/// version at the top of the space, where its author could never outrank it again.
+pub const MAX_VERSION_LEAD: u64 = 1 << 32;
 
 /// All known peers' records, ours included. Records are keyed by peer name.
 #[derive(Clone, Debug)]
 pub struct Topology {
     local: PeerName,
     peers: BTreeMap<PeerName, PeerRecord>,
+    /// The wall clock in milliseconds when this table was made, as our first version gives it.
+    clock_anchor: u64,
+    /// Milliseconds since then, as the owner last told us (time is injected, never read here).
+    elapsed_ms: u64,
 }
 
 /// What a merge changed.
@@ -24,16 +37,36 @@ pub struct MergeOutcome {
     /// True when our own record was bumped because the update carried a record about us from an
     /// older incarnation (same name, other uid) with a version at or above ours.
     pub local_bumped: bool,
+    /// Records not believed: their version is beyond [`Topology::version_ceiling`], or their
+    /// nickname is not one a peer may have (see [`check_nickname`]).
+    pub rejected: usize,
 }
 
 impl Topology {
-    /// A topology holding only our own record.
+    /// A topology holding only our own record, whose version is taken for the wall clock in
+    /// milliseconds (the router starts every gossip incarnation's version there).
     pub fn new(local: PeerRecord) -> Self {
         let name = local.name;
         Self {
             local: name,
+            clock_anchor: local.version,
+            elapsed_ms: 0,
             peers: BTreeMap::from([(name, local)]),
         }
+    }
+
+    /// Moves the clock on to `elapsed` since this table was made (never back).
+    pub fn advance_clock(&mut self, elapsed: Duration) {
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.elapsed_ms = self.elapsed_ms.max(ms);
+    }
+
+    /// The highest version believed now. It rises with the clock, so a peer that had to jump
+    /// just past a forged record at the ceiling is believed again a millisecond later.
+    pub fn version_ceiling(&self) -> u64 {
+        self.clock_anchor
+            .saturating_add(self.elapsed_ms)
+            .saturating_add(MAX_VERSION_LEAD)
     }
 
     pub fn local_name(&self) -> PeerName {
@@ -89,20 +122,29 @@ impl Topology {
         true
     }
 
-    /// Merges records received from gossip. Rules (commutative and idempotent):
+    /// Merges records received from gossip. Rules (commutative and idempotent among the records
+    /// believed):
+    /// - a record whose version is beyond the [`Self::version_ceiling`], or whose nickname is
+    ///   invalid, is not believed: dropped and counted as rejected;
     /// - a record about another peer is taken when we have none for that name, or when its
     ///   version is higher, or when the version is equal and its uid is higher;
-    /// - a record about ourselves is never taken; if its uid differs from ours and its version is
-    ///   at or above ours, our version jumps to theirs + 1 so our record wins everywhere;
+    /// - a record about ourselves is never taken; if it is not our own record and its version is
+    ///   at or above ours (an older incarnation, a name collision, or a forgery, whatever its
+    ///   uid), our version jumps to theirs + 1 so our record wins everywhere;
     /// - records that change nothing are not reported as improved.
     pub fn merge(&mut self, records: Vec<PeerRecord>) -> MergeOutcome {
         let mut outcome = MergeOutcome::default();
+        let ceiling = self.version_ceiling();
         // Pick one winner per peer first, so that an update carrying the same record twice (or
         // two records for one peer) reports each peer at most once, whatever the input order.
         let mut candidates: BTreeMap<PeerName, PeerRecord> = BTreeMap::new();
         for record in records {
+            if record.version > ceiling || check_nickname(&record.nickname).is_err() {
+                outcome.rejected += 1;
+                continue;
+            }
             if record.name == self.local {
-                outcome.local_bumped |= self.outrank_other_incarnation(&record);
+                outcome.local_bumped |= self.outrank(&record);
                 continue;
             }
             match candidates.entry(record.name) {
@@ -150,20 +192,17 @@ impl Topology {
             .expect("the local peer's record is never removed")
     }
 
-    /// Handles a gossiped record carrying our name. A different uid with a version at or above
-    /// ours means an older incarnation of us (or a name collision) is still circulating: jumping
-    /// past its version makes our record win on every peer. Returns whether our version moved.
-    fn outrank_other_incarnation(&mut self, record: &PeerRecord) -> bool {
+    /// Handles a gossiped record carrying our name. Anything but our own record at or above our
+    /// version must be outranked, or it wins on every peer: an older incarnation of us, another
+    /// process with our name, or a forgery (with our uid too: the uid proves nothing). Jumping
+    /// past it makes our record win everywhere; the ceiling keeps the jump far from the top of
+    /// the version space. Returns whether our version moved.
+    fn outrank(&mut self, record: &PeerRecord) -> bool {
         let local = self.local_mut();
-        if record.uid == local.uid || record.version < local.version {
+        if record == local || record.version < local.version {
             return false;
         }
-        let outranking = next_version(record.version);
-        if outranking == local.version {
-            // Only possible at the top of the version space; nothing more we can do.
-            return false;
-        }
-        local.version = outranking;
+        local.version = next_version(record.version);
         true
     }
 
@@ -194,7 +233,8 @@ fn supersedes(incoming: &PeerRecord, existing: &PeerRecord) -> bool {
 }
 
 /// The version after `version`. Saturates rather than wrapping: a wrapped version would lose to
-/// every old copy of the record.
+/// every old copy of the record. Never reached in practice: believed versions stay below the
+/// ceiling, which is the wall clock plus 49 days, some 2^41, far below 2^64.
 fn next_version(version: u64) -> u64 {
     version.saturating_add(1)
 }

@@ -6,8 +6,10 @@ use super::WireError;
 
 /// ASCII magic; deliberately not Weave Net's `weave`, since the two protocols do not interoperate.
 pub const MAGIC: [u8; 4] = *b"weft";
-pub const PROTOCOL_MIN_VERSION: u8 = 1;
-pub const PROTOCOL_MAX_VERSION: u8 = 1;
+/// Version 2: the dialler speaks first and the link id is committed to before it is revealed
+/// (version 1 sent it in the clear). No version-1 deployment exists, so 2 is the only one spoken.
+pub const PROTOCOL_MIN_VERSION: u8 = 2;
+pub const PROTOCOL_MAX_VERSION: u8 = 2;
 /// Magic (4 bytes) + min version + max version.
 pub const HEADER_LEN: usize = 6;
 

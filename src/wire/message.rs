@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
+use super::link_id::LinkCommitment;
 use crate::topology::{PeerName, PeerUid};
 
 /// Overlay list of a router started with `--no-dataplane`.
@@ -20,9 +21,9 @@ pub struct Features {
     pub name: PeerName,
     pub nickname: String,
     pub uid: PeerUid,
-    /// Random per connection; both ends combine the two ids into the link's id (XOR), which is
-    /// what settles simultaneous connects the same way at both ends.
-    pub conn_id: u64,
+    /// Commitment to this side's random contribution to the link id, revealed in the next
+    /// message (see [`super::Reveal`]); the link id settles simultaneous connects.
+    pub conn_commit: LinkCommitment,
     /// Overlays this peer can carry traffic over, most preferred first (`fastdp`, `sleeve`).
     pub overlays: Vec<String>,
     /// The TCP port this peer listens on for mesh connections.
@@ -107,16 +108,16 @@ pub(crate) mod strategies {
             peer_name(),
             ".{0,20}",
             any::<u64>(),
-            any::<u64>(),
+            any::<[u8; 32]>(),
             prop::collection::vec("[a-z]{1,8}", 0..3),
             any::<u16>(),
         )
             .prop_map(
-                |(name, nickname, uid, conn_id, overlays, listen_port)| Features {
+                |(name, nickname, uid, commit, overlays, listen_port)| Features {
                     name,
                     nickname,
                     uid: PeerUid(uid),
-                    conn_id,
+                    conn_commit: LinkCommitment(commit),
                     overlays,
                     listen_port,
                 },

@@ -6,15 +6,20 @@
 mod framing;
 mod gossip;
 mod header;
+mod link_id;
 mod mac;
 mod message;
 pub mod sleeve;
 
 pub use framing::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
-pub use gossip::{MAX_RECORDS_PER_UPDATE, decode_topology, encode_topology};
+pub use gossip::{
+    MAX_RECORDS_PER_UPDATE, MAX_TOPOLOGY_PAYLOAD_BYTES, decode_topology, encode_topology,
+    encode_topology_pieces,
+};
 pub use header::{
     HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
 };
+pub use link_id::{LinkCommitment, LinkNonce, NONCE_LEN, Reveal, link_id};
 pub use mac::{MacAddr, MacAddrError};
 pub use message::{
     Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,

@@ -34,6 +34,10 @@ pub struct RouterOpts {
     /// Where the database lives (`<dir>/weave-net`); the router's own temporary directory
     /// otherwise.
     pub db_dir: Option<std::path::PathBuf>,
+    /// `--handshake-timeout` (default here 1s, so that tests of silent clients are quick).
+    pub handshake_timeout: Option<String>,
+    /// `--nickname` (default here `r<block>-<index>`).
+    pub nickname: Option<String>,
 }
 
 pub fn ip(block: u8, index: u8) -> Ipv4Addr {
@@ -53,7 +57,10 @@ impl Router {
     fn start_in(block: u8, index: u8, opts: RouterOpts, dir: Arc<tempfile::TempDir>) -> Router {
         let ip = ip(block, index);
         let name = opts.name.clone().unwrap_or_else(|| peer_name(block, index));
-        let nickname = format!("r{block}-{index}");
+        let nickname = opts
+            .nickname
+            .clone()
+            .unwrap_or_else(|| format!("r{block}-{index}"));
         let db_dir = opts
             .db_dir
             .clone()
@@ -78,7 +85,9 @@ impl Router {
             "--read-timeout".into(),
             "2s".into(),
             "--handshake-timeout".into(),
-            "1s".into(),
+            opts.handshake_timeout
+                .clone()
+                .unwrap_or_else(|| "1s".into()),
             "--log-level".into(),
             "info".into(),
         ];

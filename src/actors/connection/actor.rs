@@ -10,18 +10,20 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{info, warn};
 
-use super::handshake::{HandshakeFailure, handshake};
-use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, Outgoing};
+use super::handshake::{HandshakeFailure, Handshaken, Side, handshake};
+use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing};
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
 use crate::api::metrics;
-use crate::topology::PeerName;
-use crate::wire::{Features, FrameCodec, ProtocolMsg, WireError, decode_message, encode_message};
+use crate::topology::{PeerName, check_nickname};
+use crate::wire::{
+    Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, RefusalReason,
+    WireError, decode_message, encode_message,
+};
 
 /// Frames queued for the socket writer before further sends are dropped (and counted).
 const OUTBOX_FRAMES: usize = 512;
@@ -42,8 +44,9 @@ pub struct Connection {
     remote_addr: SocketAddr,
     stream: Option<TcpStream>,
     ctx: Arc<LinkContext>,
-    /// The connection-limit permit this link holds; released when the actor is dropped.
-    _permit: OwnedSemaphorePermit,
+    /// Its place under the connection limit; given back when the actor is dropped. Lent to the
+    /// handshake while it runs, since an acceptor takes its permit in the middle of it.
+    slot: Option<LinkSlot>,
     gossip: Option<GossipPort>,
     writer: Option<mpsc::Sender<Bytes>>,
     last_received: Instant,
@@ -57,7 +60,7 @@ impl Connection {
         stream: TcpStream,
         remote_addr: SocketAddr,
         direction: Direction,
-        permit: OwnedSemaphorePermit,
+        slot: LinkSlot,
         ctx: Arc<LinkContext>,
     ) -> Self {
         let id = LinkId::next();
@@ -83,7 +86,7 @@ impl Connection {
             remote_addr,
             stream: Some(stream),
             ctx,
-            _permit: permit,
+            slot: Some(slot),
             gossip: None,
             writer: None,
             last_received: now,
@@ -104,21 +107,23 @@ impl Connection {
         ctx.stop();
     }
 
-    fn our_features(&self) -> Features {
+    fn our_features(&self, nonce: &LinkNonce) -> Features {
         let identity = &self.ctx.identity;
         Features {
             name: identity.name,
             nickname: identity.nickname.clone(),
             uid: identity.uid,
-            conn_id: rand::random(),
+            conn_commit: nonce.commitment(),
             overlays: identity.overlays.clone(),
             listen_port: identity.listen_port,
         }
     }
 
-    /// Checks who answered: never ourselves, never someone using our name.
+    /// Checks who answered: never ourselves, never someone using our name, and a nickname that
+    /// is safe to log.
     fn vet(&self, theirs: &Features) -> Result<(), ClosingReason> {
         let identity = &self.ctx.identity;
+        check_nickname(&theirs.nickname).map_err(|err| ClosingReason::Protocol(err.to_string()))?;
         if theirs.name != identity.name {
             return Ok(());
         }
@@ -148,6 +153,16 @@ impl Connection {
                 return;
             }
         };
+        // Queued, it would fail the writer and with it the link, for a message's fault.
+        if frame.len() > MAX_FRAME_BYTES {
+            warn!(
+                "->[{}] dropping a message of {} bytes: over the {MAX_FRAME_BYTES}-byte frame limit",
+                self.remote_addr,
+                frame.len()
+            );
+            metrics::message_dropped(metrics::DropReason::FrameTooLarge);
+            return;
+        }
         match writer.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -262,22 +277,41 @@ impl Actor for Connection {
         if let Direction::Outbound { .. } = self.direction {
             info!("->[{}] attempting connection", self.remote_addr);
         }
-        let ours = self.our_features();
+        let nonce = LinkNonce::random();
+        let ours = self.our_features(&nonce);
         let timeout = self.ctx.timers.handshake_timeout;
+        let outbound = matches!(self.direction, Direction::Outbound { .. });
+        let mut slot = self.slot.take();
+        let links = self.ctx.clone();
         let handshake = async move {
-            let result = handshake(&mut stream, &ours, timeout).await;
-            (stream, ours, result)
+            let result = if outbound {
+                let side = Side::<fn() -> _>::Dialler;
+                handshake(&mut stream, &ours, &nonce, side, timeout).await
+            } else {
+                let admit = || admit(&mut slot, &links);
+                handshake(
+                    &mut stream,
+                    &ours,
+                    &nonce,
+                    Side::Acceptor { admit },
+                    timeout,
+                )
+                .await
+            };
+            (stream, slot, result)
         };
         ctx.wait(
             handshake
                 .into_actor(self)
-                .map(|(stream, ours, result), act, ctx| {
-                    let vetted = result.and_then(|theirs| {
-                        act.vet(&theirs).map_err(HandshakeFailure::from)?;
-                        Ok(theirs)
+                .map(|(stream, slot, result), act, ctx| {
+                    act.slot = slot;
+                    let vetted = result.and_then(|handshaken| {
+                        act.vet(&handshaken.theirs)
+                            .map_err(HandshakeFailure::from)?;
+                        Ok(handshaken)
                     });
                     match vetted {
-                        Ok(theirs) => act.register(stream, &ours, theirs, ctx),
+                        Ok(handshaken) => act.register(stream, handshaken, ctx),
                         Err(failure) => {
                             act.report.alternatives = failure.alternatives;
                             act.close(failure.reason, ctx);
@@ -288,16 +322,28 @@ impl Actor for Connection {
     }
 }
 
+/// An inbound link's admission once the dialler's `Hello` is in: a connection-limit permit, or a
+/// refusal naming other peers to try.
+fn admit(slot: &mut Option<LinkSlot>, links: &LinkContext) -> Result<(), (ClosingReason, Refusal)> {
+    let Some(slot) = slot else {
+        return Ok(());
+    };
+    slot.admit().map_err(|reason| {
+        let refusal = Refusal {
+            reason: RefusalReason::ConnectionLimit {
+                limit: links.conn_limit,
+            },
+            alternatives: links.refusal_hints.borrow().clone(),
+        };
+        (reason, refusal)
+    })
+}
+
 impl Connection {
     /// Starts the framed I/O and asks gossip to register the link; the link does nothing else
     /// until gossip answered.
-    fn register(
-        &mut self,
-        stream: TcpStream,
-        ours: &Features,
-        theirs: Features,
-        ctx: &mut Context<Self>,
-    ) {
+    fn register(&mut self, stream: TcpStream, handshaken: Handshaken, ctx: &mut Context<Self>) {
+        let Handshaken { theirs, link_id } = handshaken;
         self.report.peer = Some(theirs.name);
         let port = self.ctx.gossip.current();
         let register = RegisterLink {
@@ -306,7 +352,7 @@ impl Connection {
                 remote: theirs.name,
                 remote_nickname: theirs.nickname.clone(),
                 remote_uid: theirs.uid,
-                conn_uid: ours.conn_id ^ theirs.conn_id,
+                conn_uid: link_id,
                 outbound: matches!(self.direction, Direction::Outbound { .. }),
                 remote_addr: self.remote_addr,
             },

@@ -5,6 +5,7 @@
 mod actor;
 mod handshake;
 mod reason;
+mod slot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 pub use actor::{Connection, Direction};
 pub use handshake::{MAX_HELLO_BYTES, handshake, refuse};
 pub use reason::ClosingReason;
+pub use slot::LinkSlot;
 
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::supervisor::RecipientSource;

@@ -14,6 +14,10 @@ pub enum ClosingReason {
     ConnectToSelf,
     /// Another process uses our name.
     NameCollision,
+    /// Our connection limit filled up while this inbound link's handshake ran.
+    LimitReached {
+        limit: u32,
+    },
     /// A second link to the same peer lost the tie-break.
     Duplicate,
     /// Nothing heard from the remote within the read timeout.
@@ -69,6 +73,9 @@ impl std::fmt::Display for ClosingReason {
             ClosingReason::ConnectToSelf => write!(f, "cannot connect to ourself"),
             ClosingReason::NameCollision => {
                 write!(f, "peer names collision: another peer has our name")
+            }
+            ClosingReason::LimitReached { limit } => {
+                write!(f, "connection limit reached ({limit}) during the handshake")
             }
             ClosingReason::Duplicate => write!(f, "multiple connections to the same peer"),
             ClosingReason::HeartbeatTimeout => write!(f, "timed out waiting for a heartbeat"),

@@ -18,6 +18,7 @@ use crate::actors::supervisor::Fixed;
 #[derive(Default)]
 struct RecordingGossip {
     registered: Vec<(LinkId, PeerName)>,
+    conn_uids: Vec<u64>,
     established: Vec<LinkId>,
     closed: Vec<LinkId>,
 }
@@ -30,6 +31,7 @@ impl Handler<RegisterLink> for RecordingGossip {
     type Result = Result<(), ClosingReason>;
     fn handle(&mut self, msg: RegisterLink, _: &mut Context<Self>) -> Self::Result {
         self.registered.push((msg.link.id, msg.link.remote));
+        self.conn_uids.push(msg.link.conn_uid);
         Ok(())
     }
 }
@@ -68,6 +70,17 @@ impl Handler<Recorded> for RecordingGossip {
             self.established.clone(),
             self.closed.clone(),
         ))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<u64>")]
+struct ConnUids;
+
+impl Handler<ConnUids> for RecordingGossip {
+    type Result = MessageResult<ConnUids>;
+    fn handle(&mut self, _: ConnUids, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.conn_uids.clone())
     }
 }
 
@@ -156,7 +169,7 @@ async fn link_pair(
         Direction::Outbound {
             target: addr.to_string(),
         },
-        limiter.try_acquire().unwrap(),
+        LinkSlot::Held(limiter.try_acquire().unwrap()),
         dialer,
     )
     .start();
@@ -164,7 +177,7 @@ async fn link_pair(
         accepted,
         from,
         Direction::Inbound,
-        limiter.try_acquire().unwrap(),
+        LinkSlot::Held(limiter.try_acquire().unwrap()),
         acceptor,
     )
     .start();
@@ -223,4 +236,190 @@ async fn a_panicking_link_reports_its_end_and_stops_alone() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(healthy.connected(), "the other link is untouched");
     assert_eq!(gossip_a.send(Recorded).await.unwrap().2, vec![doomed_id]);
+}
+
+/// An inbound link actor on a fresh listener, and the address to dial it at.
+async fn accepting(ctx: Arc<LinkContext>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = actix_rt::spawn(async move {
+        let (accepted, from) = listener.accept().await.unwrap();
+        let limiter = ConnectionLimiter::new(0);
+        Connection::new(
+            accepted,
+            from,
+            Direction::Inbound,
+            LinkSlot::Held(limiter.try_acquire().unwrap()),
+            ctx,
+        )
+        .start();
+    });
+    (addr, accept)
+}
+
+#[actix_rt::test]
+async fn a_dialler_that_copies_our_contribution_cannot_choose_the_link_id() {
+    let gossip = RecordingGossip::default().start();
+    let maker = RecordingMaker::default().start();
+    let (addr, accept) = accepting(context(1, &gossip, &maker)).await;
+    // Link id 0 wins every tie-break: a copycat that gets it evicts the real link to its peer.
+    let _stream = copycat::dial_for_link_id_zero(addr, PeerName::from_u64(2).unwrap()).await;
+    accept.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let conn_uids = gossip.send(ConnUids).await.unwrap();
+    assert!(conn_uids.is_empty(), "link ids registered: {conn_uids:?}");
+}
+
+#[actix_rt::test]
+async fn an_acceptor_that_reflects_our_commitment_cannot_choose_the_link_id() {
+    let gossip = RecordingGossip::default().start();
+    let maker = RecordingMaker::default().start();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let copycat = actix_rt::spawn(copycat::accept_for_link_id_zero(
+        listener,
+        PeerName::from_u64(2).unwrap(),
+    ));
+    let limiter = ConnectionLimiter::new(0);
+    let dialled = TcpStream::connect(addr).await.unwrap();
+    Connection::new(
+        dialled,
+        addr,
+        Direction::Outbound {
+            target: addr.to_string(),
+        },
+        LinkSlot::Held(limiter.try_acquire().unwrap()),
+        context(1, &gossip, &maker),
+    )
+    .start();
+    let _stream = copycat.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let conn_uids = gossip.send(ConnUids).await.unwrap();
+    assert!(conn_uids.is_empty(), "link ids registered: {conn_uids:?}");
+    let ended = maker.send(Events).await.unwrap();
+    assert!(
+        matches!(&ended[..], [LinkEvent::Ended { reason: ClosingReason::Protocol(why), .. }] if why.contains("commitment")),
+        "{ended:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_peer_whose_nickname_is_unsafe_to_log_is_turned_away() {
+    for (nickname, admitted) in [("fine-name", true), ("two\nlines", false)] {
+        let gossip = RecordingGossip::default().start();
+        let maker = RecordingMaker::default().start();
+        let (addr, accept) = accepting(context(1, &gossip, &maker)).await;
+        let name = PeerName::from_u64(2).unwrap();
+        let _stream = copycat::dial_honestly(addr, name, nickname).await;
+        accept.await.unwrap();
+        let registered = async || !gossip.send(Recorded).await.unwrap().0.is_empty();
+        if admitted {
+            assert!(wait_for(registered).await, "{nickname:?} admitted");
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!registered().await, "{nickname:?} turned away");
+        }
+    }
+}
+
+/// Hostile peers speaking the handshake by hand, each trying for link id 0.
+mod copycat {
+    use std::net::SocketAddr;
+
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::topology::{PeerName, PeerUid};
+    use crate::wire::{
+        Features, HEADER_LEN, Hello, LinkCommitment, LinkNonce, ProtocolHeader, Reveal,
+        decode_message, encode_frame, encode_message,
+    };
+
+    async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> Option<T> {
+        let len = stream.read_u32().await.ok()? as usize;
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).await.ok()?;
+        decode_message("frame", &body).ok()
+    }
+
+    async fn read_hello(stream: &mut TcpStream) -> Features {
+        let mut header = [0u8; HEADER_LEN];
+        stream.read_exact(&mut header).await.unwrap();
+        match read_frame(stream).await {
+            Some(Hello::Features(theirs)) => theirs,
+            other => panic!("no features: {other:?}"),
+        }
+    }
+
+    async fn send_hello(stream: &mut TcpStream, name: PeerName, commit: LinkCommitment) {
+        send_hello_as(stream, name, "copycat", commit).await;
+    }
+
+    async fn send_hello_as(
+        stream: &mut TcpStream,
+        name: PeerName,
+        nickname: &str,
+        commit: LinkCommitment,
+    ) {
+        let ours = Features {
+            name,
+            nickname: nickname.into(),
+            uid: PeerUid(666),
+            conn_commit: commit,
+            overlays: Vec::new(),
+            listen_port: 6783,
+        };
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&ProtocolHeader::OURS.encode());
+        encode_frame(
+            &encode_message("hello", &Hello::Features(ours)).unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        stream.write_all(&out).await.unwrap();
+    }
+
+    async fn send_reveal(stream: &mut TcpStream, nonce: LinkNonce) {
+        let mut out = BytesMut::new();
+        encode_frame(
+            &encode_message("reveal", &Reveal { nonce }).unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        let _ = stream.write_all(&out).await;
+    }
+
+    /// Plays the dialler by the rules, under `nickname`.
+    pub async fn dial_honestly(addr: SocketAddr, name: PeerName, nickname: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let nonce = LinkNonce::random();
+        send_hello_as(&mut stream, name, nickname, nonce.commitment()).await;
+        let _theirs = read_hello(&mut stream).await;
+        send_reveal(&mut stream, nonce).await;
+        stream
+    }
+
+    /// Commits to a nonce of its own, then reveals the acceptor's instead.
+    pub async fn dial_for_link_id_zero(addr: SocketAddr, name: PeerName) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        send_hello(&mut stream, name, LinkNonce::random().commitment()).await;
+        let _theirs = read_hello(&mut stream).await;
+        let Some(Reveal { nonce }) = read_frame(&mut stream).await else {
+            panic!("the acceptor revealed nothing");
+        };
+        send_reveal(&mut stream, nonce).await;
+        stream
+    }
+
+    /// Sends the dialler's own commitment back, hoping to open it with the dialler's nonce.
+    pub async fn accept_for_link_id_zero(listener: TcpListener, name: PeerName) -> TcpStream {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let theirs = read_hello(&mut stream).await;
+        send_hello(&mut stream, name, theirs.conn_commit).await;
+        if let Some(Reveal { nonce }) = read_frame(&mut stream).await {
+            send_reveal(&mut stream, nonce).await;
+        }
+        stream
+    }
 }

@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::state::{ConnectionMakerState, TargetError};
-use crate::actors::connection::{ClosingReason, Connection, Direction, LinkContext, LinkEvent};
+use crate::actors::connection::{
+    ClosingReason, Connection, Direction, LinkContext, LinkEvent, LinkSlot,
+};
 
 use crate::actors::gossip::messages::PeersChanged;
 use crate::actors::listener::ConnectionLimiter;
@@ -128,7 +130,7 @@ impl ConnectionMaker {
                                 stream,
                                 remote_addr,
                                 Direction::Outbound { target },
-                                permit,
+                                LinkSlot::Held(permit),
                                 act.config.links.clone(),
                             )
                             .start();

@@ -17,10 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
+use super::discovery_limits::{BackoffMemory, DialBudget, MAX_DISCOVERED_TARGETS, Remembered};
+pub use super::target::{Target, TargetSource, TargetState};
 use super::target_address::socket_target;
 pub use super::target_address::{TargetError, normalise_target};
 use crate::api::snapshot::{ConnectionState, ConnectionStatus};
@@ -35,17 +37,6 @@ pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(6 * 60);
 /// A link that lived at least this long is re-dialled at once when it ends (Weave Net: 1 min).
 pub const LONG_LIVED_LINK: Duration = Duration::from_secs(60);
 
-/// Where a target came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetSource {
-    /// Command line or `connect`: kept until `forget`.
-    Direct,
-    /// Learned from gossip (another peer's advertised address): dropped when no longer advertised.
-    Discovered,
-    /// Named by a peer that refused us for its connection limit.
-    Hinted,
-}
-
 /// Takes one from a budget; false when it is spent.
 fn take_one(budget: &mut usize) -> bool {
     if *budget == 0 {
@@ -53,129 +44,6 @@ fn take_one(budget: &mut usize) -> bool {
     }
     *budget -= 1;
     true
-}
-
-/// Where a target is in its dial cycle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TargetState {
-    /// Scheduled: `due` may hand it out from `at` on.
-    Waiting { at: Instant },
-    /// Handed out by `due`; the actor has not reported the outcome yet. `after_error` tells a
-    /// first attempt ("connecting") from a retry ("retrying").
-    Attempting { started: Instant, after_error: bool },
-    /// The attempt succeeded and the link is up.
-    Connected { peer: PeerName, since: Instant },
-    /// Never retried (connection to ourselves, name collision); `forget` and `connect` again to
-    /// start over.
-    Suspended { error: String },
-}
-
-/// One target and its retry schedule.
-#[derive(Clone, Debug)]
-pub struct Target {
-    // One flag per reason to keep the target; with none left it is dropped as soon as no attempt
-    // or link is under way (until then it is "retired": invisible, never handed out again).
-    direct: bool,
-    discovered: bool,
-    hinted: bool,
-    peer: Option<PeerName>,
-    state: TargetState,
-    last_error: Option<String>,
-    /// Interval the next failure's delay is drawn around (before jitter).
-    retry_interval: Duration,
-}
-
-impl Target {
-    fn new(now: Instant) -> Self {
-        Self {
-            direct: false,
-            discovered: false,
-            hinted: false,
-            peer: None,
-            state: TargetState::Waiting { at: now },
-            last_error: None,
-            retry_interval: INITIAL_RETRY_INTERVAL,
-        }
-    }
-
-    fn retired(&self) -> bool {
-        !(self.direct || self.discovered || self.hinted)
-    }
-
-    /// Retired and idle: an attempt or link under way keeps the entry until its outcome is
-    /// reported, so the address cannot be handed out again (and dialled twice) meanwhile.
-    fn removable(&self) -> bool {
-        self.retired()
-            && matches!(
-                self.state,
-                TargetState::Waiting { .. } | TargetState::Suspended { .. }
-            )
-    }
-
-    /// The strongest reason the target exists (direct beats discovered beats hinted).
-    pub fn source(&self) -> TargetSource {
-        if self.direct {
-            TargetSource::Direct
-        } else if self.discovered {
-            TargetSource::Discovered
-        } else {
-            TargetSource::Hinted
-        }
-    }
-
-    /// The peer this address is known to lead to (from gossip or an earlier handshake).
-    pub fn peer(&self) -> Option<PeerName> {
-        self.peer
-    }
-
-    pub fn state(&self) -> &TargetState {
-        &self.state
-    }
-
-    /// The error of the last attempt or link, cleared by a successful attempt.
-    pub fn last_error(&self) -> Option<&str> {
-        self.last_error.as_deref()
-    }
-
-    /// The interval the next failure's delay is drawn around.
-    pub fn retry_interval(&self) -> Duration {
-        self.retry_interval
-    }
-
-    /// Dial order: direct targets first (the operator asked for them), hints last (they are only
-    /// suggestions).
-    fn rank(&self) -> u8 {
-        match self.source() {
-            TargetSource::Direct => 0,
-            TargetSource::Discovered => 1,
-            TargetSource::Hinted => 2,
-        }
-    }
-
-    /// Known to lead to a peer we already hold a link to, so dialling it would only duplicate it.
-    fn leads_to(&self, connected: &BTreeSet<PeerName>) -> bool {
-        self.peer.is_some_and(|peer| connected.contains(&peer))
-    }
-
-    /// Schedules the next try after a failure and grows the interval for the one after.
-    fn back_off(&mut self, rng: &mut StdRng, now: Instant) {
-        let delay = jittered(rng, self.retry_interval);
-        self.state = TargetState::Waiting { at: now + delay };
-        self.retry_interval = self
-            .retry_interval
-            .mul_f64(RETRY_BACKOFF_FACTOR)
-            .min(MAX_RETRY_INTERVAL);
-    }
-}
-
-/// A delay uniformly drawn from `[interval/2, 3·interval/2]`, so peers that failed together do
-/// not all retry in the same instant.
-fn jittered(rng: &mut StdRng, interval: Duration) -> Duration {
-    // The interval is capped at minutes, so nanoseconds fit a u64 comfortably.
-    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX / 2);
-    let low = nanos / 2;
-    let high = low.saturating_add(nanos);
-    Duration::from_nanos(rng.random_range(low..=high))
 }
 
 /// The target table and its schedules; driven by the `ConnectionMaker` actor.
@@ -187,6 +55,10 @@ pub struct ConnectionMakerState {
     targets: BTreeMap<String, Target>,
     connected_peers: BTreeSet<PeerName>,
     rng: StdRng,
+    /// What discovered and hinted targets may dial (direct ones never wait for it).
+    dial_budget: DialBudget,
+    /// Back-offs of addresses that failed and went away, resumed if they come back.
+    backoffs: BackoffMemory,
 }
 
 impl ConnectionMakerState {
@@ -199,6 +71,8 @@ impl ConnectionMakerState {
             targets: BTreeMap::new(),
             connected_peers: BTreeSet::new(),
             rng: StdRng::seed_from_u64(seed),
+            dial_budget: DialBudget::default(),
+            backoffs: BackoffMemory::default(),
         }
     }
 
@@ -264,15 +138,52 @@ impl ConnectionMakerState {
                 listed.entry(addr).or_insert(peer);
             }
         }
+        self.cap_discovered(&mut listed);
         for (addr, target) in &mut self.targets {
             target.discovered = listed.contains_key(addr);
         }
         for (addr, peer) in listed {
-            let target = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+            let target = self.target_entry(addr, now);
             target.discovered = true;
             target.peer = Some(peer);
         }
         self.reap_all();
+    }
+
+    /// Keeps at most [`MAX_DISCOVERED_TARGETS`] of `listed`: those that are targets already, then
+    /// others at random, so that a flood of made-up peers can neither grow the table without
+    /// bound nor push the peers we know out by sorting first.
+    fn cap_discovered(&mut self, listed: &mut BTreeMap<String, PeerName>) {
+        if listed.len() <= MAX_DISCOVERED_TARGETS {
+            return;
+        }
+        let (known, mut new): (Vec<String>, Vec<String>) = listed
+            .keys()
+            .cloned()
+            .partition(|addr| self.targets.contains_key(addr));
+        new.shuffle(&mut self.rng);
+        let dropped = known.into_iter().chain(new).skip(MAX_DISCOVERED_TARGETS);
+        for addr in dropped.collect::<Vec<_>>() {
+            listed.remove(&addr);
+        }
+    }
+
+    /// The target at `addr`, made if there is none; a new one resumes the back-off the address
+    /// had when it last went away.
+    fn target_entry(&mut self, addr: String, now: Instant) -> &mut Target {
+        let remembered = if self.targets.contains_key(&addr) {
+            None
+        } else {
+            self.backoffs.recall(&addr)
+        };
+        let target = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+        if let Some(remembered) = remembered {
+            target.state = TargetState::Waiting {
+                at: remembered.not_before.max(now),
+            };
+            target.retry_interval = remembered.retry_interval;
+        }
+        target
     }
 
     /// Adds the alternatives a refusing peer named (ignored when discovery is off).
@@ -295,7 +206,7 @@ impl ConnectionMakerState {
             return;
         }
         for addr in addrs.into_iter().filter_map(socket_target) {
-            let target = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+            let target = self.target_entry(addr, now);
             // A retired target (attempt still under way) is revived; a live one keeps its source.
             if target.retired() {
                 target.hinted = true;
@@ -358,18 +269,29 @@ impl ConnectionMakerState {
                 a.0.cmp(&b.0)
             }
         });
+        // Whatever gossip or a refusal named draws on the dial budget as well.
+        let mut budget = self.dial_budget.available(now);
         let mut discovery_left = discovery_permits;
         let mut isolated_hints_left = usize::from(!hint_in_flight);
         let picked: Vec<String> = ready
             .into_iter()
             .filter(|(_, _, source)| match source {
                 TargetSource::Direct => true,
-                TargetSource::Hinted if isolated => take_one(&mut isolated_hints_left),
-                TargetSource::Hinted | TargetSource::Discovered => take_one(&mut discovery_left),
+                TargetSource::Hinted if isolated => {
+                    budget > 0 && take_one(&mut isolated_hints_left) && take_one(&mut budget)
+                }
+                TargetSource::Hinted | TargetSource::Discovered => {
+                    budget > 0 && take_one(&mut discovery_left) && take_one(&mut budget)
+                }
             })
             .take(permits)
             .map(|(_, addr, _)| addr.clone())
             .collect();
+        let gossiped = picked
+            .iter()
+            .filter(|addr| self.targets.get(*addr).is_some_and(|t| !t.direct))
+            .count();
+        self.dial_budget.spend(gossiped);
         for addr in &picked {
             if let Some(target) = self.targets.get_mut(addr) {
                 target.state = TargetState::Attempting {
@@ -472,7 +394,7 @@ impl ConnectionMakerState {
     ///
     /// Targets leading to a connected peer are left out (they wait for `set_connected_peers`,
     /// not for a time), so an overdue one cannot make the actor spin. The result may be in the
-    /// past when targets are due but `due` ran out of permits.
+    /// past when targets are due but `due` ran out of permits or of discovery budget.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let hints_held_back = self.connected_peers.is_empty() && self.hint_in_flight();
         self.targets
@@ -563,13 +485,34 @@ impl ConnectionMakerState {
 
     /// Drops `addr` if nothing keeps it any more and no attempt or link is under way.
     fn reap(&mut self, addr: &str) {
-        if self.targets.get(addr).is_some_and(Target::removable) {
-            self.targets.remove(addr);
+        if self.targets.get(addr).is_some_and(Target::removable)
+            && let Some(target) = self.targets.remove(addr)
+        {
+            self.remember_backoff(addr, &target);
         }
     }
 
     fn reap_all(&mut self) {
-        self.targets.retain(|_, target| !target.removable());
+        let removable: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|(_, target)| target.removable())
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in removable {
+            self.reap(&addr);
+        }
+    }
+
+    /// Keeps the back-off of a target that failed last, for when its address comes back.
+    fn remember_backoff(&mut self, addr: &str, target: &Target) {
+        if let (Some(_), TargetState::Waiting { at }) = (&target.last_error, &target.state) {
+            let remembered = Remembered {
+                not_before: *at,
+                retry_interval: target.retry_interval,
+            };
+            self.backoffs.remember(addr, remembered);
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 //! how much of the connection limit they may use.
 
 use super::*;
+use crate::actors::connection_maker::discovery_limits::{
+    DISCOVERY_DIAL_BURST, DISCOVERY_DIALS_PER_SECOND,
+};
 
 #[test]
 fn discovered_targets_are_added_kept_and_dropped() {
@@ -165,4 +168,87 @@ fn hints_do_not_change_existing_targets() {
     st.add_hints(vec![sock("10.0.0.1:6783")], now);
     st.forget(&strings(&["10.0.0.1"])).unwrap();
     assert!(st.targets.is_empty());
+}
+
+/// `count` made-up peers, each at an address of its own that changes with `round`.
+fn forged_peers(round: u64, count: u64) -> Vec<(PeerName, SocketAddr)> {
+    (0..count)
+        .map(|i| {
+            let addr = format!("10.{}.{}.{}:6783", round % 250, i / 250, i % 250);
+            (name(1000 + i), sock(&addr))
+        })
+        .collect()
+}
+
+#[test]
+fn churning_forged_gossip_cannot_make_us_dial_faster_than_the_discovery_budget() {
+    let t0 = Instant::now();
+    let mut st = state(true);
+    let mut dials = 0;
+    // A minute in 100 ms steps; every second 500 made-up peers advertise new addresses, and
+    // every dial fails. The actor offers all its permits (30, 24 of them to discovery).
+    for step in 0..600u32 {
+        let now = t0 + Duration::from_millis(100) * step;
+        if step % 10 == 0 {
+            st.set_discovered(forged_peers(u64::from(step / 10), 500), now);
+        }
+        let due = st.due_within(now, 30, 24);
+        dials += due.len();
+        for addr in due {
+            st.attempt_failed(&addr, None, "connection refused".into(), true, now);
+        }
+    }
+    let bound = DISCOVERY_DIAL_BURST + DISCOVERY_DIALS_PER_SECOND * 60.0;
+    assert!(dials as f64 <= bound, "{dials} dials in 60 s");
+    assert!(dials > 0);
+}
+
+#[test]
+fn direct_targets_do_not_draw_on_the_discovery_budget() {
+    let now = Instant::now();
+    let mut st = state(true);
+    st.set_discovered(forged_peers(0, 100), now);
+    assert_eq!(
+        st.due_within(now, 100, 100).len(),
+        DISCOVERY_DIAL_BURST as usize
+    );
+    st.add_direct(&strings(&["10.9.9.9"]), false, now).unwrap();
+    assert_eq!(st.due_within(now, 100, 100), strings(&["10.9.9.9:6783"]));
+}
+
+#[test]
+fn an_address_dropped_and_advertised_again_resumes_its_back_off() {
+    let t0 = Instant::now();
+    let mut st = state(true);
+    let peer = vec![(name(1), sock("10.0.0.1:6783"))];
+    st.set_discovered(peer.clone(), t0);
+    assert_eq!(st.due(t0, 5), strings(&["10.0.0.1:6783"]));
+    st.attempt_failed("10.0.0.1:6783", None, "refused".into(), true, t0);
+    let at = due_at(&st, "10.0.0.1:6783");
+    st.set_discovered(Vec::new(), t0);
+    assert!(st.target("10.0.0.1:6783").is_none());
+
+    let t1 = t0 + Duration::from_millis(100);
+    st.set_discovered(peer, t1);
+    assert_eq!(due_at(&st, "10.0.0.1:6783"), at);
+    assert!(st.due(t1, 5).is_empty());
+    // And the next failure backs off further, as if it had never gone.
+    st.attempt_failed("10.0.0.1:6783", None, "refused".into(), true, at);
+    let interval = st.target("10.0.0.1:6783").unwrap().retry_interval();
+    assert!(interval > INITIAL_RETRY_INTERVAL.mul_f64(RETRY_BACKOFF_FACTOR));
+}
+
+#[test]
+fn discovered_targets_are_capped_and_known_ones_kept() {
+    let now = Instant::now();
+    let mut st = state(true);
+    let known = forged_peers(1, 10);
+    st.set_discovered(known.clone(), now);
+    let mut flood = forged_peers(2, 5000);
+    flood.extend(known.iter().cloned());
+    st.set_discovered(flood, now);
+    assert_eq!(st.targets.len(), MAX_DISCOVERED_TARGETS);
+    for (_, addr) in &known {
+        assert!(st.target(&addr.to_string()).is_some(), "{addr} kept");
+    }
 }

@@ -132,6 +132,9 @@ impl ConnectionMakerState {
             targets: self.targets.clone(),
             connected_peers: self.connected_peers.clone(),
             rng: StdRng::seed_from_u64(0),
+            // A full budget: the wakeup is about the schedule, the budget only delays it.
+            dial_budget: DialBudget::default(),
+            backoffs: BackoffMemory::default(),
         };
         copy.due(at, usize::MAX)
     }

@@ -13,9 +13,11 @@ use tracing::{debug, info, warn};
 use super::messages::*;
 use super::state::{Effect, GossipError, GossipState};
 use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
+use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
 use crate::api::metrics;
 use crate::topology::PeerRecord;
+use crate::wire::MAX_TOPOLOGY_PAYLOAD_BYTES;
 
 /// How often coalesced updates and anti-entropy are considered.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -28,6 +30,8 @@ pub struct Gossip {
     channels: BTreeMap<String, Recipient<ChannelGossip>>,
     maker: Arc<dyn RecipientSource<PeersChanged>>,
     hints: watch::Sender<Vec<SocketAddr>>,
+    /// Warnings any neighbour can trigger with every update it sends.
+    log_limit: LogLimiter,
 }
 
 impl Gossip {
@@ -42,6 +46,7 @@ impl Gossip {
             channels: BTreeMap::new(),
             maker,
             hints,
+            log_limit: LogLimiter::default(),
         }
     }
 
@@ -88,6 +93,24 @@ impl Gossip {
                         );
                     }
                 }
+                Effect::RecordsRejected { from, count } => {
+                    if let Some(held_back) = self.log_limit.admit("rejected", Instant::now()) {
+                        warn!(
+                            "ignored {count} peer records from {from}: versions too far ahead \
+                             to be genuine, or invalid nicknames ({held_back} such warnings \
+                             held back)"
+                        );
+                    }
+                }
+                Effect::RecordTooLarge { peer, bytes } => {
+                    if let Some(held_back) = self.log_limit.admit("too_large", Instant::now()) {
+                        warn!(
+                            "not passing on the record of {peer}: {bytes} bytes, over the \
+                             {MAX_TOPOLOGY_PAYLOAD_BYTES}-byte limit of a topology message \
+                             ({held_back} such warnings held back)"
+                        );
+                    }
+                }
                 Effect::PeersChanged => self.publish_peers(),
             }
         }
@@ -124,6 +147,17 @@ impl Handler<RegisterLink> for Gossip {
     type Result = Result<(), ClosingReason>;
 
     fn handle(&mut self, msg: RegisterLink, _: &mut Context<Self>) -> Self::Result {
+        let link = &msg.link;
+        if let Some(linked) = self.state.linked_uid(link.remote)
+            && linked != link.remote_uid
+        {
+            warn!(
+                "[{}|{}({})]: peer {} connected with uid {} while its link with uid {linked} is up: \
+                 a restart the old link has not noticed yet, or another process using its name; \
+                 keeping the link that is up",
+                link.remote_addr, link.remote, link.remote_nickname, link.remote, link.remote_uid
+            );
+        }
         let id = msg.link.id;
         let effects = self.state.register_link(msg.link, Instant::now())?;
         self.outboxes.insert(id, msg.outbox);

@@ -292,6 +292,12 @@ impl Mesh {
                     });
                 }
                 Effect::Close { .. } => panic!("only registering a link closes another"),
+                Effect::RecordTooLarge { peer: owner, bytes } => {
+                    panic!("peer {peer} could not send a {bytes}-byte record of {owner}")
+                }
+                Effect::RecordsRejected { from, count } => {
+                    panic!("peer {peer} rejected {count} genuine records from {from}")
+                }
                 Effect::PeersRemoved(_) | Effect::PeersChanged => {}
             }
         }

@@ -3,18 +3,17 @@
 //! time-injected; the actor carries out the [`Effect`]s it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use serde_bytes::ByteBuf;
 
 use crate::actors::connection::{ClosingReason, LinkId};
-use crate::actors::listener::discovery_ceiling;
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
-use crate::wire::{ProtocolMsg, decode_topology, encode_topology};
+use crate::wire::{ProtocolMsg, decode_topology, encode_topology_pieces};
 
 /// Name of the channel carrying topology records.
 pub const TOPOLOGY_CHANNEL: &str = "topology";
@@ -43,6 +42,7 @@ pub struct NewLink {
 struct LinkEntry {
     id: LinkId,
     conn_uid: u64,
+    remote_uid: PeerUid,
     outbound: bool,
     remote_addr: SocketAddr,
     remote_nickname: String,
@@ -67,6 +67,18 @@ pub enum Effect {
         payload: Vec<u8>,
     },
     PeersRemoved(Vec<PeerRecord>),
+    /// A record too large for any topology message was left out of what we send (it can only
+    /// have come from a forged or corrupt update).
+    RecordTooLarge {
+        peer: PeerName,
+        bytes: usize,
+    },
+    /// A topology update from neighbour `from` carried records not to be believed (versions too
+    /// far ahead, invalid nicknames); they were dropped.
+    RecordsRejected {
+        from: PeerName,
+        count: usize,
+    },
     /// Our links or the set of known peers changed: the connection maker needs a new view.
     PeersChanged,
 }
@@ -83,6 +95,8 @@ pub enum GossipError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkView {
     pub id: LinkId,
+    /// The link id both ends agreed in the handshake (the sleeve's heartbeats carry it).
+    pub conn_uid: u64,
     pub remote: PeerName,
     pub remote_nickname: String,
     pub remote_addr: SocketAddr,
@@ -104,6 +118,8 @@ pub struct GossipState {
     pending_since: Option<Instant>,
     next_anti_entropy: Instant,
     rng: StdRng,
+    /// When this state was made: the topology's version ceiling moves with the time since.
+    created: Instant,
 }
 
 impl GossipState {
@@ -120,6 +136,7 @@ impl GossipState {
             pending_since: None,
             next_anti_entropy: now + ANTI_ENTROPY_INTERVAL,
             rng: StdRng::seed_from_u64(seed),
+            created: now,
         }
     }
 
@@ -148,6 +165,7 @@ impl GossipState {
             .iter()
             .map(|(remote, entry)| LinkView {
                 id: entry.id,
+                conn_uid: entry.conn_uid,
                 remote: *remote,
                 remote_nickname: entry.remote_nickname.clone(),
                 remote_addr: entry.remote_addr,
@@ -157,6 +175,11 @@ impl GossipState {
             .collect()
     }
 
+    /// The uid of the incarnation of `peer` we hold a link to.
+    pub fn linked_uid(&self, peer: PeerName) -> Option<PeerUid> {
+        self.links.get(&peer).map(|entry| entry.remote_uid)
+    }
+
     pub fn connected_peers(&self) -> BTreeSet<PeerName> {
         self.links.keys().copied().collect()
     }
@@ -164,6 +187,11 @@ impl GossipState {
     /// Registers a link that finished its handshake. A second link to the same peer is settled
     /// by the link ids: the lower one stays, at both ends, so simultaneous connects never flap.
     /// `Err` means the new link lost and must close.
+    ///
+    /// Design choice: a second link from another incarnation of the peer (another uid) always
+    /// loses. Simultaneous connects come from one incarnation; another uid is a restart whose old
+    /// link has not failed yet (it will, within the read timeout, and the peer dials again) or
+    /// another process using the peer's name, which must not evict the real link.
     pub fn register_link(
         &mut self,
         link: NewLink,
@@ -171,7 +199,7 @@ impl GossipState {
     ) -> Result<Vec<Effect>, ClosingReason> {
         let mut effects = Vec::new();
         if let Some(existing) = self.links.get(&link.remote) {
-            if link.conn_uid >= existing.conn_uid {
+            if link.remote_uid != existing.remote_uid || link.conn_uid >= existing.conn_uid {
                 return Err(ClosingReason::Duplicate);
             }
             effects.push(Effect::Close {
@@ -184,6 +212,7 @@ impl GossipState {
             LinkEntry {
                 id: link.id,
                 conn_uid: link.conn_uid,
+                remote_uid: link.remote_uid,
                 outbound: link.outbound,
                 remote_addr: link.remote_addr,
                 remote_nickname: link.remote_nickname,
@@ -199,11 +228,15 @@ impl GossipState {
             },
         );
         self.local_changed(now);
-        // A new neighbour gets everything we know at once (Weave Net: sendAllGossipDown).
-        effects.push(Effect::Send {
-            link: link.id,
-            msg: topology_gossip(&self.topology.full_state()),
-        });
+        // A new neighbour gets everything we know at once (Weave Net: sendAllGossipDown), in as
+        // many messages as it takes.
+        let (messages, too_large) = topology_messages(&self.topology.full_state());
+        effects.extend(too_large);
+        effects.extend(
+            messages
+                .into_iter()
+                .map(|msg| Effect::Send { link: link.id, msg }),
+        );
         effects.push(Effect::PeersChanged);
         Ok(effects)
     }
@@ -287,7 +320,7 @@ impl GossipState {
                         from,
                         why: err.to_string(),
                     })?;
-                effects.extend(self.merge_topology(records, now));
+                effects.extend(self.merge_topology(from, records, now));
             }
             ProtocolMsg::Gossip { channel, payload } => effects.push(Effect::Deliver {
                 channel,
@@ -414,99 +447,22 @@ impl GossipState {
         effects
     }
 
-    /// Where to find each peer we are not linked with: its advertised listen address, or, when it
-    /// listens on all addresses, the IP others see it at.
-    pub fn discovered_targets(&self) -> Vec<(PeerName, SocketAddr)> {
-        self.peer_addresses()
-            .into_iter()
-            .filter(|(name, _)| !self.links.contains_key(name))
-            .collect()
-    }
-
-    /// Where to find every other known peer (linked or not), as `discovered_targets` works it
-    /// out. The connection maker uses it to tell which of its targets lead to peers we are
-    /// already linked with, so that it does not dial a second link to them.
-    pub fn peer_addresses(&self) -> Vec<(PeerName, SocketAddr)> {
-        let local = self.local_name();
-        let mut seen_at: BTreeMap<PeerName, IpAddr> = BTreeMap::new();
-        for record in self.topology.peers() {
-            for (remote, summary) in &record.connections {
-                seen_at.entry(*remote).or_insert(summary.remote_addr.ip());
-            }
-        }
+    fn merge_topology(
+        &mut self,
+        from: PeerName,
+        records: Vec<PeerRecord>,
+        now: Instant,
+    ) -> Vec<Effect> {
         self.topology
-            .peers()
-            .filter(|record| record.name != local)
-            .filter_map(|record| {
-                let addr = record.listen_addr;
-                if !addr.ip().is_unspecified() {
-                    return Some((record.name, addr));
-                }
-                let ip = seen_at.get(&record.name)?;
-                Some((record.name, SocketAddr::new(*ip, addr.port())))
-            })
-            .collect()
-    }
-
-    /// The discovered peers worth dialling: those whose links, as their records say, are still
-    /// below the share of the limit discovery may fill. The rest of their capacity is left for
-    /// newcomers and refused peers.
-    pub fn discovery_targets(&self) -> Vec<(PeerName, SocketAddr)> {
-        self.discovered_targets()
-            .into_iter()
-            .filter(|(name, _)| {
-                self.topology.peer(*name).is_some_and(|record| {
-                    discovery_ceiling(record.conn_limit)
-                        .is_none_or(|ceiling| record.connections.len() < ceiling)
-                })
-            })
-            .collect()
-    }
-
-    /// Addresses a refused peer may try instead of us: peers with room left, the fewest
-    /// connections first.
-    pub fn refusal_hints(&mut self) -> Vec<SocketAddr> {
-        let full = |record: &PeerRecord| {
-            record.conn_limit != 0 && record.connections.len() >= record.conn_limit as usize
-        };
-        let mut candidates: Vec<(usize, SocketAddr)> = self
-            .discovered_targets()
-            .into_iter()
-            .filter_map(|(name, addr)| {
-                let record = self.topology.peer(name)?;
-                (!full(record)).then_some((record.connections.len(), addr))
-            })
-            .collect();
-        // Shuffle first so that equally loaded peers share the newcomers.
-        candidates.shuffle(&mut self.rng);
-        candidates.sort_by_key(|(connections, _)| *connections);
-        let mut hints: Vec<SocketAddr> = candidates
-            .into_iter()
-            .map(|(_, addr)| addr)
-            .take(REFUSAL_HINTS)
-            .collect();
-        // Our neighbours are always reachable from us, so they are worth naming too.
-        if hints.len() < REFUSAL_HINTS {
-            for record in self.topology.peers() {
-                if hints.len() >= REFUSAL_HINTS {
-                    break;
-                }
-                if self.links.contains_key(&record.name) && !full(record) {
-                    let addr = if record.listen_addr.ip().is_unspecified() {
-                        self.links[&record.name].remote_addr.ip()
-                    } else {
-                        record.listen_addr.ip()
-                    };
-                    hints.push(SocketAddr::new(addr, record.listen_addr.port()));
-                }
-            }
-        }
-        hints
-    }
-
-    fn merge_topology(&mut self, records: Vec<PeerRecord>, now: Instant) -> Vec<Effect> {
+            .advance_clock(now.saturating_duration_since(self.created));
         let outcome = self.topology.merge(records);
         let mut effects = Vec::new();
+        if outcome.rejected > 0 {
+            effects.push(Effect::RecordsRejected {
+                from,
+                count: outcome.rejected,
+            });
+        }
         if outcome.local_bumped {
             self.local_changed(now);
         }
@@ -532,20 +488,33 @@ impl GossipState {
         if records.is_empty() {
             return Vec::new();
         }
-        self.send_to_random_neighbours(topology_gossip(records))
+        let (messages, mut effects) = topology_messages(records);
+        effects.extend(self.send_all_to_random_neighbours(messages));
+        effects
     }
 
-    /// Sends `msg` to 2·log2(peers) random neighbours, as Weave Net's `GossipNeighbourSubset`
-    /// picks them, so that the cost of spreading a change stays logarithmic in the mesh size.
     fn send_to_random_neighbours(&mut self, msg: ProtocolMsg) -> Vec<Effect> {
+        self.send_all_to_random_neighbours(vec![msg])
+    }
+
+    /// Sends `messages` to 2·log2(peers) random neighbours, as Weave Net's
+    /// `GossipNeighbourSubset` picks them, so that the cost of spreading a change stays
+    /// logarithmic in the mesh size. The pieces of one update go to the same neighbours.
+    fn send_all_to_random_neighbours(&mut self, messages: Vec<ProtocolMsg>) -> Vec<Effect> {
         let peers = self.topology.len().max(2) as f64;
         let fanout = ((2.0 * peers.log2()).ceil() as usize).max(1);
         let links: Vec<LinkId> = self.links.values().map(|entry| entry.id).collect();
-        links
+        let chosen: Vec<LinkId> = links
             .choose_multiple(&mut self.rng, fanout.min(links.len()))
-            .map(|link| Effect::Send {
-                link: *link,
-                msg: msg.clone(),
+            .copied()
+            .collect();
+        chosen
+            .into_iter()
+            .flat_map(|link| {
+                messages.iter().map(move |msg| Effect::Send {
+                    link,
+                    msg: msg.clone(),
+                })
             })
             .collect()
     }
@@ -582,16 +551,29 @@ impl GossipState {
     }
 }
 
-/// The topology channel's message carrying `records`.
-pub fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
-    // Records are plain data: encoding them cannot fail, but stay safe and send nothing if it did.
-    let payload = encode_topology(records).unwrap_or_default();
-    ProtocolMsg::Gossip {
-        channel: TOPOLOGY_CHANNEL.to_string(),
-        payload: ByteBuf::from(payload),
-    }
+/// The topology channel's messages carrying `records`, each within the size a frame may carry,
+/// and a [`Effect::RecordTooLarge`] for each record none can.
+fn topology_messages(records: &[PeerRecord]) -> (Vec<ProtocolMsg>, Vec<Effect>) {
+    let (pieces, too_large) = encode_topology_pieces(records);
+    let messages = pieces
+        .into_iter()
+        .map(|payload| ProtocolMsg::Gossip {
+            channel: TOPOLOGY_CHANNEL.to_string(),
+            payload: ByteBuf::from(payload),
+        })
+        .collect();
+    let effects = too_large
+        .into_iter()
+        .map(|(record, bytes)| Effect::RecordTooLarge {
+            peer: record.name,
+            bytes,
+        })
+        .collect();
+    (messages, effects)
 }
 
+#[path = "state_discovery.rs"]
+mod discovery;
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@
 //! exactly once.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -121,6 +121,16 @@ fn line_of_three(peer: u64, now: Instant) -> GossipState {
         .filter(|record| record.name != name(peer))
         .collect();
     linked(peer, &links, &others, now)
+}
+
+/// The topology channel's message carrying `records`, in one piece whatever its size.
+fn topology_gossip(records: &[PeerRecord]) -> ProtocolMsg {
+    // Records are plain data: encoding them cannot fail, but stay safe and send nothing if it did.
+    let payload = crate::wire::encode_topology(records).unwrap_or_default();
+    ProtocolMsg::Gossip {
+        channel: TOPOLOGY_CHANNEL.to_string(),
+        payload: ByteBuf::from(payload),
+    }
 }
 
 fn is_topology_gossip(msg: &ProtocolMsg) -> bool {
@@ -290,6 +300,24 @@ fn duplicate_link_keeps_the_lower_conn_uid_at_both_ends_whatever_the_order() {
             );
         }
     }
+}
+
+#[test]
+fn another_incarnation_never_evicts_the_link_that_is_up() {
+    let t0 = Instant::now();
+    let mut state = started(1, t0);
+    state.register_link(dialled_link(12, 2, 7), t0).unwrap();
+    assert_eq!(state.linked_uid(name(2)), Some(uid(2)));
+    // Same name, another uid, and the lowest link id there is: it still loses.
+    let impostor = NewLink {
+        remote_uid: PeerUid(666),
+        ..dialled_link(13, 2, 0)
+    };
+    assert_eq!(
+        state.register_link(impostor, t0).unwrap_err(),
+        ClosingReason::Duplicate
+    );
+    assert_eq!(state.links()[0].id, LinkId(12));
 }
 
 #[test]
@@ -495,6 +523,9 @@ mod simulation;
 
 #[path = "discovery_tests.rs"]
 mod discovery;
+
+#[path = "hostile_tests.rs"]
+mod hostile;
 
 #[path = "channel_tests.rs"]
 mod channels;

@@ -1,6 +1,7 @@
 //! The `Listener` actor: accepts mesh connections on the TCP port. A connection over the limit is
 //! refused right away with a typed reason and a list of other peers to try; the others become
-//! `Connection` actors holding a permit.
+//! `Connection` actors holding a pending-handshake place, which take their connection-limit
+//! permit only once the handshake is done (a socket that never finishes one holds no permit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +11,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use super::limiter::ConnectionLimiter;
-use crate::actors::connection::{Connection, Direction, LinkContext, refuse};
+use super::pending::PendingHandshakes;
+use crate::actors::connection::{Connection, Direction, LinkContext, LinkSlot, refuse};
 use crate::api::metrics;
 use crate::wire::{Refusal, RefusalReason};
 
 pub struct Listener {
     listener: Option<TcpListener>,
     limiter: ConnectionLimiter,
+    pending: PendingHandshakes,
     links: Arc<LinkContext>,
 }
 
@@ -25,6 +28,7 @@ impl Listener {
         Self {
             listener: Some(listener),
             limiter,
+            pending: PendingHandshakes::default(),
             links,
         }
     }
@@ -35,6 +39,7 @@ impl Listener {
         Self {
             listener: None,
             limiter,
+            pending: PendingHandshakes::default(),
             links,
         }
     }
@@ -72,27 +77,37 @@ impl Handler<Accepted> for Listener {
             }
         };
         let _ = stream.set_nodelay(true);
-        match self.limiter.try_acquire() {
-            Some(permit) => {
+        if self.limiter.available() == 0 {
+            debug!("<-[{remote_addr}] refused: connection limit reached");
+            metrics::connection_refused(metrics::RefusalKind::ConnectionLimit);
+            let refusal = Refusal {
+                reason: RefusalReason::ConnectionLimit {
+                    limit: self.limiter.limit(),
+                },
+                alternatives: self.links.refusal_hints.borrow().clone(),
+            };
+            actix_rt::spawn(refuse(stream, refusal, self.links.timers.handshake_timeout));
+            return;
+        }
+        match self.pending.try_acquire(remote_addr.ip()) {
+            Ok(pending) => {
+                let slot = LinkSlot::Pending {
+                    _pending: pending,
+                    limiter: self.limiter.clone(),
+                };
                 Connection::new(
                     stream,
                     remote_addr,
                     Direction::Inbound,
-                    permit,
+                    slot,
                     self.links.clone(),
                 )
                 .start();
             }
-            None => {
-                debug!("<-[{remote_addr}] refused: connection limit reached");
-                metrics::connection_refused(metrics::RefusalKind::ConnectionLimit);
-                let refusal = Refusal {
-                    reason: RefusalReason::ConnectionLimit {
-                        limit: self.limiter.limit(),
-                    },
-                    alternatives: self.links.refusal_hints.borrow().clone(),
-                };
-                actix_rt::spawn(refuse(stream, refusal, self.links.timers.handshake_timeout));
+            Err(full) => {
+                // Closed without a word: answering costs what the bound is there to save.
+                debug!("<-[{remote_addr}] dropped: {full}");
+                metrics::connection_refused(metrics::RefusalKind::PendingHandshakes);
             }
         }
     }

@@ -30,6 +30,8 @@ pub enum RouterError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error("{0} (set --nickname)")]
+    Nickname(#[from] crate::topology::NicknameError),
     #[error(transparent)]
     IpamConfig(#[from] super::ipam_config::IpamConfigError),
     #[error("IP address management cannot start: {0}")]
@@ -72,6 +74,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let store = Arc::new(Store::open(&args.db_prefix)?);
     let name = resolve_peer_name(args.name, &store, &args.host_root)?;
     let nickname = args.nickname.clone().unwrap_or_else(hostname);
+    crate::topology::check_nickname(&nickname)?;
     let uid = PeerUid::random();
     info!("Our name is {name}({nickname})");
 

@@ -177,7 +177,7 @@ pub fn neighbour_links(status: &GossipStatus, default_port: u16) -> Vec<Neighbou
             NeighbourLink {
                 peer: link.remote,
                 nickname: link.remote_nickname.clone(),
-                link_id: link.id.0,
+                link_id: link.conn_uid,
                 udp_addr: SocketAddr::new(link.remote_addr.ip(), port),
             }
         })

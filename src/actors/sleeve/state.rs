@@ -22,7 +22,9 @@ use crate::wire::sleeve::{
 pub struct NeighbourLink {
     pub peer: PeerName,
     pub nickname: String,
-    /// Our id of the mesh connection: heartbeats carry it, so a new connection starts afresh.
+    /// The mesh link's id, agreed in its handshake: the same at both ends and known only to
+    /// them. Heartbeats carry it, so a new connection starts afresh, and a datagram that merely
+    /// names the peer proves nothing.
     pub link_id: u64,
     /// The link's remote IP with the peer's mesh port, where its sleeve listens.
     pub udp_addr: SocketAddr,
@@ -179,7 +181,9 @@ impl SleeveState {
     }
 
     /// A control record arrived from `from`, in a datagram sent by `sender`. Records from peers
-    /// we hold no link with are ignored (never answered: no reflection to strangers).
+    /// we hold no link with are ignored (never answered: no reflection to strangers), and so are
+    /// heartbeats without the link's id: anyone can write a peer's name into a datagram, and one
+    /// such heartbeat used to move the peer's sleeve address to its sender.
     pub fn on_control(
         &mut self,
         from: SocketAddr,
@@ -193,6 +197,9 @@ impl SleeveState {
         let mut out = Vec::new();
         match control {
             Control::Heartbeat { connection_id } => {
+                if connection_id != link.link_id {
+                    return out;
+                }
                 link.heartbeats.on_heartbeat(now);
                 if from != link.udp_addr {
                     // Behind NAT, or listening elsewhere than its mesh address says: answer and

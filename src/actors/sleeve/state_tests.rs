@@ -125,7 +125,7 @@ fn heartbeats_and_probes_from_a_neighbour_are_answered_where_they_came_from() {
     let mut state = with_b(now);
     let _ = state.take_table();
     let natted = SocketAddr::from(([203, 0, 113, 9], 40_000));
-    let outputs = state.on_control(natted, B, Control::Heartbeat { connection_id: 99 }, now);
+    let outputs = state.on_control(natted, B, Control::Heartbeat { connection_id: 7 }, now);
     assert!(outputs.contains(&SleeveOutput::AddressChanged {
         peer: B,
         from: addr(2),
@@ -133,7 +133,7 @@ fn heartbeats_and_probes_from_a_neighbour_are_answered_where_they_came_from() {
     }));
     assert_eq!(
         sends(&outputs),
-        vec![(natted, Control::HeartbeatAck { connection_id: 99 })]
+        vec![(natted, Control::HeartbeatAck { connection_id: 7 })]
     );
     let table = state
         .take_table()
@@ -153,6 +153,28 @@ fn heartbeats_and_probes_from_a_neighbour_are_answered_where_they_came_from() {
                 mtu: 1200
             }
         )]
+    );
+}
+
+#[test]
+fn a_heartbeat_without_the_connection_id_moves_nothing_and_gets_no_answer() {
+    let now = Instant::now();
+    let mut state = with_b(now);
+    let _ = state.take_table();
+    // Anyone can name B in a datagram; only B (and we) know the id of our connection.
+    let forger = SocketAddr::from(([203, 0, 113, 66], 6783));
+    let outputs = state.on_control(forger, B, Control::Heartbeat { connection_id: 8 }, now);
+    assert_eq!(outputs, Vec::new());
+    assert!(state.take_table().is_none(), "B's address is unchanged");
+    assert_eq!(state.status()[0].udp_addr, addr(2));
+    // Nor does it keep a silent link alive.
+    let later = now + HEARTBEAT_TIMEOUT;
+    state.on_control(forger, B, Control::Heartbeat { connection_id: 8 }, later);
+    assert!(
+        state
+            .on_tick(later)
+            .iter()
+            .any(|output| matches!(output, SleeveOutput::Failed { peer: B, .. }))
     );
 }
 

@@ -1,5 +1,7 @@
 //! Unit tests of the topology table: local edits, merge rules and garbage collection.
 
+use std::time::Duration;
+
 use super::*;
 use crate::topology::PeerUid;
 use crate::topology::test_support::{name, record, summary};
@@ -143,13 +145,16 @@ fn merge_of_two_records_for_one_peer_keeps_the_winner_in_any_order() {
 #[test]
 fn merge_never_stores_a_record_about_us() {
     let mut topology = ours();
-    let outcome = topology.merge(vec![record(1, 100, 9, &[(2, true)])]);
+    let echo = topology.local().clone();
     assert_eq!(
-        outcome,
+        topology.merge(vec![echo]),
         MergeOutcome::default(),
-        "same uid: our own echo, ignored"
+        "our own echo, ignored"
     );
-    assert_eq!(topology.local(), &record(1, 100, 5, &[]));
+    // A record in our uid that we never wrote is outranked, never stored.
+    let outcome = topology.merge(vec![record(1, 100, 9, &[(2, true)])]);
+    assert!(outcome.improved.is_empty());
+    assert_eq!(topology.local(), &record(1, 100, 10, &[]));
 }
 
 #[test]
@@ -181,14 +186,102 @@ fn merge_ignores_an_older_incarnation_below_our_version() {
 }
 
 #[test]
-fn merge_at_the_top_of_the_version_space_does_not_overflow() {
+fn a_record_absurdly_ahead_of_the_one_we_hold_is_rejected() {
+    let mut topology = ours();
+    topology.merge(vec![record(2, 1, 3, &[])]);
+    let outcome = topology.merge(vec![record(2, 1, u64::MAX, &[(9, true)])]);
+    assert!(outcome.improved.is_empty());
+    assert_eq!(outcome.rejected, 1);
+    assert_eq!(topology.peer(name(2)).unwrap().version, 3);
+
+    // A plausible record in the same update still gets in.
+    let outcome = topology.merge(vec![record(2, 1, u64::MAX, &[]), record(2, 1, 4, &[])]);
+    assert_eq!(names(&outcome.improved), [name(2)]);
+    assert_eq!(topology.peer(name(2)).unwrap().version, 4);
+    // The ceiling is the clock (our first version, 5, plus the time since) and the lead.
+    assert_eq!(topology.version_ceiling(), 5 + MAX_VERSION_LEAD);
+    let outcome = topology.merge(vec![record(5, 1, 6 + MAX_VERSION_LEAD, &[])]);
+    assert_eq!(outcome.rejected, 1);
+    assert!(topology.peer(name(5)).is_none());
+    topology.advance_clock(Duration::from_millis(1));
+    let outcome = topology.merge(vec![record(5, 1, 6 + MAX_VERSION_LEAD, &[])]);
+    assert_eq!((outcome.rejected, outcome.improved.len()), (0, 1));
+}
+
+#[test]
+fn a_record_whose_nickname_is_unsafe_to_log_is_rejected() {
+    let mut topology = ours();
+    let mut forged_lines = record(2, 1, 3, &[]);
+    forged_lines.nickname = "x\nINFO forged line".into();
+    let outcome = topology.merge(vec![forged_lines]);
+    assert_eq!(outcome.rejected, 1);
+    assert!(topology.peer(name(2)).is_none());
+}
+
+#[test]
+fn a_poisoned_record_about_us_does_not_freeze_our_version() {
     let mut topology = ours();
     let outcome = topology.merge(vec![record(1, 7, u64::MAX, &[])]);
+    assert!(!outcome.local_bumped);
+    assert_eq!(topology.local().version, 5);
+    // Our later changes still move our version, so they still spread.
+    topology.set_local_connection(name(2), summary(true));
+    assert_eq!(topology.local().version, 6);
+}
+
+#[test]
+fn a_forged_record_with_our_own_uid_is_outranked_everywhere() {
+    let mut us = ours();
+    let mut other = Topology::new(record(3, 300, 1, &[]));
+    other.merge(vec![us.local().clone()]);
+    // Someone relays a record in our name and uid, ahead of ours, listing a made-up link.
+    let forged = record(1, 100, 40, &[(9, true)]);
+    other.merge(vec![forged.clone()]);
+    assert_eq!(other.peer(name(1)), Some(&forged));
+
+    let outcome = us.merge(vec![forged]);
     assert!(outcome.local_bumped);
-    assert_eq!(topology.local().version, u64::MAX);
-    // Nothing further can move us: not reported as a bump.
-    let again = topology.merge(vec![record(1, 8, u64::MAX, &[])]);
-    assert!(!again.local_bumped);
+    assert_eq!(us.local().version, 41);
+    assert!(us.local().connections.is_empty(), "our content is kept");
+    other.merge(vec![us.local().clone()]);
+    assert_eq!(other.peer(name(1)), Some(us.local()));
+
+    // Our own record echoed back is no reason to move.
+    let echo = us.local().clone();
+    assert!(!us.merge(vec![echo]).local_bumped);
+    // Nor is a different record in our uid below our version (our own older copy).
+    assert!(
+        !us.merge(vec![record(1, 100, 40, &[(9, true)])])
+            .local_bumped
+    );
+    // A different one at our very version is forged: outranked too.
+    let same_version = record(1, 100, 41, &[(8, true)]);
+    assert!(us.merge(vec![same_version]).local_bumped);
+    assert_eq!(us.local().version, 42);
+}
+
+#[test]
+fn a_forger_at_the_ceiling_is_outranked_once_the_clock_moves_on() {
+    let mut victim = ours();
+    let mut relay = Topology::new(record(3, 300, 5, &[]));
+    relay.merge(vec![victim.local().clone()]);
+    // The highest version anyone believes, and one nobody does.
+    let forged = record(1, 666, relay.version_ceiling(), &[]);
+    let top = record(1, 666, u64::MAX, &[]);
+    assert_eq!(relay.merge(vec![forged.clone(), top.clone()]).rejected, 1);
+    assert_eq!(relay.peer(name(1)), Some(&forged));
+
+    victim.merge(vec![forged.clone(), top]);
+    assert_eq!(victim.local().version, forged.version + 1);
+    // One past the ceiling is believed as soon as the clock has moved on a millisecond; until
+    // then, anti-entropy keeps offering it.
+    assert_eq!(relay.merge(vec![victim.local().clone()]).rejected, 1);
+    relay.advance_clock(Duration::from_millis(1));
+    relay.merge(vec![victim.local().clone()]);
+    assert_eq!(relay.peer(name(1)), Some(victim.local()));
+    // Nowhere near the top of the space: later changes keep moving the version.
+    victim.set_local_connection(name(3), summary(true));
+    assert_eq!(victim.local().version, forged.version + 2);
 }
 
 #[test]

@@ -1,0 +1,42 @@
+//! The place a link takes under the connection limit. An outbound link takes its permit before
+//! dialling (we chose the target); an inbound one only holds a pending-handshake place until its
+//! handshake shows a real peer, and takes its permit then.
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::ClosingReason;
+use crate::actors::listener::{ConnectionLimiter, PendingPermit};
+use crate::api::metrics;
+
+#[derive(Debug)]
+pub enum LinkSlot {
+    /// Counts against `--conn-limit`; released when the link actor is dropped.
+    Held(OwnedSemaphorePermit),
+    /// An inbound socket whose handshake is under way.
+    Pending {
+        _pending: PendingPermit,
+        limiter: ConnectionLimiter,
+    },
+}
+
+impl LinkSlot {
+    /// Turns a pending place into a connection-limit permit, giving the pending place back.
+    /// Refused when the limit filled up while the handshake ran.
+    pub fn admit(&mut self) -> Result<(), ClosingReason> {
+        let LinkSlot::Pending { limiter, .. } = self else {
+            return Ok(());
+        };
+        match limiter.try_acquire() {
+            Some(permit) => {
+                *self = LinkSlot::Held(permit);
+                Ok(())
+            }
+            None => {
+                metrics::connection_refused(metrics::RefusalKind::ConnectionLimit);
+                Err(ClosingReason::LimitReached {
+                    limit: limiter.limit(),
+                })
+            }
+        }
+    }
+}
