@@ -478,3 +478,44 @@ fn an_api_server_outage_leaves_the_mesh_and_pods_alone() {
         );
     }
 }
+
+#[test]
+fn a_fresh_router_waits_for_the_api_server_and_says_so_on_its_api() {
+    let (mut lab, mut api, nodes) = cluster("kfresh", 1);
+    let node1 = &nodes[0];
+    api.stop();
+    kube_router(&mut lab, &api, node1, "node1", "node1", 0xf1);
+    let status = || {
+        let output = in_netns(&node1.ns, netlab::weft(), &["status"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    assert!(
+        wait_until(CONVERGE, || status().contains("not ready yet")
+            && status().contains(
+                "waiting for the Kubernetes API at https://198.51.100.2:6443/"
+            )),
+        "{}",
+        status()
+    );
+    api.start();
+    assert!(
+        wait_until(CONVERGE, || status()
+            .contains("PeerDiscovery: kubernetes (1 nodes)")),
+        "{}",
+        status()
+    );
+    // A single node allocates at once: consensus over the one Node there is.
+    let (ok, address) = curl(node1, "POST", "/ip/alone");
+    assert!(ok, "{address}");
+    let log = log_of(&lab, "node1");
+    assert_eq!(
+        log.matches("waiting for the Kubernetes API at").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("expected: 1"), "{log}");
+}

@@ -449,6 +449,48 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// Answers every request on the API's socket with 503 and what the router is waiting for, while
+/// start-up waits (for the Kubernetes API, on a fresh node): `weave status` then says why the
+/// router is not ready instead of "connection refused". Stopped with [`StartingServer::stop`],
+/// after which the real API takes the same socket.
+pub struct StartingServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: actix_rt::task::JoinHandle<()>,
+}
+
+impl StartingServer {
+    pub fn start(
+        listener: &tokio::net::TcpListener,
+        waiting_for: tokio::sync::watch::Receiver<String>,
+    ) -> std::io::Result<Self> {
+        let clone: std::net::TcpListener = socket2::SockRef::from(listener).try_clone()?.into();
+        clone.set_nonblocking(true)?;
+        let clone = tokio::net::TcpListener::from_std(clone)?;
+        let router = Router::new().fallback(move || {
+            let message = waiting_for.borrow().clone();
+            async move { (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")) }
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let served = actix_rt::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(err) = axum::serve(clone, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::warn!("the start-up status server stopped: {err}");
+            }
+        });
+        Ok(Self { stop, served })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

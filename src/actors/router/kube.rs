@@ -58,7 +58,11 @@ impl KubeStart {
 /// Connects and lists the Nodes. With `must_list` (a fresh IPAM needs the node count) it waits,
 /// with back-off, until the API answers; otherwise one failed attempt is enough to go on with
 /// what the router persisted, and the watch catches up later.
-pub async fn connect(args: &KubeArgs, must_list: bool) -> Result<KubeStart, KubeStartError> {
+pub async fn connect(
+    args: &KubeArgs,
+    must_list: bool,
+    waiting_for: &tokio::sync::watch::Sender<String>,
+) -> Result<KubeStart, KubeStartError> {
     let node_name = args
         .node_name
         .clone()
@@ -99,13 +103,15 @@ pub async fn connect(args: &KubeArgs, must_list: bool) -> Result<KubeStart, Kube
                 });
             }
             Err(error) => {
+                let message = format!(
+                    "waiting for the Kubernetes API at {}: {error}",
+                    client.url()
+                );
                 if !waiting {
-                    warn!(
-                        "waiting for the Kubernetes API at {}: {error}",
-                        client.url()
-                    );
+                    warn!("{message}");
                     waiting = true;
                 }
+                waiting_for.send_replace(format!("PeerDiscovery: kubernetes ({message})"));
                 if !must_list {
                     return Ok(KubeStart {
                         client,

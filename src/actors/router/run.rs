@@ -78,11 +78,32 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let uid = PeerUid::random();
     info!("Our name is {name}({nickname})");
 
+    let http_listener = http::bind(args.http_addr)
+        .await
+        .map_err(|source| RouterError::Bind {
+            what: "HTTP API",
+            addr: args.http_addr,
+            source,
+        })?;
     #[cfg(feature = "kube")]
     let kube = if args.kube.enabled() {
-        // Without a persisted ring, IPAM's consensus must know how many nodes there are.
+        // Without a persisted ring, IPAM's consensus must know how many nodes there are: a
+        // fresh router waits for the first Node list, and says so on its API meanwhile.
         let fresh_ipam = matches!(store.ipam_state(), Ok(None));
-        Some(super::kube::connect(&args.kube, fresh_ipam).await?)
+        let (waiting_for, waiting_rx) = tokio::sync::watch::channel(
+            "PeerDiscovery: kubernetes (listing the nodes)".to_string(),
+        );
+        let starting =
+            http::StartingServer::start(&http_listener, waiting_rx).map_err(|source| {
+                RouterError::Bind {
+                    what: "HTTP API",
+                    addr: args.http_addr,
+                    source,
+                }
+            })?;
+        let connected = super::kube::connect(&args.kube, fresh_ipam, &waiting_for).await;
+        starting.stop().await;
+        Some(connected?)
     } else {
         None
     };
@@ -125,13 +146,6 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         .map_err(|source| RouterError::Bind {
             what: "mesh",
             addr: mesh_addr,
-            source,
-        })?;
-    let http_listener = http::bind(args.http_addr)
-        .await
-        .map_err(|source| RouterError::Bind {
-            what: "HTTP API",
-            addr: args.http_addr,
             source,
         })?;
     let metrics_listener =
