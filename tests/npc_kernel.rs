@@ -324,6 +324,7 @@ fn policy_changes_and_label_changes_apply_in_place() {
     assert!(lab.kernel.remove().unwrap());
     assert_eq!(lab.kernel.installed_rules().unwrap(), None);
     assert!(!lab.kernel.remove().unwrap());
+    lab.forget_written();
 }
 
 fn expr(key: &str, operator: weft::npc::model::Operator, values: &[&str]) -> Selector {

@@ -34,13 +34,13 @@ use nftables::expr::{
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{
-    self, Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
+    self, Chain, Element, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
 use nftables::stmt::{JumpTarget, Limit, Log, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::model::Direction;
-use super::ruleset::{DirectionRules, Ruleset};
+use super::ruleset::{AnyElement, DirectionRules, PortElement, Ruleset};
 
 /// Our table (family `inet`), and nothing else, is what `weft npc` writes.
 pub const TABLE: &str = "weft-npc";
@@ -50,6 +50,10 @@ pub const LOG_GROUP: u32 = 86;
 /// flood the log or the controller), with this burst.
 const LOG_RATE_PER_SECOND: u32 = 20;
 const LOG_BURST: u32 = 40;
+/// An update touching more than 1/this of the table's elements is written as a whole table
+/// instead (measured with load-tests/npc_bench.rs: deleting tens of thousands of interval-set
+/// elements took seconds, replacing the table about one).
+const FULL_WRITE_SHARE: usize = 8;
 /// The rules `render` writes: checked when looking for a flushed table.
 pub const RULE_COUNT: usize = 4 + 4 + 4;
 
@@ -76,6 +80,9 @@ fn netns_label(netns: &Option<String>) -> String {
 pub trait PolicyKernel: Send {
     /// Replaces our table with `ruleset`, in one transaction.
     fn apply(&self, ruleset: &Ruleset) -> Result<(), NpcKernelError>;
+    /// Changes our table, holding `old`, to hold `new`: only the elements that differ, in one
+    /// transaction.
+    fn update(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NpcKernelError>;
     /// How many rules our table holds now (`None`: no table): a flushed or deleted table is
     /// told apart from ours by this.
     fn installed_rules(&self) -> Result<Option<usize>, NpcKernelError>;
@@ -143,6 +150,20 @@ impl PolicyKernel for Nft {
     fn apply(&self, ruleset: &Ruleset) -> Result<(), NpcKernelError> {
         let payload = serde_json::to_string(&render(ruleset)).expect("a ruleset always serialises");
         self.run("write", &payload).map(drop)
+    }
+
+    fn update(&self, old: &Ruleset, new: &Ruleset) -> Result<(), NpcKernelError> {
+        let (changed, update) = render_update_counted(old, new);
+        if changed == 0 {
+            return Ok(());
+        }
+        // Deleting elements of a concatenated interval set costs the kernel far more per element
+        // than adding them: past this share of the table, writing it whole is faster.
+        if changed * FULL_WRITE_SHARE > new.element_count() {
+            return self.apply(new);
+        }
+        let payload = serde_json::to_string(&update).expect("an update always serialises");
+        self.run("update", &payload).map(drop)
     }
 
     fn installed_rules(&self) -> Result<Option<usize>, NpcKernelError> {
@@ -324,26 +345,45 @@ fn add_sets(batch: &mut Batch<'static>, direction: Direction, rules: &DirectionR
                 comment: None,
             }))
         };
-    let isolated = rules
-        .isolated
-        .iter()
-        .map(|ip| text(ip.to_string()))
-        .collect();
-    batch.add(set("isolated", vec![SetType::Ipv4Addr], false, isolated));
-    let any = rules
-        .any
-        .iter()
-        .map(|element| concat(vec![text(element.pod.to_string()), ip_range(element.peer)]))
-        .collect();
+    batch.add(set(
+        "isolated",
+        vec![SetType::Ipv4Addr],
+        false,
+        isolated_elements(rules.isolated.iter()),
+    ));
     batch.add(set(
         "any",
         vec![SetType::Ipv4Addr, SetType::Ipv4Addr],
         true,
-        any,
+        any_elements(rules.any.iter()),
     ));
-    let ports = rules
-        .ports
-        .iter()
+    batch.add(set(
+        "ports",
+        vec![
+            SetType::Ipv4Addr,
+            SetType::Ipv4Addr,
+            SetType::InetProto,
+            SetType::InetService,
+        ],
+        true,
+        port_elements(rules.ports.iter()),
+    ));
+}
+
+fn isolated_elements<'a>(
+    pods: impl Iterator<Item = &'a std::net::Ipv4Addr>,
+) -> Vec<Expression<'static>> {
+    pods.map(|ip| text(ip.to_string())).collect()
+}
+
+fn any_elements<'a>(elements: impl Iterator<Item = &'a AnyElement>) -> Vec<Expression<'static>> {
+    elements
+        .map(|element| concat(vec![text(element.pod.to_string()), ip_range(element.peer)]))
+        .collect()
+}
+
+fn port_elements<'a>(elements: impl Iterator<Item = &'a PortElement>) -> Vec<Expression<'static>> {
+    elements
         .map(|element| {
             let ports = if element.ports.first == element.ports.last {
                 Expression::Number(u32::from(element.ports.first))
@@ -360,18 +400,83 @@ fn add_sets(batch: &mut Batch<'static>, direction: Direction, rules: &DirectionR
                 ports,
             ])
         })
-        .collect();
-    batch.add(set(
-        "ports",
-        vec![
-            SetType::Ipv4Addr,
-            SetType::Ipv4Addr,
-            SetType::InetProto,
-            SetType::InetService,
-        ],
-        true,
-        ports,
-    ));
+        .collect()
+}
+
+/// The change from `old` to `new` as element deletions then additions, in one batch: the
+/// table's structure never changes, so a policy or pod change costs what it changes, not the
+/// whole table.
+pub fn render_update(old: &Ruleset, new: &Ruleset) -> Nftables<'static> {
+    render_update_counted(old, new).1
+}
+
+/// [`render_update`], with the number of elements it deletes and adds.
+fn render_update_counted(old: &Ruleset, new: &Ruleset) -> (usize, Nftables<'static>) {
+    use std::collections::BTreeSet;
+    fn gone_and_new<'a, T: Ord>(old: &'a [T], new: &'a [T]) -> (Vec<&'a T>, Vec<&'a T>) {
+        let old_set: BTreeSet<&T> = old.iter().collect();
+        let new_set: BTreeSet<&T> = new.iter().collect();
+        (
+            old_set.difference(&new_set).copied().collect(),
+            new_set.difference(&old_set).copied().collect(),
+        )
+    }
+    let element = |direction: Direction, suffix: &str, elem: Vec<Expression<'static>>| {
+        NfListObject::Element(Element {
+            family: NfFamily::INet,
+            table: TABLE.into(),
+            name: set_name(direction, suffix).into(),
+            elem: elem.into(),
+        })
+    };
+    let mut deletions = Batch::new();
+    let mut additions = Batch::new();
+    let mut changed = 0;
+    for direction in [Direction::Egress, Direction::Ingress] {
+        let (before, after) = (old.direction(direction), new.direction(direction));
+        let old_isolated: Vec<_> = before.isolated.iter().copied().collect();
+        let new_isolated: Vec<_> = after.isolated.iter().copied().collect();
+        let changes = [
+            ("isolated", {
+                let (gone, added) = gone_and_new(&old_isolated, &new_isolated);
+                (
+                    isolated_elements(gone.into_iter()),
+                    isolated_elements(added.into_iter()),
+                )
+            }),
+            ("any", {
+                let (gone, added) = gone_and_new(&before.any, &after.any);
+                (
+                    any_elements(gone.into_iter()),
+                    any_elements(added.into_iter()),
+                )
+            }),
+            ("ports", {
+                let (gone, added) = gone_and_new(&before.ports, &after.ports);
+                (
+                    port_elements(gone.into_iter()),
+                    port_elements(added.into_iter()),
+                )
+            }),
+        ];
+        for (suffix, (gone, added)) in changes {
+            changed += gone.len() + added.len();
+            if !gone.is_empty() {
+                deletions.delete(element(direction, suffix, gone));
+            }
+            if !added.is_empty() {
+                additions.add(element(direction, suffix, added));
+            }
+        }
+    }
+    let mut objects = deletions.to_nftables().objects.into_owned();
+    objects.extend(additions.to_nftables().objects.into_owned());
+    (
+        changed,
+        Nftables {
+            objects: objects.into(),
+        },
+    )
 }
 
 fn set_name(direction: Direction, suffix: &str) -> String {

@@ -173,7 +173,13 @@ async fn sync(
     let Some(ruleset) = plan.ruleset else {
         return;
     };
-    match write(kernel, ruleset.clone()).await {
+    // A restore rewrites everything; otherwise only what changed.
+    let previous = if force {
+        None
+    } else {
+        controller.last_written().cloned()
+    };
+    match write(kernel, previous, ruleset.clone()).await {
         Ok(()) => {
             let elements = ruleset.element_count();
             controller.written(ruleset);
@@ -195,13 +201,21 @@ async fn sync(
 
 async fn write(
     kernel: &Arc<dyn PolicyKernel + Sync>,
+    previous: Option<Ruleset>,
     ruleset: Ruleset,
 ) -> Result<(), NpcKernelError> {
     let kernel = kernel.clone();
     // `nft` is a child process: run it off the async threads.
-    tokio::task::spawn_blocking(move || kernel.apply(&ruleset))
-        .await
-        .expect("the nft writer does not panic")
+    tokio::task::spawn_blocking(move || match previous {
+        Some(previous) => kernel.update(&previous, &ruleset).or_else(|err| {
+            // The table is not what we last wrote (someone edited it): write all of it.
+            warn!("{err}; writing the whole table");
+            kernel.apply(&ruleset)
+        }),
+        None => kernel.apply(&ruleset),
+    })
+    .await
+    .expect("the nft writer does not panic")
 }
 
 /// A table someone flushed or deleted (a firewall reload, `nft flush ruleset`) is written again.

@@ -246,6 +246,8 @@ pub struct PolicyLab {
     pub layout: Layout,
     /// Each node's name and the `nft` of its namespace.
     pub kernels: Vec<(&'static str, Nft)>,
+    /// What each node's table holds, as last written.
+    written: std::cell::RefCell<BTreeMap<String, weft::npc::ruleset::Ruleset>>,
     /// Pod id → namespace name.
     pub pods: BTreeMap<String, String>,
     agents: Vec<Child>,
@@ -347,17 +349,32 @@ impl PolicyLab {
             kernel,
             layout,
             kernels,
+            written: Default::default(),
             pods,
             agents,
         }
     }
 
     /// Compiles `world` for each node and applies it there.
+    /// The first time the whole table, then only the elements that change, as the controller
+    /// does.
     pub fn enforce(&self, world: &World) {
+        let mut written = self.written.borrow_mut();
         for (node, kernel) in &self.kernels {
             let compiled = compile(world, node);
-            kernel.apply(&compiled.ruleset).expect("apply the ruleset");
+            match written.get(*node) {
+                Some(previous) => kernel
+                    .update(previous, &compiled.ruleset)
+                    .expect("update the table"),
+                None => kernel.apply(&compiled.ruleset).expect("write the table"),
+            }
+            written.insert(node.to_string(), compiled.ruleset);
         }
+    }
+
+    /// Forgets what was written, so that the next `enforce` writes whole tables.
+    pub fn forget_written(&self) {
+        self.written.borrow_mut().clear();
     }
 
     /// Probes until the matrix equals `expected` (a controller is writing the rules), or fails
