@@ -93,9 +93,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The full control API.
-pub fn control_router(state: ApiState) -> Router {
-    Router::new()
+/// The full control API, bound at `bound`: it refuses requests a web page could make (see
+/// [`super::host_check`]).
+pub fn control_router(state: ApiState, bound: SocketAddr) -> Router {
+    let router = Router::new()
         .route("/status", get(status))
         .route("/status/peers", get(status_peers))
         .route("/status/connections", get(status_connections))
@@ -105,7 +106,8 @@ pub fn control_router(state: ApiState) -> Router {
         .route("/forget", post(forget))
         .route("/metrics", get(render_metrics))
         .merge(super::ipam_http::routes())
-        .with_state(state)
+        .with_state(state);
+    super::host_check::guarded(router, bound)
 }
 
 /// `/metrics` only, for `--metrics-addr`.
