@@ -331,6 +331,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         }),
         ready: ready.clone(),
         prometheus,
+        gauge_refresh: Arc::default(),
     };
     info!("Listening for HTTP control messages on {}", args.http_addr);
     // The bound address, not the flag's: port 0 has become a real port by now.
