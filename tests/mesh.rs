@@ -181,6 +181,49 @@ fn connect_takes_peers_from_the_query_string_too_and_refuses_a_request_without_a
     assert_eq!(post_connect(&one, "?replace=true", ""), 200);
 }
 
+/// `POST /connect?peer=<peer>` sent by hand with `Host: <host>` and, if given, an `Origin`
+/// header, as a web page's browser would send it: the response's status line.
+fn post_connect_as(router: &Router, host: &str, origin: Option<&str>, peer: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(router.http_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let origin = origin.map_or(String::new(), |origin| format!("Origin: {origin}\r\n"));
+    write!(
+        stream,
+        "POST /connect?peer={peer} HTTP/1.1\r\nHost: {host}\r\n{origin}\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_api_refuses_a_web_pages_requests_and_does_nothing_for_them() {
+    const BLOCK: u8 = 234;
+    let one = Router::start(BLOCK, 1, RouterOpts::default());
+    let two = Router::start(BLOCK, 2, RouterOpts::default());
+    assert!(wait_until(CONVERGE, || one.report().is_some()
+        && two.report().is_some()));
+    let peer = two.mesh_addr();
+    let api = one.http_addr();
+    // Cross-site, and after DNS rebinding (the page's own name as Host).
+    let cross_site = post_connect_as(&one, &api, Some("http://evil.example"), &peer);
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+    let rebound = post_connect_as(&one, "rebind.evil.example:6784", None, &peer);
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let targets = String::from_utf8_lossy(&one.cli(&["status", "targets"]).stdout).to_string();
+    assert!(!targets.contains(&peer), "{targets}");
+    // A page served by the API itself, and a client that is not a browser, are obeyed.
+    let own = post_connect_as(&one, &api, Some(&format!("http://{api}")), &peer);
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+    let targets = String::from_utf8_lossy(&one.cli(&["status", "targets"]).stdout).to_string();
+    assert!(targets.contains(&peer), "{targets}");
+}
+
 #[test]
 fn simultaneous_connects_end_with_exactly_one_link() {
     for round in 0..3u8 {

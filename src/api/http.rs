@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::gauge_refresh::GaugeRefresh;
 use super::snapshot::{
     BroadcastRoute, ConnectionState, ConnectionStatus, KubeStatus, MacStatus, OverlayStatus,
     PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
@@ -65,6 +66,8 @@ pub struct ApiState {
     pub info: Arc<RouterInfo>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
+    /// Shared by both listeners, so a storm on either costs one snapshot a second.
+    pub gauge_refresh: Arc<GaugeRefresh>,
 }
 
 /// Asks the Kubernetes side (`--kube-peers`) for its state.
@@ -93,9 +96,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The full control API.
-pub fn control_router(state: ApiState) -> Router {
-    Router::new()
+/// The full control API, bound at `bound`: it refuses requests a web page could make (see
+/// [`super::host_check`]).
+pub fn control_router(state: ApiState, bound: SocketAddr) -> Router {
+    let router = Router::new()
         .route("/status", get(status))
         .route("/status/peers", get(status_peers))
         .route("/status/connections", get(status_connections))
@@ -105,7 +109,8 @@ pub fn control_router(state: ApiState) -> Router {
         .route("/forget", post(forget))
         .route("/metrics", get(render_metrics))
         .merge(super::ipam_http::routes())
-        .with_state(state)
+        .with_state(state);
+    super::host_check::guarded(router, bound)
 }
 
 /// `/metrics` only, for `--metrics-addr`.
@@ -431,12 +436,20 @@ async fn forget(
 
 async fn render_metrics(State(state): State<ApiState>) -> Response {
     // Gauges are refreshed from a snapshot; if the router is not ready yet, counters still render.
-    if let Ok(status) = snapshot(&state).await {
+    let refresh = || async {
+        let Ok(status) = snapshot(&state).await else {
+            return false;
+        };
         metrics::record_connections(&status);
         if let Some(ipam) = &status.ipam {
             metrics::record_ipam(ipam);
         }
-    }
+        true
+    };
+    state
+        .gauge_refresh
+        .refresh_if_stale(std::time::Instant::now(), refresh)
+        .await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

@@ -331,12 +331,15 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         }),
         ready: ready.clone(),
         prometheus,
+        gauge_refresh: Arc::default(),
     };
     info!("Listening for HTTP control messages on {}", args.http_addr);
+    // The bound address, not the flag's: port 0 has become a real port by now.
+    let http_bound = http_listener.local_addr().unwrap_or(args.http_addr);
     actix_rt::spawn(serve_logged(
         "HTTP API",
         http_listener,
-        http::control_router(api.clone()),
+        http::control_router(api.clone(), http_bound),
     ));
     info!("Listening for metrics requests on {}", args.metrics_addr);
     actix_rt::spawn(serve_logged(

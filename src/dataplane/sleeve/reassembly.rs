@@ -67,6 +67,7 @@ pub struct Reassembler {
     partials: Vec<Partial>,
     buffered: usize,
     spare: Vec<Vec<u8>>,
+    /// Frames dropped since the last [`Reassembler::take_dropped`].
     timed_out: u64,
     evicted: u64,
 }
@@ -187,9 +188,13 @@ impl Reassembler {
         self.partials.len()
     }
 
-    /// Frames dropped so far: (timed out, evicted for room).
-    pub fn dropped(&self) -> (u64, u64) {
-        (self.timed_out, self.evicted)
+    /// Frames dropped since the last call: (timed out, evicted for room). Draining, so the
+    /// caller can add them to shared counters without remembering what it already added.
+    pub fn take_dropped(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.timed_out),
+            std::mem::take(&mut self.evicted),
+        )
     }
 
     /// Evicts the oldest frames until a new one of `total` bytes from `source` is within bounds.

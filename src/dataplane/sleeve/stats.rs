@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward::DropReason;
+use super::reassembly::Reassembler;
 
 /// Why the engine dropped a frame or datagram, one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,6 +17,10 @@ pub enum DropCause {
     MalformedDatagram,
     /// A fragment that overlapped or contradicted its frame (the frame was discarded).
     Reassembly,
+    /// A frame whose fragments did not all arrive within the reassembly timeout.
+    ReassemblyTimeout,
+    /// A frame evicted unfinished to make room for newer ones (per-source or total bound).
+    ReassemblyEvicted,
     /// A `sendmmsg` message the kernel refused (EMSGSIZE after a path MTU drop, unreachable).
     SendFailed,
     /// A write to the TAP failed.
@@ -26,7 +31,7 @@ pub enum DropCause {
     TooBig,
 }
 
-const DROP_CAUSES: usize = 12;
+const DROP_CAUSES: usize = 14;
 
 impl DropCause {
     fn index(self) -> usize {
@@ -43,6 +48,8 @@ impl DropCause {
             DropCause::TapWriteFailed => 9,
             DropCause::EventChannelFull => 10,
             DropCause::TooBig => 11,
+            DropCause::ReassemblyTimeout => 12,
+            DropCause::ReassemblyEvicted => 13,
         }
     }
 
@@ -61,6 +68,8 @@ impl DropCause {
             DropCause::TapWriteFailed => "tap_write_failed",
             DropCause::EventChannelFull => "event_channel_full",
             DropCause::TooBig => "too_big",
+            DropCause::ReassemblyTimeout => "reassembly_timeout",
+            DropCause::ReassemblyEvicted => "reassembly_evicted",
         }
     }
 
@@ -78,6 +87,8 @@ impl DropCause {
         DropCause::TapWriteFailed,
         DropCause::EventChannelFull,
         DropCause::TooBig,
+        DropCause::ReassemblyTimeout,
+        DropCause::ReassemblyEvicted,
     ];
 }
 
@@ -141,6 +152,15 @@ impl SleeveStats {
 
     pub(crate) fn count_drop(&self, cause: DropCause) {
         self.drops[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the frames `reassembler` dropped on its own (timed out, evicted) since the last call;
+    /// the rejected fragments it returns as errors are counted where they are returned.
+    pub(crate) fn count_reassembly_drops(&self, reassembler: &mut Reassembler) {
+        let (timed_out, evicted) = reassembler.take_dropped();
+        let drops = &self.drops;
+        drops[DropCause::ReassemblyTimeout.index()].fetch_add(timed_out, Ordering::Relaxed);
+        drops[DropCause::ReassemblyEvicted.index()].fetch_add(evicted, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> SleeveStatsSnapshot {

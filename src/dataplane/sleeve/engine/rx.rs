@@ -63,6 +63,7 @@ impl RxLoop {
                 Ok(true) => {}
                 Ok(false) => {
                     reassembler.expire(Instant::now());
+                    self.shared.stats.count_reassembly_drops(&mut reassembler);
                     continue;
                 }
                 Err(error) => return self.shared.fail(THREAD, format!("UDP socket: {error}")),
@@ -97,6 +98,8 @@ impl RxLoop {
             out.flush_batchers(&table);
             out.send(&self.socket, &self.shared.stats);
             macs.flush(&self.shared);
+            // Once per burst: inserts expire and evict frames as they go.
+            self.shared.stats.count_reassembly_drops(&mut reassembler);
         }
     }
 

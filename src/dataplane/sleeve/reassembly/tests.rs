@@ -75,13 +75,36 @@ fn frames_time_out_and_sources_are_bounded() {
     let parts = fragments(1, 1, &[0u8; 3000], 1000);
     insert(&mut r, &parts[0], now).unwrap();
     r.expire(now + REASSEMBLY_TIMEOUT);
-    assert_eq!((r.in_flight(), r.dropped()), (0, (1, 0)));
+    assert_eq!((r.in_flight(), r.take_dropped()), (0, (1, 0)));
     for id in 0..(MAX_FRAMES_PER_SOURCE as u32 + 3) {
         let parts = fragments(1, id, &[0u8; 3000], 1000);
         insert(&mut r, &parts[0], now).unwrap();
     }
     assert_eq!(r.in_flight(), MAX_FRAMES_PER_SOURCE);
-    assert_eq!(r.dropped(), (1, 3));
+    assert_eq!(r.take_dropped(), (0, 3));
+    assert_eq!(r.take_dropped(), (0, 0));
+}
+
+#[test]
+fn timed_out_and_evicted_frames_reach_the_sleeve_drop_counters() {
+    use crate::dataplane::sleeve::{DropCause, SleeveStats};
+    let stats = SleeveStats::default();
+    let now = Instant::now();
+    let mut r = Reassembler::new();
+    for id in 0..(MAX_FRAMES_PER_SOURCE as u32 + 2) {
+        insert(&mut r, &fragments(1, id, &[0u8; 3000], 1000)[0], now).unwrap();
+    }
+    stats.count_reassembly_drops(&mut r);
+    r.expire(now + REASSEMBLY_TIMEOUT);
+    stats.count_reassembly_drops(&mut r);
+    // Counted once each, however often the counters are synced.
+    stats.count_reassembly_drops(&mut r);
+    let snapshot = stats.snapshot();
+    assert_eq!(snapshot.dropped(DropCause::ReassemblyEvicted), 2);
+    assert_eq!(
+        snapshot.dropped(DropCause::ReassemblyTimeout),
+        MAX_FRAMES_PER_SOURCE as u64
+    );
 }
 
 proptest! {
