@@ -365,3 +365,40 @@ fn the_first_ping_after_every_link_is_established_arrives_20_times_in_a_row() {
         );
     }
 }
+
+/// The switch from sleeve to fastdp under a pod's traffic: pings every 100 ms from the moment the
+/// link is established until well after it moved to fastdp, none lost.
+#[test]
+fn pings_from_the_first_moment_cross_the_switch_to_fastdp_without_loss() {
+    let mut lab = Lab::new("switchping");
+    let node1 = lab.node(1);
+    let node2 = lab.node(2);
+    lab.router(&node1, 0xf7, TWO_ROUTERS, &[]);
+    lab.router(&node2, 0xf7, TWO_ROUTERS, &[&node1]);
+    assert!(
+        wait_until(Duration::from_secs(30), || established_links(&node1) == 1
+            && established_links(&node2) == 1),
+        "the link is not established: {} / {}",
+        netlab::connections(&node1),
+        netlab::connections(&node2)
+    );
+    let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
+    let _pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
+    let before = netlab::connections(&node1);
+    // 8 s: the switch moves the peer to fastdp after 3 heartbeat acks, about 3 s after the link.
+    let ping = in_netns(
+        &pod1,
+        "ping",
+        &["-c", "80", "-i", "0.1", "-W", "2", "10.33.0.2"],
+    );
+    let after = netlab::connections(&node1);
+    assert!(
+        before.contains("established sleeve") && after.contains("established fastdp"),
+        "the pings did not span the switch: {before} / {after}"
+    );
+    let summary = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        ping.status.success() && summary.contains(" 0% packet loss"),
+        "{summary}"
+    );
+}
