@@ -173,6 +173,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         ),
     };
     let targets = targets.map_err(|_| ApiError::Unavailable("connection maker"))?;
+    let dataplane = state.fastdp.is_some() || state.sleeve.is_some();
     let nicknames: std::collections::BTreeMap<PeerName, String> = gossip
         .peers
         .iter()
@@ -184,11 +185,13 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         .map(|link| ConnectionStatus {
             address: link.remote_addr.to_string(),
             outbound: link.outbound,
-            state: if link.established {
-                ConnectionState::Established
-            } else {
-                ConnectionState::Pending
-            },
+            state: link_state(
+                dataplane,
+                fastdp.as_ref(),
+                &sleeve,
+                link.established,
+                link.remote,
+            ),
             peer: Some(link.remote),
             nick_name: Some(link.remote_nickname.clone()),
             info: String::new(),
@@ -288,6 +291,35 @@ fn overlay_status(
             }
         })
         .collect()
+}
+
+/// A link is `established` once an overlay has proven the path to its peer for pod frames: the
+/// peer acked our sleeve heartbeats, or its fastdp heartbeats are healthy (as Weave Net showed
+/// it). The mesh handshake alone said `established` while no overlay carried anything yet, and
+/// a pod that pinged at once lost its first ping (issue 12, item 16). Without a data plane
+/// there is no overlay to wait for: the handshake establishes the link. `dataplane` is whether
+/// the router runs one; a `None` fastdp status there (the actor restarting) proves nothing.
+fn link_state(
+    dataplane: bool,
+    fastdp: Option<&FastdpStatus>,
+    sleeve: &[SleeveLinkStatus],
+    handshake_done: bool,
+    remote: PeerName,
+) -> ConnectionState {
+    let proven = || {
+        let by_sleeve = sleeve
+            .iter()
+            .any(|link| link.peer == remote && link.established);
+        let by_fastdp = fastdp
+            .and_then(|status| status.peers.get(&remote))
+            .is_some_and(|peer| peer.healthy);
+        by_sleeve || by_fastdp
+    };
+    if handshake_done && (!dataplane || proven()) {
+        ConnectionState::Established
+    } else {
+        ConnectionState::Pending
+    }
 }
 
 /// The MTU pods get on a link: the bridge's on fastdp, the verified (or still assumed) path MTU
@@ -507,6 +539,8 @@ impl StartingServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::fastdp::PeerOverlay;
+    use crate::actors::overlay::Overlay;
 
     #[test]
     fn form_takes_repeated_peers_and_replace() {
@@ -528,5 +562,93 @@ mod tests {
             (Vec::new(), false)
         );
         assert_eq!(peers_form(None, b""), (Vec::new(), false));
+    }
+
+    fn peer(byte: u8) -> PeerName {
+        PeerName::from_bytes([0, 0, 0, 0, 0, byte])
+    }
+
+    fn fastdp_with(name: PeerName, healthy: bool) -> FastdpStatus {
+        let overlay = PeerOverlay {
+            nickname: "node2".to_string(),
+            ip: std::net::Ipv4Addr::new(192, 0, 2, 2),
+            overlay: if healthy {
+                Overlay::Fastdp
+            } else {
+                Overlay::Sleeve
+            },
+            healthy,
+            last_ack: None,
+        };
+        FastdpStatus {
+            enabled: true,
+            peers: [(name, overlay)].into_iter().collect(),
+            ..FastdpStatus::default()
+        }
+    }
+
+    fn sleeve_with(name: PeerName, acked: bool) -> Vec<SleeveLinkStatus> {
+        vec![SleeveLinkStatus {
+            peer: name,
+            udp_addr: "192.0.2.2:6783".parse().unwrap(),
+            established: acked,
+            verified_mtu: None,
+            mtu: 1437,
+        }]
+    }
+
+    #[test]
+    fn a_link_is_pending_until_an_overlay_proved_the_path() {
+        let remote = peer(2);
+        let unproven = fastdp_with(remote, false);
+        let state = |fastdp: Option<&FastdpStatus>, sleeve: &[SleeveLinkStatus], mesh: bool| {
+            link_state(true, fastdp, sleeve, mesh, remote)
+        };
+        // The mesh handshake alone proves no path for pod frames.
+        assert_eq!(
+            state(Some(&unproven), &sleeve_with(remote, false), true),
+            ConnectionState::Pending
+        );
+        assert_eq!(state(None, &[], true), ConnectionState::Pending);
+        // Either overlay proves it: sleeve heartbeats acked, or fastdp heartbeats healthy.
+        assert_eq!(
+            state(Some(&unproven), &sleeve_with(remote, true), true),
+            ConnectionState::Established
+        );
+        assert_eq!(
+            state(Some(&fastdp_with(remote, true)), &[], true),
+            ConnectionState::Established
+        );
+        // Another peer's proof is not this one's.
+        assert_eq!(
+            state(
+                Some(&fastdp_with(peer(3), true)),
+                &sleeve_with(peer(3), true),
+                true
+            ),
+            ConnectionState::Pending
+        );
+        // A link whose handshake is not done is pending whatever the overlays say.
+        assert_eq!(
+            state(
+                Some(&fastdp_with(remote, true)),
+                &sleeve_with(remote, true),
+                false
+            ),
+            ConnectionState::Pending
+        );
+    }
+
+    #[test]
+    fn without_a_data_plane_the_handshake_establishes_a_link() {
+        let remote = peer(2);
+        assert_eq!(
+            link_state(false, None, &[], true, remote),
+            ConnectionState::Established
+        );
+        assert_eq!(
+            link_state(false, None, &[], false, remote),
+            ConnectionState::Pending
+        );
     }
 }
