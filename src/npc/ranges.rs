@@ -111,14 +111,32 @@ pub fn subtract(block: IpRange, except: &[IpRange]) -> Vec<IpRange> {
     left
 }
 
+/// An inclusive range of ordered values (addresses, ports), for [`merge`].
+pub trait Inclusive: Ord + Copy {
+    fn bounds(&self) -> (u64, u64);
+    fn set_last(&mut self, last: u64);
+}
+
+impl Inclusive for IpRange {
+    fn bounds(&self) -> (u64, u64) {
+        (u64::from(self.first), u64::from(self.last))
+    }
+
+    fn set_last(&mut self, last: u64) {
+        self.last = u32::try_from(last).expect("a merged end is one of the ends");
+    }
+}
+
 /// Sorted, disjoint, with touching ranges joined.
-pub fn merge(mut ranges: Vec<IpRange>) -> Vec<IpRange> {
+pub fn merge<R: Inclusive>(mut ranges: Vec<R>) -> Vec<R> {
     ranges.sort();
-    let mut merged: Vec<IpRange> = Vec::with_capacity(ranges.len());
+    let mut merged: Vec<R> = Vec::with_capacity(ranges.len());
     for range in ranges {
+        let (first, last) = range.bounds();
         match merged.last_mut() {
-            Some(last) if u64::from(range.first) <= u64::from(last.last) + 1 => {
-                last.last = last.last.max(range.last);
+            Some(previous) if first <= previous.bounds().1 + 1 => {
+                let end = previous.bounds().1.max(last);
+                previous.set_last(end);
             }
             _ => merged.push(range),
         }

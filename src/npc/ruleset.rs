@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::model::{Direction, Protocol};
-use super::ranges::{IpRange, merge};
+use super::ranges::{Inclusive, IpRange, merge};
 use super::verdict::Packet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,7 +138,7 @@ fn disjoint_rectangles(rectangles: &[(IpRange, PortRange)]) -> Vec<(IpRange, Por
         if covering.is_empty() {
             continue;
         }
-        let ports = merge_ports(covering);
+        let ports = merge(covering);
         match strips.last_mut() {
             Some((previous, previous_ports))
                 if u64::from(previous.last) + 1 == u64::from(first) && *previous_ports == ports =>
@@ -154,18 +154,14 @@ fn disjoint_rectangles(rectangles: &[(IpRange, PortRange)]) -> Vec<(IpRange, Por
         .collect()
 }
 
-fn merge_ports(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
-    ranges.sort();
-    let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
-    for range in ranges {
-        match merged.last_mut() {
-            Some(last) if u32::from(range.first) <= u32::from(last.last) + 1 => {
-                last.last = last.last.max(range.last);
-            }
-            _ => merged.push(range),
-        }
+impl Inclusive for PortRange {
+    fn bounds(&self) -> (u64, u64) {
+        (u64::from(self.first), u64::from(self.last))
     }
-    merged
+
+    fn set_last(&mut self, last: u64) {
+        self.last = u16::try_from(last).expect("a merged end is one of the ends");
+    }
 }
 
 /// One node's ruleset.

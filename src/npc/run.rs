@@ -144,7 +144,7 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
                     warn!("{}", describe_blocked(&controller.world(), &connection));
                 }
             }
-            () = shutdown_signal() => {
+            () = crate::actors::router::wait_for_shutdown_signal() => {
                 // The table stays: the pods stay protected until the next npc takes over.
                 info!("Shutting down; the table inet {} stays in force", super::nft::TABLE);
                 return Ok(());
@@ -368,20 +368,5 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
         ),
         STARTING => (StatusCode::OK, "starting\n"),
         _ => (StatusCode::OK, "ok\n"),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

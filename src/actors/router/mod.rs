@@ -12,4 +12,4 @@ mod sleeve;
 
 pub use config::{DEFAULT_PORT, KubeArgs, RouterArgs, parse_duration};
 pub use dataplane::EXPOSE_IDENT;
-pub use run::{RouterError, run};
+pub use run::{RouterError, run, wait_for_shutdown_signal};

@@ -362,7 +362,8 @@ async fn serve_logged(what: &'static str, listener: tokio::net::TcpListener, rou
     }
 }
 
-async fn wait_for_shutdown_signal() {
+/// SIGTERM (the kubelet stopping the container) or SIGINT; `weft npc` waits on the same.
+pub async fn wait_for_shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
