@@ -1,6 +1,6 @@
 //! Weft: an overlay network for Kubernetes, the successor to Weave Net.
 //!
-//! Component map (see ARCHITECTURE.md in the shared folder for the picture):
+//! Component map:
 //! - [`topology`]: peers, merge rules and routes (pure logic);
 //! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links and sleeve's UDP datagrams;
@@ -10,6 +10,8 @@
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
 //! - [`cli`]: the `weave`/`weft` command-line client;
+//! - `kubernetes` (feature `kube`): the router's Kubernetes side, peers from Nodes and reclaim;
+//! - [`npc`]: the network-policy controller, `weft npc`;
 //! - [`store`] and [`identity`]: the persisted state (redb) and our peer name.
 
 pub mod actors;
