@@ -178,8 +178,20 @@ fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
         "npc_kube: policy created to enforced (probe included): {:.2} s",
         took.max(created.elapsed()).as_secs_f64()
     );
-    // The probes that were dropped are in the log, read from NFLOG, naming both pods and the
-    // policy, and counted.
+    // A dropped connection is in the log, read from NFLOG, naming both pods and the policy, and
+    // counted. The probes above dropped hundreds at once, past the log rule's rate limit (burst
+    // 40, then 20 a second), so which of them got logged is chance: once the limit has refilled,
+    // one more denied connection is made and must be logged.
+    std::thread::sleep(Duration::from_secs(3));
+    let attempt = in_netns(
+        &lab.pods["z/a"],
+        "python3",
+        &[
+            "-c",
+            "import socket\ntry: socket.create_connection(('10.40.1.1', 80), timeout=1)\nexcept OSError: pass",
+        ],
+    );
+    assert!(attempt.status.success(), "{attempt:?}");
     let line = "blocked by network policy: z/a (10.40.3.1) -> x/a (10.40.1.1):80/tcp (ingress isolated by x/deny-ingress)";
     assert!(
         netlab::wait_until(Duration::from_secs(10), || npc_log(&lab, "npc")
@@ -189,7 +201,7 @@ fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
     );
     let metrics = curl(&lab, "/metrics");
     assert!(
-        metrics.contains("weavenpc_blocked_connections_total{protocol=\"udp\",dport=\"81\"}"),
+        metrics.contains("weavenpc_blocked_connections_total{protocol=\"tcp\",dport=\"80\"}"),
         "{metrics}"
     );
 
