@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Kubernetes v1.20.2 (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy) from Debian bookworm's `kubernetes` source package, offline, with Debian's Go, and
+# kube-proxy, and a kubectl of the same version for the cluster tests) from Debian bookworm's `kubernetes` source package, offline, with Debian's Go, and
 # caches the binaries outside the checkout, keyed on the source version and our patch level.
 # A cached build costs nothing; a fresh machine pays ~5.5 min on 2 cores once.
 #
@@ -16,10 +16,15 @@ source_version="1.20.5+really1.20.2-1.1+deb12u1"
 upstream_dir="kubernetes-1.20.2"
 # Bumped whenever what we change in the tree changes, so an older cached build is rebuilt.
 patch_level="reflect2-go118.1"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+wanted=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 out="$cache_root/$source_version-$patch_level"
 
-if [ -f "$out/.complete" ]; then
+# A cache made before a binary joined the list keeps what it has and builds only what is missing.
+binaries=()
+for b in "${wanted[@]}"; do
+  [ -f "$out/.complete" ] && [ -x "$out/$b" ] || binaries+=("$b")
+done
+if [ ${#binaries[@]} -eq 0 ]; then
   echo "$out"
   exit 0
 fi
@@ -89,7 +94,11 @@ for b in "${binaries[@]}"; do what+=" cmd/$b"; done
 }
 log "built in $(($(date +%s) - started)) s"
 
+rm -rf "$out.partial"
 mkdir -p "$out.partial"
+if [ -f "$out/.complete" ]; then
+  cp -a "$out/." "$out.partial/"
+fi
 for b in "${binaries[@]}"; do
   cp "$tree/_output/bin/$b" "$out.partial/$b"
 done
