@@ -505,6 +505,12 @@ fn a_fresh_router_waits_for_the_api_server_and_says_so_on_its_api() {
         "{}",
         status()
     );
+    // Not ready, but alive: the DaemonSet's liveness probe must not restart a patient router.
+    assert_eq!(
+        curl(node1, "GET", "/healthz"),
+        (true, "starting".to_string())
+    );
+    assert!(!curl(node1, "GET", "/status").0, "ready while waiting");
     api.start();
     assert!(
         wait_until(CONVERGE, || status()
@@ -522,4 +528,5 @@ fn a_fresh_router_waits_for_the_api_server_and_says_so_on_its_api() {
         "{log}"
     );
     assert!(log.contains("expected: 1"), "{log}");
+    assert_eq!(curl(node1, "GET", "/healthz"), (true, "ok".to_string()));
 }

@@ -100,6 +100,7 @@ impl IntoResponse for ApiError {
 /// [`super::host_check`]).
 pub fn control_router(state: ApiState, bound: SocketAddr) -> Router {
     let router = Router::new()
+        .route("/healthz", get(healthz))
         .route("/status", get(status))
         .route("/status/peers", get(status_peers))
         .route("/status/connections", get(status_connections))
@@ -123,6 +124,29 @@ pub fn metrics_router(state: ApiState) -> Router {
 /// Serves `router` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router).await
+}
+
+/// How long the liveness check waits for gossip, the actor every other one depends on.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The liveness probe's answer: 200 while the router's core answers, 503 when gossip does not
+/// answer within [`HEALTH_TIMEOUT`] (a wedged router, which a restart cures). Not readiness:
+/// it is 200 while IPAM is still waiting for consensus.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let answer =
+        tokio::time::timeout(HEALTH_TIMEOUT, state.gossip.addr().send(GetGossipStatus)).await;
+    match answer {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
+        Ok(Err(_)) => ApiError::Unavailable("gossip").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "gossip did not answer within {} s\n",
+                HEALTH_TIMEOUT.as_secs()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// Gathers one consistent snapshot from the actors.
@@ -511,10 +535,14 @@ impl StartingServer {
         let clone: std::net::TcpListener = socket2::SockRef::from(listener).try_clone()?.into();
         clone.set_nonblocking(true)?;
         let clone = tokio::net::TcpListener::from_std(clone)?;
-        let router = Router::new().fallback(move || {
-            let message = waiting_for.borrow().clone();
-            async move { (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")) }
-        });
+        // Alive while waiting: a liveness probe must not restart a router that is only
+        // patient (the readiness probe on /status says it is not ready).
+        let router = Router::new()
+            .route("/healthz", get(|| async { "starting\n" }))
+            .fallback(move || {
+                let message = waiting_for.borrow().clone();
+                async move { (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")) }
+            });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let served = actix_rt::spawn(async move {
             let shutdown = async {

@@ -21,7 +21,8 @@ pub struct RouterArgs {
     /// persisted).
     #[arg(long)]
     pub name: Option<PeerName>,
-    /// Human-friendly name shown next to the peer name (default: the hostname).
+    /// Human-friendly name shown next to the peer name (default: the Kubernetes node name with
+    /// `--kube-peers`, else the hostname).
     #[arg(long)]
     pub nickname: Option<String>,
     /// Most peer connections this router holds (0 = unlimited). Weft's default is 30: beyond
@@ -77,6 +78,10 @@ pub struct RouterArgs {
     /// space). Default: consensus among the initial peers and ourselves.
     #[arg(long, env = "IPALLOC_INIT")]
     pub ipalloc_init: Option<String>,
+    /// Encrypt the mesh with this password (Weave Net's `WEAVE_PASSWORD`). Weft has no encryption
+    /// yet, so a router given a password refuses to start rather than run in the clear.
+    #[arg(long, env = "WEAVE_PASSWORD", hide_env_values = true)]
+    pub password: Option<Password>,
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Initial peers, `host[:port]`.
@@ -121,6 +126,33 @@ impl KubeArgs {
     }
 }
 
+/// A secret from the command line or the environment: its `Debug` never shows it, because the
+/// router logs its options at start-up.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Password(text.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    /// Weave Net treated an empty `WEAVE_PASSWORD` as none: a Secret with an empty key or an
+    /// unset optional `secretKeyRef` must not turn anything on.
+    pub fn is_set(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
 /// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let input = input.trim();
@@ -154,5 +186,22 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn a_password_never_reaches_the_logged_options() {
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            router: RouterArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["weft", "--password", "s3cret-words"])
+            .expect("parse");
+        let password = cli.router.password.clone().expect("password");
+        assert!(password.is_set());
+        let logged = format!("{:?}", cli.router);
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(logged.contains("<redacted>"), "{logged}");
+        assert!(!"".parse::<Password>().expect("parse").is_set());
     }
 }

@@ -43,6 +43,11 @@ pub enum RouterError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "WEAVE_PASSWORD/--password is set, but this Weft has no encryption yet: refusing to run \
+         the mesh in the clear (unset it, or delete the weave-passwd Secret)"
+    )]
+    EncryptionNotBuilt,
     #[error("cannot set up the data plane: {0}")]
     Dataplane(#[from] crate::dataplane::DataplaneError),
     #[cfg(feature = "kube")]
@@ -71,9 +76,27 @@ fn initial_version() -> u64 {
 /// Runs the router until SIGINT/SIGTERM. Must be called inside an actix system.
 pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     info!("Command line options: {args:?}");
+    if args
+        .password
+        .as_ref()
+        .is_some_and(|password| password.is_set())
+    {
+        return Err(RouterError::EncryptionNotBuilt);
+    }
     let store = Arc::new(Store::open(&args.db_prefix)?);
     let name = resolve_peer_name(args.name, &store, &args.host_root)?;
-    let nickname = args.nickname.clone().unwrap_or_else(hostname);
+    // On Kubernetes the node's name: a hostNetwork pod's hostname is the machine's, which need
+    // not be the name operators see in `kubectl get nodes`.
+    let nickname = args
+        .nickname
+        .clone()
+        .or_else(|| {
+            args.kube
+                .enabled()
+                .then(|| args.kube.node_name.clone())
+                .flatten()
+        })
+        .unwrap_or_else(hostname);
     crate::topology::check_nickname(&nickname)?;
     let uid = PeerUid::random();
     info!("Our name is {name}({nickname})");
