@@ -94,6 +94,10 @@ pub enum CliCommand {
         /// Where kubelet looks for CNI network configs.
         #[arg(long, default_value = setup_cni::DEFAULT_CONF_DIR)]
         conf_dir: std::path::PathBuf,
+        /// Also install the reference plugins portmap and loopback from this directory, where the
+        /// node has none (the image carries Debian's in /usr/lib/cni).
+        #[arg(long)]
+        reference_plugins: Option<std::path::PathBuf>,
     },
     /// Remove a namespace's veth pair (as root, on the node); not attached is not an error.
     Detach {
@@ -161,11 +165,13 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
             plugin,
             bin_dir,
             conf_dir,
+            reference_plugins,
         } => {
             let args = setup_cni::SetupArgs {
                 plugin,
                 bin_dir,
                 conf_dir,
+                reference_plugins,
             };
             setup_cni::setup(&args, out)?;
         }

@@ -1,7 +1,10 @@
 //! `weft setup-cni`: what the DaemonSet's init container runs on each node. Installs the CNI
 //! plugin into the CNI bin directory (as `weave-net`, and as `weave-ipam` for the IPAM-only
 //! mode) and writes the network config list `10-weave.conflist`, unless an operator's own file
-//! of that name is there. Every file is written to a temporary name and renamed into place, so
+//! of that name is there. With `--reference-plugins DIR` it also installs the reference plugins
+//! the node needs beside ours (`portmap`, which the conflist chains, and `loopback`, which the
+//! runtime runs for every pod), but only where the node has none: a node's own, maybe newer,
+//! plugins are kept. Every file is written to a temporary name and renamed into place, so
 //! kubelet never sees a half-written plugin or config.
 
 use std::fs;
@@ -27,6 +30,10 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
 /// (containerd 1.6/1.7's libcni) and the reference portmap plugin accept.
 const CONFLIST_CNI_VERSION: &str = "1.0.0";
 
+/// The reference plugins a node needs beside ours: `portmap` for the conflist's `hostPort`s,
+/// `loopback` for the `lo` of every pod (containerd runs it from the same directory).
+pub const REFERENCE_PLUGINS: [&str; 2] = ["portmap", "loopback"];
+
 /// Executable by everyone, writable by root (what kubelet expects of a plugin binary).
 const PLUGIN_MODE: u32 = 0o755;
 
@@ -37,6 +44,8 @@ pub struct SetupArgs {
     pub plugin: Option<PathBuf>,
     pub bin_dir: PathBuf,
     pub conf_dir: PathBuf,
+    /// Where to take [`REFERENCE_PLUGINS`] from for a node that lacks them.
+    pub reference_plugins: Option<PathBuf>,
 }
 
 /// The config list we write: our plugin with hairpin mode, then the reference `portmap` for
@@ -69,6 +78,9 @@ pub fn setup(args: &SetupArgs, out: &mut dyn Write) -> Result<(), CliError> {
         write_atomically(&target, &binary, PLUGIN_MODE)?;
         writeln!(out, "installed {}", target.display()).map_err(CliError::Output)?;
     }
+    if let Some(source_dir) = &args.reference_plugins {
+        install_missing_reference_plugins(source_dir, &args.bin_dir, out)?;
+    }
     let target = args.conf_dir.join(CONFLIST_NAME);
     match fs::read(&target) {
         Ok(existing) if !is_ours(&existing) => {
@@ -88,6 +100,25 @@ pub fn setup(args: &SetupArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let text = format!("{:#}\n", conflist());
     write_atomically(&target, text.as_bytes(), 0o644)?;
     writeln!(out, "wrote {}", target.display()).map_err(CliError::Output)
+}
+
+fn install_missing_reference_plugins(
+    source_dir: &Path,
+    bin_dir: &Path,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    for name in REFERENCE_PLUGINS {
+        let target = bin_dir.join(name);
+        if target.exists() {
+            writeln!(out, "kept the node's {}", target.display()).map_err(CliError::Output)?;
+            continue;
+        }
+        let source = source_dir.join(name);
+        let binary = fs::read(&source).map_err(|e| file_error("read", &source, e))?;
+        write_atomically(&target, &binary, PLUGIN_MODE)?;
+        writeln!(out, "installed {}", target.display()).map_err(CliError::Output)?;
+    }
+    Ok(())
 }
 
 /// A config list is ours when it names our network and starts with our plugin; anything else
@@ -128,6 +159,7 @@ mod tests {
             plugin: Some(plugin.to_path_buf()),
             bin_dir: dir.join("bin"),
             conf_dir: dir.join("net.d"),
+            reference_plugins: None,
         }
     }
 
@@ -177,5 +209,46 @@ mod tests {
             ..args(dir.path(), &plugin)
         };
         assert!(setup(&missing, &mut out).is_err());
+    }
+
+    #[test]
+    fn reference_plugins_are_installed_only_where_the_node_has_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugin = dir.path().join("built-plugin");
+        fs::write(&plugin, b"weave").expect("fake plugin");
+        let bundled = dir.path().join("bundled");
+        fs::create_dir_all(&bundled).expect("bundled dir");
+        for name in REFERENCE_PLUGINS {
+            fs::write(bundled.join(name), format!("bundled {name}")).expect("bundled plugin");
+        }
+        let bin_dir = dir.path().join("bin");
+        fs::create_dir_all(&bin_dir).expect("bin dir");
+        fs::write(bin_dir.join("portmap"), b"the node's portmap").expect("node's plugin");
+        let with_bundle = SetupArgs {
+            reference_plugins: Some(bundled.clone()),
+            ..args(dir.path(), &plugin)
+        };
+        let mut out = Vec::new();
+        setup(&with_bundle, &mut out).expect("setup");
+        assert_eq!(
+            fs::read(bin_dir.join("portmap")).expect("portmap"),
+            b"the node's portmap"
+        );
+        assert_eq!(
+            fs::read(bin_dir.join("loopback")).expect("loopback"),
+            b"bundled loopback"
+        );
+        let mode = fs::metadata(bin_dir.join("loopback"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, PLUGIN_MODE);
+        let printed = String::from_utf8_lossy(&out);
+        assert!(printed.contains("kept the node's"), "{printed}");
+        // A bundle that lacks a plugin the node needs is an error, not a silent gap.
+        fs::remove_file(bin_dir.join("loopback")).expect("remove");
+        fs::remove_file(bundled.join("loopback")).expect("remove");
+        let err = setup(&with_bundle, &mut out).expect_err("missing bundled loopback");
+        assert!(err.to_string().contains("loopback"), "{err}");
     }
 }
