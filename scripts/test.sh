@@ -18,7 +18,9 @@ fi
 # syntax check, nft (the router's masquerading table), ping; and for the CNI plugin's tests
 # Debian's reference plugins (portmap, loopback in /usr/lib/cni), containerd and runc driven over
 # the CRI API by a Python gRPC client, and gcc with a static libc for the pause image; for the
-# Kubernetes tests (tests/kubelab) etcd beside the API server, and openssl for their PKI.
+# Kubernetes tests (tests/kubelab) etcd beside the API server, and openssl for their PKI; for the
+# cluster test (tests/cluster.rs) mmdebstrap and strip to build Weft's image, and iptables for
+# kube-proxy.
 missing=()
 while read -r need package; do
   if [[ "$need" == /* ]]; then
@@ -42,6 +44,9 @@ gcc gcc
 /usr/lib/x86_64-linux-gnu/libc.a libc6-dev
 etcd etcd-server
 openssl openssl
+mmdebstrap mmdebstrap
+strip binutils
+iptables iptables
 PACKAGES
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
