@@ -42,6 +42,7 @@ gcc gcc
 /usr/lib/x86_64-linux-gnu/libc.a libc6-dev
 etcd etcd-server
 openssl openssl
+/usr/bin/prometheus prometheus
 PACKAGES
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
