@@ -329,13 +329,6 @@ fn kube_router(lab: &mut Lab, api: &KubeApi, node: &Node) {
     lab.spawn_router(&node.ns, &nickname, &args);
 }
 
-fn established(node: &Node) -> usize {
-    netlab::connections(node)
-        .lines()
-        .filter(|line| line.contains("established"))
-        .count()
-}
-
 /// An address for pod `id` from the router of `node`, as the CNI plugin asks for one.
 fn allocate(node: &Node, id: &str) -> String {
     let url = format!("http://127.0.0.1:6784/ip/{id}");
@@ -393,16 +386,19 @@ fn has_a_number(series: &Value) -> bool {
         .is_some_and(f64::is_finite)
 }
 
-/// Queries every panel's every expression with `$node` = `node` until each has returned data
-/// once (a finite value), or [`WAIT`] has passed: then the panels and queries that never did.
-fn empty_queries(prometheus: &Prometheus, panels: &[Panel], node: &str) -> Vec<String> {
-    let mut pending: Vec<(String, String)> = panels
+/// Queries every panel's every expression with `$node` = each of `nodes` until each has
+/// returned data once (a finite value), or [`WAIT`] has passed: then the panels and queries that
+/// never did. All at once, so that a slow panel does not age the others' windows.
+fn empty_queries(prometheus: &Prometheus, panels: &[Panel], nodes: &[&str]) -> Vec<String> {
+    let mut pending: Vec<(String, String)> = nodes
         .iter()
-        .flat_map(|panel| {
-            panel
-                .exprs
-                .iter()
-                .map(|expr| (panel.title.clone(), substitute(expr, node)))
+        .flat_map(|node| {
+            panels.iter().flat_map(move |panel| {
+                panel
+                    .exprs
+                    .iter()
+                    .map(move |expr| (panel.title.clone(), substitute(expr, node)))
+            })
         })
         .collect();
     let mut last_answer = std::collections::HashMap::new();
@@ -462,13 +458,17 @@ fn every_panel_of_the_dashboard_shows_data_from_real_routers_and_npc() {
     for node in &nodes {
         kube_router(&mut lab, &api, node);
     }
+    // Links start on sleeve and move to fastdp once its heartbeats are acked.
     assert!(
-        wait_until(WAIT, || nodes.iter().all(|node| established(node) == 2)),
-        "no full mesh: {:?}",
+        wait_until(WAIT, || nodes
+            .iter()
+            .all(|node| links_using(node, "fastdp") == 2)),
+        "no full mesh on fastdp: {:?}",
         nodes.iter().map(netlab::connections).collect::<Vec<_>>()
     );
 
-    // VXLAN's port closed in node3: its two links fall back to sleeve, node1-node2 stays on
+    // VXLAN's port closed in node3: its two links fall back to sleeve (a real fallback for the
+    // fallbacks panel), node1-node2 stays on
     // fastdp, so both overlays carry pod traffic.
     nft(
         &nodes[2].ns,
@@ -611,10 +611,22 @@ fn every_panel_of_the_dashboard_shows_data_from_real_routers_and_npc() {
     let expected: BTreeSet<String> = nodes.iter().map(|node| node.ip.clone()).collect();
     assert_eq!(hosts, expected, "the node variable's values");
 
-    let mut failures = empty_queries(&prometheus, &panels, ".*");
-    // One node selected, as Grafana escapes it: node1 runs npc too, so every panel has data.
+    // The data is the lab's, not only 0 lines: node3's fallback was counted.
+    let fallbacks = format!(
+        "weft_overlay_fallbacks_total{{instance=\"{}:{ROUTER_METRICS_PORT}\"}} >= 1",
+        nodes[2].ip
+    );
+    assert!(
+        wait_until(WAIT, || prometheus
+            .query(&fallbacks)
+            .is_ok_and(|result| !result.is_empty())),
+        "node3's fallback not counted: {fallbacks}"
+    );
+
+    // All nodes, then node1 alone as Grafana escapes one selected value: node1 runs npc too,
+    // so every panel has data for it.
     let node1_regex = node1.ip.replace('.', "\\\\.");
-    failures.extend(empty_queries(&prometheus, &panels, &node1_regex));
+    let failures = empty_queries(&prometheus, &panels, &[".*", &node1_regex]);
     assert!(
         failures.is_empty(),
         "{} of {} queries returned nothing:\n{}",
