@@ -47,6 +47,7 @@ openssl openssl
 mmdebstrap mmdebstrap
 strip binutils
 iptables iptables
+/usr/bin/prometheus prometheus
 PACKAGES
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq

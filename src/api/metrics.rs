@@ -54,6 +54,18 @@ pub enum RefusalKind {
     PendingHandshakes,
 }
 
+impl RefusalKind {
+    pub const ALL: [RefusalKind; 2] =
+        [RefusalKind::ConnectionLimit, RefusalKind::PendingHandshakes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::ConnectionLimit => "connection_limit",
+            RefusalKind::PendingHandshakes => "pending_handshakes",
+        }
+    }
+}
+
 /// Why a message was dropped instead of queued (every queue is bounded).
 #[derive(Clone, Copy, Debug)]
 pub enum DropReason {
@@ -65,6 +77,26 @@ pub enum DropReason {
     MakerMailboxFull,
     /// A message too large for one frame (sent, it would have failed its link).
     FrameTooLarge,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 5] = [
+        DropReason::LinkMailboxFull,
+        DropReason::SocketBacklog,
+        DropReason::ChannelMailboxFull,
+        DropReason::MakerMailboxFull,
+        DropReason::FrameTooLarge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::LinkMailboxFull => "link_mailbox_full",
+            DropReason::SocketBacklog => "socket_backlog",
+            DropReason::ChannelMailboxFull => "channel_mailbox_full",
+            DropReason::MakerMailboxFull => "maker_mailbox_full",
+            DropReason::FrameTooLarge => "frame_too_large",
+        }
+    }
 }
 
 /// The supervised long-lived actors.
@@ -95,6 +127,22 @@ pub enum KubeApiOp {
 }
 
 impl KubeApiOp {
+    /// The calls the router makes (`--kube-peers`).
+    pub const ROUTER: [KubeApiOp; 6] = [
+        KubeApiOp::ListNodes,
+        KubeApiOp::WatchNodes,
+        KubeApiOp::GetNode,
+        KubeApiOp::ReadPeerList,
+        KubeApiOp::WritePeerList,
+        KubeApiOp::PatchNodeStatus,
+    ];
+    /// The calls `weft npc` makes.
+    pub const NPC: [KubeApiOp; 3] = [
+        KubeApiOp::WatchNamespaces,
+        KubeApiOp::WatchPods,
+        KubeApiOp::WatchNetworkPolicies,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             KubeApiOp::ListNodes => "list_nodes",
@@ -129,6 +177,17 @@ impl OverlayPath {
 }
 
 impl ActorKind {
+    pub const ALL: [ActorKind; 8] = [
+        ActorKind::Gossip,
+        ActorKind::ConnectionMaker,
+        ActorKind::Listener,
+        ActorKind::Ipam,
+        ActorKind::Fastdp,
+        ActorKind::MacLearner,
+        ActorKind::Sleeve,
+        ActorKind::Kube,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActorKind::Gossip => "gossip",
@@ -227,6 +286,48 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Exports the router's event counters at 0 before their first event. The exporter only knows a
+/// series once it was touched, and a dashboard should draw a healthy node's 0 line rather than
+/// "No data" (which also hides a scrape that stopped). Label values come from the enums, so this
+/// is every series those counters can have.
+pub fn register_router_series() {
+    counter!(TERMINATIONS).increment(0);
+    for kind in RefusalKind::ALL {
+        counter!(REFUSED, "reason" => kind.as_str()).increment(0);
+    }
+    for reason in DropReason::ALL {
+        counter!(DROPPED, "reason" => reason.as_str()).increment(0);
+    }
+    for actor in ActorKind::ALL {
+        counter!(RESTARTS, "actor" => actor.as_str()).increment(0);
+    }
+    counter!(OVERLAY_FALLBACKS).increment(0);
+    counter!(IPAM_SPLIT_BRAIN).increment(0);
+}
+
+/// The same for the Kubernetes counters of a component, once it talks to the API server: `ops`
+/// are the calls it makes ([`KubeApiOp::ROUTER`] or [`KubeApiOp::NPC`]); the router also
+/// reclaims.
+pub fn register_kube_series(ops: &[KubeApiOp]) {
+    for op in ops {
+        counter!(KUBE_API_ERRORS, "op" => op.as_str()).increment(0);
+    }
+    if ops == KubeApiOp::ROUTER {
+        counter!(KUBE_RECLAIMS).increment(0);
+    }
+}
+
+/// The same for `weft npc`'s own counters (the blocked counter excepted: its labels are the
+/// blocked connections', unknown before the first one) and its sync histogram, whose empty
+/// buckets make the first write an increase that a rate sees.
+pub fn register_npc_series() {
+    for result in SyncResult::ALL {
+        counter!(NPC_SYNCS, "result" => result.as_str()).increment(0);
+    }
+    let _registered = histogram!(NPC_SYNC_SECONDS);
+    register_kube_series(&KubeApiOp::NPC);
+}
+
 pub fn connection_terminated() {
     TERMINATION_COUNT.fetch_add(1, Ordering::Relaxed);
     counter!(TERMINATIONS).increment(1);
@@ -237,15 +338,10 @@ pub fn termination_count() -> u64 {
 }
 
 pub fn connection_refused(kind: RefusalKind) {
-    match kind {
-        RefusalKind::ConnectionLimit => {
-            REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
-            counter!(REFUSED, "reason" => "connection_limit").increment(1);
-        }
-        RefusalKind::PendingHandshakes => {
-            counter!(REFUSED, "reason" => "pending_handshakes").increment(1);
-        }
+    if let RefusalKind::ConnectionLimit = kind {
+        REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
     }
+    counter!(REFUSED, "reason" => kind.as_str()).increment(1);
 }
 
 pub fn refused_for_limit_count() -> u64 {
@@ -253,14 +349,7 @@ pub fn refused_for_limit_count() -> u64 {
 }
 
 pub fn message_dropped(reason: DropReason) {
-    let reason = match reason {
-        DropReason::LinkMailboxFull => "link_mailbox_full",
-        DropReason::SocketBacklog => "socket_backlog",
-        DropReason::ChannelMailboxFull => "channel_mailbox_full",
-        DropReason::MakerMailboxFull => "maker_mailbox_full",
-        DropReason::FrameTooLarge => "frame_too_large",
-    };
-    counter!(DROPPED, "reason" => reason).increment(1);
+    counter!(DROPPED, "reason" => reason.as_str()).increment(1);
 }
 
 pub fn actor_restarted(actor: ActorKind) {
@@ -324,13 +413,20 @@ pub enum SyncResult {
     Failed,
 }
 
+impl SyncResult {
+    pub const ALL: [SyncResult; 2] = [SyncResult::Ok, SyncResult::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncResult::Ok => "ok",
+            SyncResult::Failed => "failed",
+        }
+    }
+}
+
 /// One write of the npc table: its duration, result and size.
 pub fn npc_synced(seconds: f64, result: SyncResult, elements: usize) {
-    let label = match result {
-        SyncResult::Ok => "ok",
-        SyncResult::Failed => "failed",
-    };
-    counter!(NPC_SYNCS, "result" => label).increment(1);
+    counter!(NPC_SYNCS, "result" => result.as_str()).increment(1);
     gauge!(NPC_LAST_SYNC_OK).set(if result == SyncResult::Ok { 1.0 } else { 0.0 });
     if result == SyncResult::Ok {
         histogram!(NPC_SYNC_SECONDS).record(seconds);
@@ -388,4 +484,58 @@ pub fn record_ipam(ipam: &IpamSnapshot) {
     gauge!(IPAM_UNREACHABLE_PERCENTAGE).set(ipam.unreachable_percentage);
     gauge!(IPAM_PENDING_ALLOCATES).set(ipam.pending_allocates as f64);
     gauge!(IPAM_PENDING_CLAIMS).set(ipam.pending_claims as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Other tests of this process may have counted events already: the series must be there,
+    /// whatever their values.
+    #[test]
+    fn event_counters_are_exported_before_their_first_event() {
+        let handle = install();
+        register_router_series();
+        register_kube_series(&KubeApiOp::ROUTER);
+        register_npc_series();
+        let text = handle.render();
+        let mut expected = vec![
+            format!("{TERMINATIONS} "),
+            format!("{OVERLAY_FALLBACKS} "),
+            format!("{IPAM_SPLIT_BRAIN} "),
+            format!("{KUBE_RECLAIMS} "),
+        ];
+        expected.extend(
+            RefusalKind::ALL
+                .iter()
+                .map(|kind| format!("{REFUSED}{{reason=\"{}\"}} ", kind.as_str())),
+        );
+        expected.extend(
+            DropReason::ALL
+                .iter()
+                .map(|reason| format!("{DROPPED}{{reason=\"{}\"}} ", reason.as_str())),
+        );
+        expected.extend(
+            ActorKind::ALL
+                .iter()
+                .map(|actor| format!("{RESTARTS}{{actor=\"{actor}\"}} ")),
+        );
+        expected.extend(
+            KubeApiOp::ROUTER
+                .iter()
+                .chain(&KubeApiOp::NPC)
+                .map(|op| format!("{KUBE_API_ERRORS}{{op=\"{}\"}} ", op.as_str())),
+        );
+        expected.extend(
+            SyncResult::ALL
+                .iter()
+                .map(|result| format!("{NPC_SYNCS}{{result=\"{}\"}} ", result.as_str())),
+        );
+        expected.push(format!("{NPC_SYNC_SECONDS}_count "));
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|series| !text.lines().any(|line| line.starts_with(series.as_str())))
+            .collect();
+        assert!(missing.is_empty(), "not exported: {missing:?}\n{text}");
+    }
 }

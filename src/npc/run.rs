@@ -95,6 +95,7 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
         prometheus: metrics::install(),
         health: health.clone(),
     };
+    metrics::register_npc_series();
     let router = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))

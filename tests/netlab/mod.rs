@@ -90,6 +90,8 @@ pub struct Lab {
     namespaces: Vec<String>,
     /// Routers in the order they were started.
     routers: Vec<Child>,
+    /// Where the routers serve their metrics (see [`Lab::serve_metrics_on`]).
+    metrics_addr: String,
     dir: tempfile::TempDir,
 }
 
@@ -101,6 +103,7 @@ impl Lab {
             underlay: None,
             namespaces: Vec::new(),
             routers: Vec::new(),
+            metrics_addr: "127.0.0.1:6782".to_string(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -191,10 +194,18 @@ impl Lab {
         self.spawn_router(&node.ns, &format!("node{}", node.index), &args);
     }
 
+    /// Routers started from now on serve their metrics on `addr` (default 127.0.0.1:6782, out
+    /// of reach of other namespaces), e.g. 0.0.0.0:6782 for a Prometheus on the underlay.
+    pub fn serve_metrics_on(&mut self, addr: &str) {
+        self.metrics_addr = addr.to_string();
+    }
+
     /// Starts `weft router ARGS` in namespace `ns` with the HTTP API on its 127.0.0.1:6784, the
-    /// metrics on 127.0.0.1:6782 and a database of its own; the log goes to `<log_name>.log`.
+    /// metrics on 127.0.0.1:6782 (see [`Lab::serve_metrics_on`]) and a database of its own; the
+    /// log goes to `<log_name>.log`.
     pub fn spawn_router(&mut self, ns: &str, log_name: &str, args: &[&str]) {
         let db = format!("{}/{log_name}/weave-net", self.dir.path().display());
+        let metrics_addr = self.metrics_addr.clone();
         let mut command = vec![
             "netns",
             "exec",
@@ -204,7 +215,7 @@ impl Lab {
             "--http-addr",
             "127.0.0.1:6784",
             "--metrics-addr",
-            "127.0.0.1:6782",
+            &metrics_addr,
             "--db-prefix",
             &db,
         ];

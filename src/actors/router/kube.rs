@@ -134,6 +134,7 @@ pub fn start(
     maker: Supervised<ConnectionMaker>,
     ipam: Option<Supervised<Ipam>>,
 ) -> Arc<dyn RecipientSource<GetKubeStatus>> {
+    metrics::register_kube_series(&metrics::KubeApiOp::ROUTER);
     let config = Arc::new(KubePeersConfig {
         client: start.client,
         me: Me {

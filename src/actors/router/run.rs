@@ -180,6 +180,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 source,
             })?;
     let prometheus = metrics::install();
+    metrics::register_router_series();
 
     let limiter = ConnectionLimiter::new(args.conn_limit);
     let (hints_tx, hints_rx) = watch::channel(Vec::new());
