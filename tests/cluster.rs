@@ -27,23 +27,28 @@ fn node_ip(index: usize) -> String {
 
 #[test]
 fn weave_net_from_the_manifest_installs_carries_pods_and_policy_upgrades_and_uninstalls() {
+    let started = Instant::now();
     let cluster = Cluster::up(NODES);
-    let manifest = cluster.manifest();
+    let step = |what: &str| eprintln!("cluster: {what} at {:.0?}", started.elapsed());
+    let manifest = cluster.manifest("weave-net.yaml");
 
     let ready_after = install(&cluster, &manifest.display().to_string());
     eprintln!("cluster: kubectl apply -> all nodes Ready in {ready_after:?}");
     ordinary_pods(&cluster);
-    eprintln!("cluster: ordinary pods checked");
+    step("ordinary pods checked");
     network_policy(&cluster);
-    eprintln!("cluster: network policy checked");
+    step("network policy checked");
     pod_churn(&cluster);
-    eprintln!("cluster: pod churn checked");
+    step("pod churn checked");
     rolling_restart_under_traffic(&cluster);
-    eprintln!("cluster: rolling restart checked");
+    step("rolling restart checked");
     deleted_node_is_reclaimed(&cluster);
-    eprintln!("cluster: node deletion checked");
+    step("node deletion checked");
+    drain(&cluster);
     uninstall(&cluster, &manifest.display().to_string());
-    eprintln!("cluster: uninstall checked");
+    step("uninstall checked");
+    reset_nodes(&cluster);
+    step("node reset checked");
 }
 
 // --- helpers ------------------------------------------------------------------------------------
@@ -214,11 +219,52 @@ fn metric(cluster: &Cluster, index: usize, port: u16, name_and_labels: &str) -> 
         .and_then(|value| value.parse().ok())
 }
 
+/// Every weave-net pod Running with both containers ready and never restarted; a restarted
+/// container's previous log in the failure message.
+fn assert_no_restarts(cluster: &Cluster, when: &str) {
+    let pods = cluster.get(&["pods", "-n", "kube-system", "-l", "name=weave-net"]);
+    let items = pods["items"].as_array().expect("pod list");
+    assert_eq!(items.len(), NODES, "{when}: {pods}");
+    for pod in items {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        assert_eq!(pod["status"]["phase"], "Running", "{when}: {pod}");
+        let containers = pod["status"]["containerStatuses"]
+            .as_array()
+            .expect("container statuses");
+        assert_eq!(containers.len(), 2, "{when}: {pod}");
+        for container in containers {
+            let container_name = container["name"].as_str().unwrap_or_default();
+            if container["restartCount"] != 0 {
+                let previous = cluster.kubectl_output(&[
+                    "logs",
+                    "-n",
+                    "kube-system",
+                    name,
+                    "-c",
+                    container_name,
+                    "--previous",
+                ]);
+                panic!(
+                    "{when}: {name}/{container_name} restarted: {container}\nprevious log:\n{}",
+                    both(&previous)
+                );
+            }
+            assert_eq!(container["ready"], true, "{when}: {container}");
+        }
+    }
+}
+
 // --- the steps ----------------------------------------------------------------------------------
 
 /// `kubectl apply`: every weave-net pod 2/2 Running with no restarts, every node Ready, the
 /// logs telling the story, `weave status` and `weave status ipam` through `kubectl exec`.
 fn install(cluster: &Cluster, manifest: &str) -> Duration {
+    // Valid against the API server's schema and admission, before anything is created.
+    let dry_run = cluster.kubectl(&["apply", "--dry-run=server", "-f", manifest]);
+    assert!(
+        dry_run.contains("daemonset.apps/weave-net created (server dry run)"),
+        "{dry_run}"
+    );
     let applied = Instant::now();
     let output = cluster.kubectl(&["apply", "-f", manifest]);
     for object in [
@@ -248,20 +294,7 @@ fn install(cluster: &Cluster, manifest: &str) -> Duration {
     ]);
     let ready_after = applied.elapsed();
 
-    let pods = cluster.get(&["pods", "-n", "kube-system", "-l", "name=weave-net"]);
-    let items = pods["items"].as_array().expect("pod list");
-    assert_eq!(items.len(), NODES, "{pods}");
-    for pod in items {
-        assert_eq!(pod["status"]["phase"], "Running", "{pod}");
-        let containers = pod["status"]["containerStatuses"]
-            .as_array()
-            .expect("container statuses");
-        assert_eq!(containers.len(), 2, "{pod}");
-        for container in containers {
-            assert_eq!(container["ready"], true, "{container}");
-            assert_eq!(container["restartCount"], 0, "{container}");
-        }
-    }
+    assert_no_restarts(cluster, "install");
 
     for index in 1..=NODES {
         let pod = weave_pod(cluster, index);
@@ -475,26 +508,35 @@ fn reaches(cluster: &Cluster, from: (&str, &str), to_ip: &str) -> bool {
     fetch(cluster, from.0, from.1, &format!("http://{to_ip}:8080/")).is_some()
 }
 
-/// Waits until `from` reaching `to_ip` is `expected` (policy changes take a moment to land).
-fn expect_reach(cluster: &Cluster, from: (&str, &str), to_ip: &str, expected: bool) {
-    wait_for(
-        &format!(
-            "{}/{} -> {to_ip} to be {}",
-            from.0,
-            from.1,
-            if expected { "allowed" } else { "blocked" }
-        ),
-        Duration::from_secs(60),
-        || (reaches(cluster, from, to_ip) == expected).then_some(()),
-        || {
-            let mut tables = String::new();
-            for index in 1..=NODES {
-                let output = cluster.on_node(index, &["nft", "list", "table", "inet", "weft-npc"]);
-                tables.push_str(&format!("node{index}:\n{}\n", both(&output)));
-            }
-            tables
-        },
-    );
+/// Waits until each `from` reaching `to_ip` is `expected` (policy changes take a moment to
+/// land); the probes run side by side, each failing one names itself.
+fn expect_reach(cluster: &Cluster, expectations: &[((&str, &str), &str, bool)]) {
+    std::thread::scope(|scope| {
+        for &(from, to_ip, expected) in expectations {
+            scope.spawn(move || {
+                wait_for(
+                    &format!(
+                        "{}/{} -> {to_ip} to be {}",
+                        from.0,
+                        from.1,
+                        if expected { "allowed" } else { "blocked" }
+                    ),
+                    Duration::from_secs(60),
+                    || (reaches(cluster, from, to_ip) == expected).then_some(()),
+                    || npc_tables(cluster),
+                )
+            });
+        }
+    });
+}
+
+fn npc_tables(cluster: &Cluster) -> String {
+    let mut tables = String::new();
+    for index in 1..=NODES {
+        let output = cluster.on_node(index, &["nft", "list", "table", "inet", "weft-npc"]);
+        tables.push_str(&format!("node{index}:\n{}\n", both(&output)));
+    }
+    tables
 }
 
 /// Default-deny ingress in a namespace, then an allow by podSelector, then by
@@ -536,36 +578,57 @@ fn network_policy(cluster: &Cluster) {
     let friend = ("np-b", "friend");
 
     // No policy: everyone reaches everyone.
-    for from in [client1, client2, stranger, friend] {
-        expect_reach(cluster, from, &server1, true);
-        expect_reach(cluster, from, &server2, true);
-    }
+    let everyone: Vec<_> = [client1, client2, stranger, friend]
+        .into_iter()
+        .flat_map(|from| {
+            [
+                (from, server1.as_str(), true),
+                (from, server2.as_str(), true),
+            ]
+        })
+        .collect();
+    expect_reach(cluster, &everyone);
 
     cluster.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n  namespace: np-a\n\
          spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
     );
-    expect_reach(cluster, client1, &server1, false); // same node
-    expect_reach(cluster, client1, &server2, false); // across nodes
-    expect_reach(cluster, friend, &server2, false);
+    expect_reach(
+        cluster,
+        &[
+            (client1, &server1, false),
+            (client1, &server2, false),
+            (friend, &server2, false),
+        ],
+    );
 
     cluster.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-clients\n  namespace: np-a\n\
          spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {role: client}\n",
     );
-    expect_reach(cluster, client1, &server1, true);
-    expect_reach(cluster, client1, &server2, true);
-    expect_reach(cluster, client2, &server1, true);
-    expect_reach(cluster, stranger, &server2, false);
-    expect_reach(cluster, friend, &server2, false);
+    expect_reach(
+        cluster,
+        &[
+            (client1, &server1, true),
+            (client1, &server2, true),
+            (client2, &server1, true),
+            (stranger, &server2, false),
+            (friend, &server2, false),
+        ],
+    );
 
     cluster.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-friends\n  namespace: np-a\n\
          spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels: {team: friends}\n",
     );
-    expect_reach(cluster, friend, &server1, true);
-    expect_reach(cluster, friend, &server2, true);
-    expect_reach(cluster, stranger, &server1, false);
+    expect_reach(
+        cluster,
+        &[
+            (friend, &server1, true),
+            (friend, &server2, true),
+            (stranger, &server1, false),
+        ],
+    );
 
     // The stranger's attempts were dropped on server-node2's node: weave-npc there logs them,
     // naming both ends and the policy that isolates the server, and counts them.
@@ -718,6 +781,7 @@ fn rolling_restart_under_traffic(cluster: &Cluster) {
             old.is_disjoint(&new),
             "{what}: pods not replaced: {old:?} {new:?}"
         );
+        assert_no_restarts(cluster, what);
         let (count_after, _) = received();
         wait_for(
             &format!("the stream to go on after the {what}"),
@@ -813,6 +877,14 @@ fn deleted_node_is_reclaimed(cluster: &Cluster) {
     );
 }
 
+/// The workloads go before the network, as an operator removes them: a pod's sandbox cannot be
+/// torn down without the router that gave it its address (containerd retries the CNI DEL until
+/// a router answers, so that no address leaks across a router restart).
+fn drain(cluster: &Cluster) {
+    cluster.kubectl(&["delete", "deploy/web", "service/web", "--timeout=180s"]);
+    cluster.kubectl(&["delete", "pods", "--all", "--timeout=180s"]);
+}
+
 /// `kubectl delete -f deploy/weave-net.yaml`: every object gone, no pod stuck.
 fn uninstall(cluster: &Cluster, manifest: &str) {
     cluster.kubectl(&["delete", "-f", manifest, "--timeout=180s"]);
@@ -856,4 +928,74 @@ fn uninstall(cluster: &Cluster, manifest: &str) {
             pod["metadata"]["name"]
         );
     }
+}
+
+/// What a node keeps of Weft: (device or table, present).
+fn leftovers(cluster: &Cluster, index: usize) -> Vec<(&'static str, bool)> {
+    let exists = |command: &[&str]| cluster.on_node(index, command).status.success();
+    vec![
+        ("bridge weave", exists(&["ip", "link", "show", "weave"])),
+        ("vxlan-6784", exists(&["ip", "link", "show", "vxlan-6784"])),
+        (
+            "table ip weft",
+            exists(&["nft", "list", "table", "ip", "weft"]),
+        ),
+        (
+            "table inet weft-npc",
+            exists(&["nft", "list", "table", "inet", "weft-npc"]),
+        ),
+        (
+            "10-weave.conflist",
+            exists(&["test", "-e", "/etc/cni/net.d/10-weave.conflist"]),
+        ),
+        (
+            "the CNI plugin",
+            exists(&["test", "-e", "/opt/cni/bin/weave-net"]),
+        ),
+        (
+            "the database",
+            exists(&["test", "-e", "/var/lib/weave/weave-netdata.db"]),
+        ),
+    ]
+}
+
+/// After removal the nodes keep Weft's devices, tables and files (the pods still running
+/// there depend on them); `deploy/weave-reset.yaml` cleans every node.
+fn reset_nodes(cluster: &Cluster) {
+    let survivors = 1..=NODES - 1;
+    for index in survivors.clone() {
+        let left = leftovers(cluster, index);
+        assert!(
+            left.iter().all(|(_, present)| *present),
+            "node{index}: {left:?}"
+        );
+    }
+    let reset = cluster.manifest("weave-reset.yaml").display().to_string();
+    cluster.kubectl(&["apply", "-f", &reset]);
+    cluster.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        "kube-system",
+        "ds/weave-reset",
+        "--timeout=180s",
+    ]);
+    for index in survivors {
+        let left = leftovers(cluster, index);
+        assert!(
+            left.iter().all(|(_, present)| !*present),
+            "node{index}: {left:?}"
+        );
+    }
+    let logs = cluster.kubectl(&[
+        "logs",
+        "-n",
+        "kube-system",
+        "-l",
+        "name=weave-reset",
+        "-c",
+        "reset",
+    ]);
+    assert!(logs.contains("removed weave\n"), "{logs}");
+    cluster.kubectl(&["delete", "-f", &reset, "--timeout=180s"]);
 }

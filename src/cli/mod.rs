@@ -13,6 +13,7 @@ mod error;
 mod ipam;
 mod pretty_json;
 mod report;
+mod reset;
 mod setup_cni;
 mod status;
 
@@ -54,7 +55,8 @@ pub enum CliCommand {
         peers: Vec<String>,
     },
     /// Hand this peer's IP ranges to a live peer before the node leaves the cluster, then remove
-    /// the node's devices (bridge, VXLAN device, pod veths). Run as root on the node.
+    /// the node's devices (bridge, VXLAN device, pod veths) and nftables tables. Run as root on
+    /// the node.
     Reset {
         /// Only hand the ranges over; leave the devices (and fail if the router is down).
         #[arg(long)]
@@ -62,6 +64,13 @@ pub enum CliCommand {
         /// The mesh port the router used: its VXLAN device is `vxlan-<port + 1>`.
         #[arg(long, default_value_t = 6783)]
         port: u16,
+        /// Also remove the node's files: the CNI plugin, our conflist, the router's database
+        /// (after `kubectl delete -f weave-net.yaml`).
+        #[arg(long)]
+        purge: bool,
+        /// Where the node's filesystem is (in a container with the host mounted, e.g. /host).
+        #[arg(long, default_value = "/")]
+        host_root: std::path::PathBuf,
     },
     /// Wire a network namespace to the bridge over a veth pair (as root, on the node).
     Attach {
@@ -138,11 +147,19 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
         CliCommand::Connect { replace, peers } => connect::connect(client, &peers, replace, out)?,
         CliCommand::Forget { peers } => connect::forget(client, &peers, out)?,
         CliCommand::Rmpeer { peers } => ipam::rmpeer(client, &peers, out)?,
-        CliCommand::Reset { ipam_only, port } => {
-            ipam::reset(client, ipam_only, out)?;
-            if !ipam_only {
-                attach::remove_devices(port, out)?;
-            }
+        CliCommand::Reset {
+            ipam_only,
+            port,
+            purge,
+            host_root,
+        } => {
+            let args = reset::ResetArgs {
+                ipam_only,
+                port,
+                purge,
+                host_root,
+            };
+            reset::reset(client, &args, out)?;
         }
         CliCommand::Attach {
             netns,

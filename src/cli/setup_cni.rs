@@ -123,7 +123,7 @@ fn install_missing_reference_plugins(
 
 /// A config list is ours when it names our network and starts with our plugin; anything else
 /// (another network's file that happens to have our name) is the operator's.
-fn is_ours(bytes: &[u8]) -> bool {
+pub fn is_ours(bytes: &[u8]) -> bool {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
