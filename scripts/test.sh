@@ -20,7 +20,7 @@ fi
 # the CRI API by a Python gRPC client, and gcc with a static libc for the pause image; for the
 # Kubernetes tests (tests/kubelab) etcd beside the API server, and openssl for their PKI; for the
 # cluster test (tests/cluster.rs) mmdebstrap and strip to build Weft's image, and iptables for
-# kube-proxy.
+# kube-proxy; for the dashboard test (tests/dashboard.rs) Debian's Prometheus.
 missing=()
 while read -r need package; do
   if [[ "$need" == /* ]]; then
