@@ -589,46 +589,47 @@ fn network_policy(cluster: &Cluster) {
         .collect();
     expect_reach(cluster, &everyone);
 
-    cluster.apply(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n  namespace: np-a\n\
-         spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
-    );
-    expect_reach(
-        cluster,
-        &[
-            (client1, &server1, false),
-            (client1, &server2, false),
-            (friend, &server2, false),
-        ],
-    );
-
-    cluster.apply(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-clients\n  namespace: np-a\n\
-         spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {role: client}\n",
-    );
-    expect_reach(
-        cluster,
-        &[
-            (client1, &server1, true),
-            (client1, &server2, true),
-            (client2, &server1, true),
-            (stranger, &server2, false),
-            (friend, &server2, false),
-        ],
-    );
-
-    cluster.apply(
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-friends\n  namespace: np-a\n\
-         spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels: {team: friends}\n",
-    );
-    expect_reach(
-        cluster,
-        &[
-            (friend, &server1, true),
-            (friend, &server2, true),
-            (stranger, &server1, false),
-        ],
-    );
+    // Each policy added on top of the ones before, and what must hold once it is enforced.
+    let default_deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n  namespace: np-a\n\
+         spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
+    let allow_clients = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-clients\n  namespace: np-a\n\
+         spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - podSelector:\n            matchLabels: {role: client}\n";
+    let allow_friends = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: allow-friends\n  namespace: np-a\n\
+         spec:\n  podSelector:\n    matchLabels: {app: server}\n  ingress:\n    - from:\n        - namespaceSelector:\n            matchLabels: {team: friends}\n";
+    let steps = [
+        (
+            default_deny,
+            vec![
+                (client1, server1.as_str(), false), // same node
+                (client1, server2.as_str(), false), // across nodes
+                (friend, server2.as_str(), false),
+            ],
+        ),
+        (
+            allow_clients,
+            vec![
+                (client1, server1.as_str(), true),
+                (client1, server2.as_str(), true),
+                (client2, server1.as_str(), true),
+                (stranger, server2.as_str(), false),
+                (friend, server2.as_str(), false),
+            ],
+        ),
+        (
+            allow_friends,
+            vec![
+                (friend, server1.as_str(), true),
+                (friend, server2.as_str(), true),
+                (stranger, server1.as_str(), false),
+            ],
+        ),
+    ];
+    for (policy, expectations) in steps {
+        let applied = Instant::now();
+        cluster.apply(policy);
+        expect_reach(cluster, &expectations);
+        eprintln!("cluster: policy step checked in {:.0?}", applied.elapsed());
+    }
 
     // The stranger's attempts were dropped on server-node2's node: weave-npc there logs them,
     // naming both ends and the policy that isolates the server, and counts them.
@@ -657,7 +658,9 @@ fn network_policy(cluster: &Cluster) {
         "weavenpc_blocked_connections_total{protocol=\"tcp\",dport=\"8080\"}",
     );
     assert!(blocked.is_some_and(|count| count >= 1.0), "{blocked:?}");
+    let deleting = Instant::now();
     cluster.kubectl(&["delete", "namespace", "np-a", "np-b", "--timeout=180s"]);
+    eprintln!("cluster: namespaces deleted in {:.0?}", deleting.elapsed());
 }
 
 /// 50 pods created and deleted leave every router's allocation count and every node's veths
