@@ -3,8 +3,8 @@
 //! node namespaces reach it with `--kubeconfig` as they would reach a cluster's. The harness
 //! makes its own PKI and static tokens for two identities, an admin and the router's
 //! ServiceAccount `kube-system/weave-net`, and writes a kubeconfig for each. The test drives the
-//! cluster as admin with `curl` run inside the API server's namespace, so the harness needs no
-//! Kubernetes client of its own.
+//! cluster as admin with `curl` run inside the API server's namespace; the router's RBAC comes
+//! from `deploy/weave-net.yaml` itself, applied with the kubectl built beside the API server.
 //!
 //! The binaries come from `WEFT_KUBE_BIN` if set, else from `scripts/kube/build-binaries.sh`
 //! (cached; a fresh machine builds them once). Everything lives in the lab's scratch directory:
@@ -159,19 +159,30 @@ impl KubeApi {
         }
     }
 
-    /// Gives the router's identity what the router needs, no more: see [`router_rbac`]. Objects
-    /// that exist already are replaced, so a test may call it again after changing the rules.
+    /// Gives the router's identity what the DaemonSet's manifest gives it, no more: applies
+    /// `deploy/weave-net.yaml` itself (with kubectl, as admin), so the tests prove that the
+    /// RBAC operators install is what the router and weave-npc need. The manifest's DaemonSet
+    /// is created too, but no controller runs here to make pods of it.
     pub fn grant_router_rbac(&self) {
-        for (collection, object) in router_rbac() {
-            let (status, response) = self.request("POST", collection, Some(&object));
-            if status == 409 {
-                let name = object["metadata"]["name"].as_str().unwrap();
-                let path = format!("{collection}/{name}");
-                self.expect_success("PUT", &path, Some(&object));
-            } else {
-                assert_eq!(status, 201, "POST {collection}: {response}");
-            }
-        }
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/weave-net.yaml");
+        let kubectl = kube_bin().join("kubectl");
+        let output = in_netns(
+            &self.ns,
+            &kubectl.display().to_string(),
+            &[
+                "--kubeconfig",
+                &self.admin_kubeconfig().display().to_string(),
+                "apply",
+                "-f",
+                &manifest.display().to_string(),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "kubectl apply -f deploy/weave-net.yaml: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Creates Node `name` with an InternalIP, as a kubelet would register it.
@@ -416,6 +427,8 @@ impl KubeApi {
             format!("--token-auth-file={}", pki("tokens.csv")),
             "--authorization-mode=Node,RBAC".into(),
             "--enable-admission-plugins=NodeRestriction".into(),
+            // The DaemonSet of deploy/weave-net.yaml (applied for its RBAC) is privileged.
+            "--allow-privileged=true".into(),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", pki("sa.pub")),
@@ -477,77 +490,6 @@ impl Drop for KubeApi {
             let _ = etcd.wait();
         }
     }
-}
-
-/// What the router may do, as the RBAC objects (with the collection each is created in) that
-/// grant it to [`ROUTER_USER`]: read the nodes and patch their status, and keep its state in
-/// ConfigMap `kube-system/weave-net`. The one place to change when the router's needs change.
-pub fn router_rbac() -> Vec<(&'static str, Value)> {
-    let subjects = json!([{
-        "kind": "ServiceAccount",
-        "name": ROUTER_ACCOUNT,
-        "namespace": ROUTER_NAMESPACE,
-    }]);
-    let cluster_rules = json!([
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
-        // weave-npc, the DaemonSet's second container, shares the ServiceAccount.
-        {"apiGroups": [""], "resources": ["namespaces", "pods"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
-    ]);
-    // `create` cannot be limited to a name: the object has none until it exists.
-    let namespace_rules = json!([
-        {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "resourceNames": ["weave-net"],
-            "verbs": ["get", "update", "patch"],
-        },
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-    ]);
-    let rbac = "rbac.authorization.k8s.io";
-    let metadata = json!({"name": ROUTER_ACCOUNT});
-    let namespaced = json!({"name": ROUTER_ACCOUNT, "namespace": ROUTER_NAMESPACE});
-    vec![
-        (
-            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            json!({
-                "apiVersion": format!("{rbac}/v1"),
-                "kind": "ClusterRole",
-                "metadata": metadata,
-                "rules": cluster_rules,
-            }),
-        ),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            json!({
-                "apiVersion": format!("{rbac}/v1"),
-                "kind": "ClusterRoleBinding",
-                "metadata": metadata,
-                "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": ROUTER_ACCOUNT},
-                "subjects": subjects,
-            }),
-        ),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles",
-            json!({
-                "apiVersion": format!("{rbac}/v1"),
-                "kind": "Role",
-                "metadata": namespaced,
-                "rules": namespace_rules,
-            }),
-        ),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings",
-            json!({
-                "apiVersion": format!("{rbac}/v1"),
-                "kind": "RoleBinding",
-                "metadata": namespaced,
-                "roleRef": {"apiGroup": rbac, "kind": "Role", "name": ROUTER_ACCOUNT},
-                "subjects": subjects,
-            }),
-        ),
-    ]
 }
 
 /// 128 random bits in hex: a bearer token no other lab shares.
