@@ -72,14 +72,17 @@ for target in "${targets[@]}"; do
     "$work/$target" "fuzz/corpus/$target" >"$log" 2>&1
   status=$?
   set -e
+  # A run that failed early (on a seed, say) has no statistics: these must not stop the script
+  # before it reports the failure.
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
   rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
   corpus="$(find "$work/$target" -type f | wc -l)"
-  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+  cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)"
   if [ "$status" -ne 0 ]; then
     failed+=("$target")
-    echo "!! $target failed (exit $status); the end of its log ($log):"
-    tail -40 "$log"
+    echo "!! $target failed (exit $status); the panic and the end of its log ($log):"
+    grep -m1 -A3 'panicked at' "$log" || true
+    tail -15 "$log"
     summary+=("$(printf '%-18s %12s %10s %8s %8s  FAILED' "$target" "${runs:-?}" "${rate:-?}" "${cov:-?}" "$corpus")")
   else
     summary+=("$(printf '%-18s %12s %10s %8s %8s  ok' "$target" "$runs" "$rate" "${cov:-?}" "$corpus")")
