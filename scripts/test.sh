@@ -71,3 +71,15 @@ for script in load-tests/*.py; do
 done
 echo "== quick start"
 ./scripts/quickstart.sh --check
+
+# ---- Fuzzing: a short run of every fuzz target (fuzz/, load-tests/fuzz.sh) ----
+# libFuzzer on the stable toolchain, 10 s per target from the committed seeds; a crash or a
+# broken property fails the suite. The instrumented release build is kept outside the checkout,
+# like the Kubernetes binaries, in /var/cache/weft-fuzz (WEFT_FUZZ_CACHE moves it), so only a
+# fresh machine pays the cold build (about 10 min on 2 busy cores); later runs rebuild what
+# changed. WEFT_FUZZ_SECONDS=0 skips it.
+if [ "${WEFT_FUZZ_SECONDS:-10}" -gt 0 ]; then
+  echo "== fuzzing (${WEFT_FUZZ_SECONDS:-10} s per target)"
+  CARGO_TARGET_DIR="${WEFT_FUZZ_CACHE:-/var/cache/weft-fuzz}" \
+    load-tests/fuzz.sh "${WEFT_FUZZ_SECONDS:-10}"
+fi

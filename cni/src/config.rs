@@ -149,10 +149,20 @@ impl NetConf {
     }
 }
 
-/// Best-effort `cniVersion` of a config we could not parse, for the error answer.
+/// Best-effort `cniVersion` of a config we could not parse, for the error answer (and the
+/// version VERSION is asked about).
 pub fn version_hint(bytes: &[u8]) -> Option<String> {
-    let value: Value = serde_json::from_slice(bytes).ok()?;
-    value.get("cniVersion")?.as_str().map(String::from)
+    /// Only the version, read as [`NetConf::parse`] reads the config: the other fields are
+    /// skipped, and serde_json skips a string without checking its UTF-8. Reading the whole
+    /// config as a `Value` refused such a config, which `parse` takes, so VERSION and early
+    /// errors answered as if it named no version (found by fuzzing, `fuzz/`).
+    #[derive(Deserialize)]
+    struct Hint {
+        #[serde(rename = "cniVersion")]
+        cni_version: Option<Value>,
+    }
+    let hint: Hint = serde_json::from_slice(bytes).ok()?;
+    hint.cni_version?.as_str().map(String::from)
 }
 
 #[cfg(test)]
@@ -210,5 +220,18 @@ mod tests {
             version_hint(br#"{"cniVersion":"0.4.0","mtu":"x"}"#).as_deref(),
             Some("0.4.0")
         );
+        assert_eq!(version_hint(br#"{"cniVersion":4}"#), None);
+        assert_eq!(version_hint(b"{not json"), None);
+    }
+
+    /// Found by the `cni_config` fuzz target: a byte that is not UTF-8 inside a field we ignore.
+    /// `parse` skips the field unread and takes the config; the hint must name its version too.
+    #[test]
+    fn the_version_hint_reads_every_config_that_parses() {
+        let config =
+            b"{\"cniVersion\":\"0.3.1\",\"name\":\"weave\",\"type\":\"weave-n\xec\x90et\"}";
+        let conf = NetConf::parse(config).expect("the unread field is skipped");
+        assert_eq!(conf.version.as_str(), "0.3.1");
+        assert_eq!(version_hint(config).as_deref(), Some("0.3.1"));
     }
 }

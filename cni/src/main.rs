@@ -4,22 +4,22 @@
 //! plugin. This file owns only the process edge: reading input, choosing the mode, printing.
 //!
 //! Modules: [`env`] (the variables), [`config`] (the network config), [`version`] and
-//! [`result`] (spec versions and result shapes), [`router`] (the router's IPAM API),
+//! [`result`] (spec versions and result shapes; these two, `config` and [`error`] are in the
+//! library, src/lib.rs), [`router`] (the router's IPAM API),
 //! [`ipam`] and [`delegate`] (where addresses come from), [`kernel`] (rtnetlink), [`netns`]
 //! (what `CNI_NETNS` names), [`commands`]
 //! (what each command does), [`error`] (codes and error JSON).
 
 mod commands;
-mod config;
 mod delegate;
 mod env;
-mod error;
 mod ipam;
 mod kernel;
 mod netns;
-mod result;
 mod router;
-mod version;
+
+// The parsing modules live in the library (src/lib.rs), which the fuzz targets link as well.
+use weave_net_cni::{config, error, result, version};
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
