@@ -60,7 +60,9 @@ fn built_binaries() -> PathBuf {
     let target_dir = dir.parent().expect("target directory");
     run(Command::new(env!("CARGO"))
         .current_dir(repo())
-        .args(["build", "--quiet", "-p", "weave-net-cni", "--target-dir"])
+        // The whole workspace's binaries, so features unify as in `cargo test --workspace`
+        // (which built them already) instead of building weft once more for the plugin alone.
+        .args(["build", "--quiet", "--workspace", "--bins", "--target-dir"])
         .arg(target_dir));
     dir
 }
