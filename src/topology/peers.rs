@@ -40,6 +40,12 @@ pub struct MergeOutcome {
     /// Records not believed: their version is beyond [`Topology::version_ceiling`], or their
     /// nickname is not one a peer may have (see [`check_nickname`]).
     pub rejected: usize,
+    /// Records we hold that beat an incoming record about the same peer from another incarnation
+    /// (another uid). The sender holds the losing incarnation and must be told ours: when ours is
+    /// an old incarnation's at a higher version, its peer's new incarnation only outranks it once
+    /// this record reaches it, and until then every peer holding it keeps rejecting the new
+    /// incarnation's records (and drops the peers only those records connect).
+    pub contradicted: Vec<PeerRecord>,
 }
 
 impl Topology {
@@ -131,7 +137,8 @@ impl Topology {
     /// - a record about ourselves is never taken; if it is not our own record and its version is
     ///   at or above ours (an older incarnation, a name collision, or a forgery, whatever its
     ///   uid), our version jumps to theirs + 1 so our record wins everywhere;
-    /// - records that change nothing are not reported as improved.
+    /// - records that change nothing are not reported as improved; those losing to a record we
+    ///   hold from another incarnation report ours as contradicted.
     pub fn merge(&mut self, records: Vec<PeerRecord>) -> MergeOutcome {
         let mut outcome = MergeOutcome::default();
         let ceiling = self.version_ceiling();
@@ -159,13 +166,16 @@ impl Topology {
             }
         }
         for (name, record) in candidates {
-            let take = self
-                .peers
-                .get(&name)
-                .is_none_or(|existing| supersedes(&record, existing));
-            if take {
-                self.peers.insert(name, record.clone());
-                outcome.improved.push(record);
+            match self.peers.get(&name) {
+                Some(existing) if !supersedes(&record, existing) => {
+                    if existing.uid != record.uid {
+                        outcome.contradicted.push(existing.clone());
+                    }
+                }
+                _ => {
+                    self.peers.insert(name, record.clone());
+                    outcome.improved.push(record);
+                }
             }
         }
         outcome

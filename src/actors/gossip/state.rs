@@ -320,7 +320,7 @@ impl GossipState {
                         from,
                         why: err.to_string(),
                     })?;
-                effects.extend(self.merge_topology(from, records, now));
+                effects.extend(self.merge_topology(from_link, from, records, now));
             }
             ProtocolMsg::Gossip { channel, payload } => effects.push(Effect::Deliver {
                 channel,
@@ -449,6 +449,7 @@ impl GossipState {
 
     fn merge_topology(
         &mut self,
+        from_link: LinkId,
         from: PeerName,
         records: Vec<PeerRecord>,
         now: Instant,
@@ -457,6 +458,17 @@ impl GossipState {
             .advance_clock(now.saturating_duration_since(self.created));
         let outcome = self.topology.merge(records);
         let mut effects = Vec::new();
+        // The neighbour holds another incarnation of these peers than the winning one we hold:
+        // tell it at once, rather than leave it to anti-entropy, so that the winner spreads and,
+        // if it is an old incarnation's, reaches the new incarnation, which then outranks it.
+        if !outcome.contradicted.is_empty() {
+            let (messages, too_large) = topology_messages(&outcome.contradicted);
+            effects.extend(too_large);
+            effects.extend(messages.into_iter().map(|msg| Effect::Send {
+                link: from_link,
+                msg,
+            }));
+        }
         if outcome.rejected > 0 {
             effects.push(Effect::RecordsRejected {
                 from,

@@ -388,6 +388,50 @@ fn link_closed_keeps_peers_still_reached_through_others() {
     assert_eq!(state.routes().unicast(name(2)), Some(name(3)));
 }
 
+/// Peer 3 restarted as a new incarnation (uid 9003) whose versions are still below its old
+/// incarnation's. Peer 5 holds the old record (version 6, linked only to 4); a neighbour sending
+/// the new one (version 5, linked to 1 and 4) gets the old record back at once: it must travel to
+/// peer 3 for the new incarnation to outrank it. Before, peer 5 ignored the new record in silence
+/// (dropping peer 1, whom only it connects) until anti-entropy happened to carry the old record.
+#[test]
+fn a_record_losing_to_another_incarnation_we_hold_is_answered_with_ours() {
+    let t0 = Instant::now();
+    let old_incarnation = record_listing(3, 6, &[4]);
+    let mut state = linked(
+        5,
+        &[(54, 4)],
+        &[record_listing(4, 5, &[3, 5]), old_incarnation.clone()],
+        t0,
+    );
+    let new_incarnation = PeerRecord {
+        uid: PeerUid(9_003),
+        ..record_listing(3, 5, &[1, 4])
+    };
+
+    let effects = state
+        .receive(
+            LinkId(54),
+            topology_gossip(&[new_incarnation, record_listing(1, 2, &[3])]),
+            t0,
+        )
+        .unwrap();
+
+    assert_eq!(
+        topology_sends(&effects),
+        vec![(LinkId(54), vec![old_incarnation.clone()])]
+    );
+    assert_eq!(state.topology().peer(name(3)), Some(&old_incarnation));
+    // An outdated record of the same incarnation is the sender's own business: no answer.
+    let effects = state
+        .receive(
+            LinkId(54),
+            topology_gossip(&[record_listing(3, 4, &[4])]),
+            t0,
+        )
+        .unwrap();
+    assert!(topology_sends(&effects).is_empty());
+}
+
 #[test]
 fn tick_holds_local_changes_for_the_coalesce_delay_then_sends_our_record() {
     let t0 = Instant::now();

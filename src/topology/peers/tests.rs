@@ -75,6 +75,20 @@ fn merge_takes_unknown_peers() {
 }
 
 #[test]
+fn merge_reports_what_beats_a_record_of_another_incarnation() {
+    let mut topology = ours();
+    topology.merge(vec![record(2, 1, 4, &[]), record(3, 1, 4, &[])]);
+    // Peer 2's other incarnation loses (lower version); peer 3's own older record loses too.
+    let outcome = topology.merge(vec![record(2, 7, 3, &[]), record(3, 1, 3, &[])]);
+    assert!(outcome.improved.is_empty());
+    assert_eq!(outcome.contradicted, vec![record(2, 1, 4, &[])]);
+    // Another incarnation that wins is simply taken.
+    let outcome = topology.merge(vec![record(2, 7, 5, &[])]);
+    assert_eq!(names(&outcome.improved), vec![name(2)]);
+    assert!(outcome.contradicted.is_empty());
+}
+
+#[test]
 fn merge_prefers_higher_version() {
     let mut topology = ours();
     topology.merge(vec![record(2, 1, 4, &[])]);
