@@ -310,23 +310,14 @@ impl Drop for Killed {
 fn kube_router(lab: &mut Lab, api: &KubeApi, node: &Node) {
     let name = format!("00:00:00:00:da:{:02x}", node.index);
     let nickname = node_name(node);
-    let kubeconfig = api.router_kubeconfig();
-    let args = [
-        "--name",
+    api.start_router(
+        lab,
+        node,
         &name,
-        "--nickname",
         &nickname,
-        "--host",
-        &node.ip,
-        "--kube-peers",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--node-name",
         &nickname,
-        "--ipalloc-range",
-        RANGE,
-    ];
-    lab.spawn_router(&node.ns, &nickname, &args);
+        &["--ipalloc-range", RANGE],
+    );
 }
 
 /// An address for pod `id` from the router of `node`, as the CNI plugin asks for one.

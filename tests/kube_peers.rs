@@ -37,25 +37,13 @@ fn kube_router(
     name_byte: u8,
 ) {
     let name = format!("00:00:00:00:{name_byte:02x}:{:02x}", node.index);
-    let kubeconfig = api.router_kubeconfig();
-    let args = [
-        "--name",
-        &name,
-        "--nickname",
-        node_name,
-        "--host",
-        &node.ip,
-        "--kube-peers",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--node-name",
-        node_name,
+    let extra = [
         "--kube-reclaim-interval",
         RECLAIM_INTERVAL,
         "--ipalloc-range",
         RANGE,
     ];
-    lab.spawn_router(&node.ns, log, &args);
+    api.start_router(lab, node, &name, node_name, log, &extra);
 }
 
 fn log_of(lab: &Lab, log: &str) -> String {

@@ -51,6 +51,11 @@ pub enum CliError {
     #[error("{0}")]
     Dataplane(#[from] crate::dataplane::DataplaneError),
 
+    /// weave-npc's nftables table could not be read or removed (reset); the error names the
+    /// operation and the table.
+    #[error("{0}")]
+    Policy(#[from] crate::npc::nft::NpcKernelError),
+
     /// The small runtime the kernel subcommands run on could not be started.
     #[error("cannot start the runtime for kernel operations: {0}")]
     Runtime(#[source] io::Error),

@@ -46,7 +46,7 @@ pub fn reset(client: &Client, args: &ResetArgs, out: &mut dyn Write) -> Result<(
         )
         .map_err(CliError::Output)?,
         Ok(false) => {}
-        Err(e) => return Err(CliError::Argument(e.to_string())),
+        Err(e) => return Err(e.into()),
     }
     if args.purge {
         purge_files(&args.host_root, out)?;
@@ -72,12 +72,7 @@ fn purge_files(root: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         match std::fs::remove_file(&path) {
             Ok(()) => writeln!(out, "removed {}", path.display()).map_err(CliError::Output)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::Argument(format!(
-                    "cannot remove {}: {e}",
-                    path.display()
-                )));
-            }
+            Err(e) => return Err(setup_cni::file_error("remove", &path, e)),
         }
     }
     Ok(())

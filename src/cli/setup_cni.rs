@@ -146,7 +146,7 @@ fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> Result<(), CliErr
     })
 }
 
-fn file_error(op: &str, path: &Path, error: std::io::Error) -> CliError {
+pub(super) fn file_error(op: &str, path: &Path, error: std::io::Error) -> CliError {
     CliError::Argument(format!("cannot {op} {}: {error}", path.display()))
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::netlab::{Lab, in_netns};
+use crate::netlab::{Lab, Node, in_netns};
 
 /// The API server's address on the lab's underlay (the nodes are .11 and up).
 pub const ADDRESS: &str = "198.51.100.2";
@@ -127,6 +127,36 @@ impl KubeApi {
     /// [`KubeApi::grant_router_rbac`].
     pub fn router_kubeconfig(&self) -> PathBuf {
         self.dir.join("router.kubeconfig")
+    }
+
+    /// Starts a router on `node` that finds its peers through this API server's Nodes, as in a
+    /// cluster: peer name `name`, nickname and Node name `node_name`, its log under `log`, and
+    /// `extra` arguments after the common ones.
+    pub fn start_router(
+        &self,
+        lab: &mut Lab,
+        node: &Node,
+        name: &str,
+        node_name: &str,
+        log: &str,
+        extra: &[&str],
+    ) {
+        let kubeconfig = self.router_kubeconfig();
+        let mut args = vec![
+            "--name",
+            name,
+            "--nickname",
+            node_name,
+            "--host",
+            &node.ip,
+            "--kube-peers",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("UTF-8 path"),
+            "--node-name",
+            node_name,
+        ];
+        args.extend(extra);
+        lab.spawn_router(&node.ns, log, &args);
     }
 
     /// Starts kube-apiserver (again, after [`KubeApi::stop`]) and waits until it is ready. The
