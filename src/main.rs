@@ -15,8 +15,14 @@ use weft::cli::{self, CliCommand};
     propagate_version = true
 )]
 struct Cli {
-    /// The router's HTTP API, for the CLI subcommands (give it before the subcommand).
-    #[arg(long, env = "WEAVE_HTTP_ADDR", default_value = "127.0.0.1:6784")]
+    /// The router's HTTP API (`host:port`): where `weft router` serves it and where the CLI
+    /// subcommands find it. Accepted before or after the subcommand.
+    #[arg(
+        long,
+        global = true,
+        env = "WEAVE_HTTP_ADDR",
+        default_value = "127.0.0.1:6784"
+    )]
     http_addr: String,
     /// Accepted for compatibility with `weave --local ...`; the CLI always talks to the local
     /// router.
@@ -59,7 +65,19 @@ fn main() -> ExitCode {
             ),
     );
     match cli.command {
-        Command::Router(args) => run_router(*args),
+        Command::Router(mut args) => match cli.http_addr.parse() {
+            Ok(addr) => {
+                args.http_addr = addr;
+                run_router(*args)
+            }
+            Err(error) => {
+                eprintln!(
+                    "weft router: --http-addr {:?} is not an address:port: {error}",
+                    cli.http_addr
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Npc(args) => run_npc(*args),
         Command::Cli(command) => cli::run(command, &cli.http_addr),
     }

@@ -98,6 +98,16 @@ fn the_binary_is_the_weave_cli_when_called_weave() {
         text.contains(&format!("Name: {}(r{BLOCK}-1)", router.name)),
         "{text}"
     );
+    // `--http-addr` is global: after the subcommand it reaches the same router.
+    let output = std::process::Command::new(&weave)
+        .args(["status", "peers", "--http-addr", &router.http_addr()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&router.name),
+        "{output:?}"
+    );
 }
 
 #[test]

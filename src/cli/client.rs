@@ -140,35 +140,9 @@ fn is_connect_failure(kind: io::ErrorKind) -> bool {
 
 /// An `application/x-www-form-urlencoded` body; repeated keys stay repeated (`peer=a&peer=b`).
 pub fn form_body(form: &[(&str, &str)]) -> String {
-    let mut body = String::new();
-    for (i, (key, value)) in form.iter().enumerate() {
-        if i > 0 {
-            body.push('&');
-        }
-        form_encode(key, &mut body);
-        body.push('=');
-        form_encode(value, &mut body);
-    }
-    body
-}
-
-/// The WHATWG urlencoded serializer: ASCII alphanumerics and `*-._` as they are, space as `+`,
-/// every other byte of the UTF-8 form as `%XX`.
-fn form_encode(text: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in text.bytes() {
-        match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-            }
-        }
-    }
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
 }
 
 #[cfg(test)]

@@ -1,85 +1,26 @@
 //! Pretty-printing of the router's JSON report, keeping the router's key order.
 //!
-//! `serde_json::Value` (without the `preserve_order` feature, which we do not enable) sorts object
-//! keys, which would scatter the report's fields (`Version` after `Router`, ...). So serde_json
-//! checks that the text is JSON, and a small re-indenter lays out the tokens as the router sent
-//! them, numbers and escapes untouched.
+//! `serde_json::Value` (without the `preserve_order` feature, which would change every map in
+//! the build, the Kubernetes client's included) sorts object keys, which would scatter the
+//! report's fields (`Version` after `Router`, ...). So the document is transcoded token by token
+//! from serde_json's parser to its pretty printer: key order as the router sent it.
 
-use serde::de::IgnoredAny;
+use serde_json::ser::PrettyFormatter;
 
 /// Four spaces, like Weave's `json.MarshalIndent(status, "", "    ")`.
-const INDENT: &str = "    ";
+const INDENT: &[u8] = b"    ";
 
 /// `text` re-indented, or serde_json's error when it is not a JSON document.
 pub fn pretty_json(text: &str) -> Result<String, serde_json::Error> {
-    serde_json::from_str::<IgnoredAny>(text)?;
-    Ok(reindent(text))
-}
-
-/// Lays out valid JSON one member or element per line. Whitespace outside strings is dropped and
-/// re-created; string contents (where braces, commas and escaped quotes may appear) are copied.
-fn reindent(json: &str) -> String {
-    let mut out = String::with_capacity(json.len() * 2);
-    let mut depth = 0usize;
-    let mut chars = json.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => copy_string(&mut chars, &mut out),
-            '{' | '[' => {
-                out.push(c);
-                let close = if c == '{' { '}' } else { ']' };
-                skip_whitespace(&mut chars);
-                // Empty containers stay on one line: `{}`, `[]`.
-                if chars.peek() == Some(&close) {
-                    chars.next();
-                    out.push(close);
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(',');
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('\n');
-    out
-}
-
-/// Copies the rest of a string literal (the opening quote already consumed) verbatim.
-fn copy_string(chars: &mut impl Iterator<Item = char>, out: &mut String) {
-    out.push('"');
-    let mut escaped = false;
-    for c in chars.by_ref() {
-        out.push(c);
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => return,
-            _ => {}
-        }
-    }
-}
-
-fn skip_whitespace(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) {
-    while chars.next_if(|c| c.is_whitespace()).is_some() {}
-}
-
-fn newline(out: &mut String, depth: usize) {
-    out.push('\n');
-    for _ in 0..depth {
-        out.push_str(INDENT);
-    }
+    let mut parser = serde_json::Deserializer::from_str(text);
+    let mut out = Vec::with_capacity(text.len() * 2);
+    let mut printer =
+        serde_json::Serializer::with_formatter(&mut out, PrettyFormatter::with_indent(INDENT));
+    serde_transcode::transcode(&mut parser, &mut printer)?;
+    // Trailing characters after the document are an error, as `from_str` would say.
+    parser.end()?;
+    out.push(b'\n');
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 #[cfg(test)]
@@ -88,7 +29,7 @@ mod tests {
 
     #[test]
     fn keeps_key_order_and_indents_by_four() {
-        let text = r#"{"Version":"0.1.0","Router":{"Name":"4a:0f:f6:ec:1c:93","Peers":[{"UID":1},{"UID":2}],"Targets":[]},"Empty":{},"Ready":true,"N":1.50e3}"#;
+        let text = r#"{"Version":"0.1.0","Router":{"Name":"4a:0f:f6:ec:1c:93","Peers":[{"UID":1},{"UID":2}],"Targets":[]},"Empty":{},"Ready":true,"N":1.50e3,"M":-7}"#;
         let expected = concat!(
             "{\n",
             "    \"Version\": \"0.1.0\",\n",
@@ -106,14 +47,15 @@ mod tests {
             "    },\n",
             "    \"Empty\": {},\n",
             "    \"Ready\": true,\n",
-            "    \"N\": 1.50e3\n",
+            "    \"N\": 1500.0,\n",
+            "    \"M\": -7\n",
             "}\n",
         );
         assert_eq!(pretty_json(text).expect("valid JSON"), expected);
     }
 
     #[test]
-    fn strings_are_copied_verbatim() {
+    fn strings_keep_their_contents() {
         let text = "{ \"Info\" : \"a, {b}: [c] \\\"d\\\" \\\\\" , \"X\" : [ ] }";
         let expected = concat!(
             "{\n",

@@ -9,6 +9,11 @@ use crate::topology::PeerName;
 /// Mesh port (Weave Net's 6783); fastdp uses port + 1.
 pub const DEFAULT_PORT: u16 = 6783;
 
+/// The control API's address unless `--http-addr`/`WEAVE_HTTP_ADDR` says otherwise: Weave's
+/// 127.0.0.1:6784, loopback only because the API can connect peers and hand out addresses.
+pub const DEFAULT_HTTP_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6784);
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RouterArgs {
     /// TCP (control) and UDP (sleeve) port of the mesh.
@@ -29,8 +34,9 @@ pub struct RouterArgs {
     /// that the mesh is partial and routes go multi-hop.
     #[arg(long, env = "CONN_LIMIT", default_value_t = 30)]
     pub conn_limit: u32,
-    /// Control API address (status, connect, IPAM).
-    #[arg(long, env = "WEAVE_HTTP_ADDR", default_value = "127.0.0.1:6784")]
+    /// Control API address (status, connect, IPAM). On the command line it is the binary's
+    /// global `--http-addr` (shared with the CLI subcommands), set here by `main`.
+    #[arg(skip = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
     /// Prometheus metrics address.
     #[arg(long, env = "WEAVE_METRICS_ADDR", default_value = "0.0.0.0:6782")]
