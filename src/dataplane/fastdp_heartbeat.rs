@@ -11,18 +11,19 @@
 //! The thread is blocking I/O, outside any actor's mailbox; acks reach the actor through the
 //! callback (a bounded `try_send`).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use socket2::{SockFilter, Socket};
 use tokio::sync::watch;
 
 use super::error::{DataplaneError, Result};
 use super::fastdp_frame::{self, ETHERTYPE, Frame, Kind};
+use super::packet_socket;
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
 
@@ -50,31 +51,30 @@ const BPF_K: u16 = 0x00;
 const BPF_RET: u16 = 0x06;
 
 /// Accept incoming frames of the heartbeat ethertype, drop everything else in the kernel.
-fn filter_program() -> [libc::sock_filter; 6] {
-    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+fn filter_program() -> [SockFilter; 6] {
     [
         // A = ethertype (bytes 12..14)
-        op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 12),
+        SockFilter::new(BPF_LD | BPF_H | BPF_ABS, 0, 0, 12),
         // not ours: to the final "drop"
-        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, u32::from(ETHERTYPE)),
+        SockFilter::new(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, u32::from(ETHERTYPE)),
         // A = packet type
-        op(
+        SockFilter::new(
             BPF_LD | BPF_W | BPF_ABS,
             0,
             0,
             (libc::SKF_AD_OFF + SKF_AD_PKTTYPE) as u32,
         ),
         // our own transmissions: drop
-        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, PACKET_OUTGOING),
-        op(BPF_RET | BPF_K, 0, 0, FILTER_SNAPLEN),
-        op(BPF_RET | BPF_K, 0, 0, 0),
+        SockFilter::new(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, PACKET_OUTGOING),
+        SockFilter::new(BPF_RET | BPF_K, 0, 0, FILTER_SNAPLEN),
+        SockFilter::new(BPF_RET | BPF_K, 0, 0, 0),
     ]
 }
 
 /// An AF_PACKET socket bound to one device, receiving only heartbeat frames.
 #[derive(Debug)]
 pub struct HeartbeatSocket {
-    fd: OwnedFd,
+    socket: Socket,
     device: String,
 }
 
@@ -82,128 +82,56 @@ impl HeartbeatSocket {
     /// Opens the socket on the device with interface index `ifindex` (in the calling thread's
     /// network namespace). Needs CAP_NET_RAW.
     pub fn open(device: &str, ifindex: u32) -> Result<Self> {
-        /// The tap skips the device's outgoing frames (include/uapi/linux/if_packet.h, Linux 4.20).
-        const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
         let io_error = |op: &'static str| {
-            let source = io::Error::last_os_error();
-            DataplaneError::Io {
+            move |source| DataplaneError::Io {
                 op,
                 name: device.to_string(),
                 source,
             }
         };
         // Protocol 0: the socket receives nothing until it is bound, after the filter is on.
-        // SAFETY: plain socket(2) call; the result is checked and owned at once.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(io_error("open heartbeat socket on"));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let program = filter_program();
-        let fprog = libc::sock_fprog {
-            len: program.len() as u16,
-            filter: program.as_ptr().cast_mut(),
-        };
-        // SAFETY: `fprog` points at `program`, alive for the call; the kernel copies it.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&raw const fprog).cast(),
-                size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io_error("attach heartbeat filter on"));
-        }
-        // Without this every frame the VXLAN device transmits is cloned for the tap before the
-        // filter drops it: a per-packet cost on the fastdp path (about a tenth of its throughput
-        // here). Heartbeats we send need not come back to us.
-        let ignore_outgoing: libc::c_int = 1;
-        // SAFETY: a c_int option value, valid for the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_IGNORE_OUTGOING,
-                (&raw const ignore_outgoing).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io_error("ignore outgoing frames on heartbeat socket of"));
-        }
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: RECV_TIMEOUT.as_micros() as libc::suseconds_t,
-        };
-        // SAFETY: `timeout` is a valid timeval for the duration of the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io_error("set heartbeat receive timeout on"));
-        }
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: `addr` is a valid sockaddr_ll of the length given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io_error("bind heartbeat socket to"));
-        }
+        let socket = packet_socket::raw_socket().map_err(io_error("open heartbeat socket on"))?;
+        socket
+            .attach_filter(&filter_program())
+            .map_err(io_error("attach heartbeat filter on"))?;
+        // Heartbeats we send need not come back to us, and without this every frame the VXLAN
+        // device transmits is cloned for the tap before the filter drops it (about a tenth of
+        // fastdp's throughput here).
+        packet_socket::ignore_outgoing(&socket)
+            .map_err(io_error("ignore outgoing frames on heartbeat socket of"))?;
+        socket
+            .set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(io_error("set heartbeat receive timeout on"))?;
+        let address = packet_socket::device_address(ifindex, libc::ETH_P_ALL as u16, None)
+            .map_err(io_error("bind heartbeat socket to"))?;
+        socket
+            .bind(&address)
+            .map_err(io_error("bind heartbeat socket to"))?;
         Ok(Self {
-            fd,
+            socket,
             device: device.to_string(),
         })
     }
 
     /// Sends one whole Ethernet frame out of the device.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: the buffer is valid for its length during the call.
-        let sent =
-            unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.socket.send(frame).map(drop)
     }
 
     /// Waits up to the receive timeout for a frame; `Ok(None)` when none came.
     pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: the buffer is valid and writable for its length during the call.
-        let got = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        if got < 0 {
-            let error = io::Error::last_os_error();
-            return match error.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(error),
-            };
+        match (&self.socket).read(buffer) {
+            Ok(got) => Ok(Some(got)),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error),
         }
-        Ok(Some(got as usize))
     }
 }
 

@@ -6,15 +6,13 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use nix::libc;
 use nix::sched::CloneFlags;
-use socket2::{Domain, Socket, Type};
 
 use super::error::{DataplaneError, Result};
 use super::link::MacAddr;
+use super::packet_socket;
 
 /// EtherType of ARP (IEEE 802 numbers, RFC 826).
 const ETH_P_ARP: u16 = 0x0806;
@@ -89,40 +87,12 @@ pub fn announce(netns: &Path, ifindex: u32, mac: MacAddr, address: Ipv4Addr) -> 
 }
 
 /// Sends `frame` (a whole Ethernet frame) out of interface `ifindex` of the calling thread's
-/// namespace.
+/// namespace, to the broadcast address.
 fn send_frame(ifindex: u32, frame: &[u8]) -> std::io::Result<()> {
     // Protocol 0: this socket only sends, it never receives a frame.
-    let socket = Socket::new(Domain::from(libc::AF_PACKET), Type::RAW, None)?;
-    let ifindex =
-        i32::try_from(ifindex).map_err(|_| std::io::Error::from_raw_os_error(libc::ENODEV))?;
-    let mut sll_addr = [0u8; 8];
-    sll_addr[..6].fill(0xff);
-    let address = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: ETH_P_ARP.to_be(),
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 6,
-        sll_addr,
-    };
-    let length = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: `frame` is a valid buffer of `frame.len()` bytes and `address` a fully
-    // initialised sockaddr_ll whose size is `length`; both outlive the call, and the kernel
-    // only reads them. The fd belongs to `socket`, open until it is dropped after the call.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            std::ptr::from_ref(&address).cast(),
-            length,
-        )
-    };
-    if sent < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let socket = packet_socket::raw_socket()?;
+    let broadcast = packet_socket::device_address(ifindex, ETH_P_ARP, Some([0xff; 6]))?;
+    socket.send_to(frame, &broadcast)?;
     Ok(())
 }
 

@@ -38,6 +38,7 @@ mod netlink_tests;
 pub mod node;
 #[cfg(test)]
 mod node_tests;
+pub mod packet_socket;
 pub mod sleeve;
 #[cfg(test)]
 pub(crate) mod testns;
