@@ -6,6 +6,14 @@
 //! (checksum + TSO4/6) the kernel hands over TCP super-frames of up to 64 KiB with a partial
 //! checksum instead of 1.4 KiB segments, one read each, and accepts them back the same way.
 //! The device is persistent so it and its bridge-port settings survive router restarts.
+//!
+//! Why not the `tun` crate (checked at 0.8.14): it can open an L2 device with `IFF_VNET_HDR`,
+//! but it refuses more than one queue (`Error::InvalidQueuesNumber`), and the sleeve's way to
+//! more than one core is `IFF_MULTI_QUEUE` with a reader per queue; it has no `TUNSETVNETHDRSZ`
+//! or `TUNSETOFFLOAD`, so the ioctls that make this path fast would stay here anyway; and its
+//! set-up configures the device through an AF_INET socket of its own (address, MTU — 1500 unless
+//! told — and up), where ours is configured by rtnetlink with the overlay MTU. What would be
+//! left of it is the one `TUNSETIFF` call below.
 
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
