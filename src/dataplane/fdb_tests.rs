@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use nix::sched::CloneFlags;
+use super::netns::run_in;
 
 use super::error::DataplaneError;
 use super::link::{FdbEntry, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
@@ -189,27 +189,16 @@ async fn build_node(pod: PathBuf, local: Ipv4Addr, bridge_mac: MacAddr, pod_host
 /// Whether a TCP connection from inside `from` to `to` completes, from a thread that entered
 /// the namespace (ping may not be installed).
 fn tcp_reaches(from: &TestNs, to: SocketAddr) -> bool {
-    let path = from.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns file");
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-        TcpStream::connect_timeout(&to, CONNECT_TIMEOUT).is_ok()
+    run_in(&from.path(), "fdb-connect", move || {
+        Ok(TcpStream::connect_timeout(&to, CONNECT_TIMEOUT).is_ok())
     })
-    .join()
-    .expect("connect thread")
+    .expect("enter the namespace")
 }
 
 /// A listening socket inside `ns`; it stays in that namespace after the thread ends, and the
 /// kernel completes handshakes into its backlog without an accept.
 fn listen_in(ns: &TestNs, at: SocketAddr) -> TcpListener {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns file");
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-        TcpListener::bind(at).expect("listen in pod")
-    })
-    .join()
-    .expect("listen thread")
+    run_in(&ns.path(), "fdb-listen", move || TcpListener::bind(at)).expect("listen in pod")
 }
 
 #[test]

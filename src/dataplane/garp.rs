@@ -4,15 +4,12 @@
 //! dead MAC until it goes stale. This module owns building that frame and sending it from
 //! inside the pod's namespace over a raw packet socket.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use nix::sched::CloneFlags;
-
 use super::error::{DataplaneError, Result};
 use super::link::MacAddr;
-use super::packet_socket;
+use super::{netns, packet_socket};
 
 /// EtherType of ARP (IEEE 802 numbers, RFC 826).
 const ETH_P_ARP: u16 = 0x0806;
@@ -56,33 +53,13 @@ pub fn gratuitous_arp_frame(mac: MacAddr, address: Ipv4Addr) -> [u8; MIN_FRAME_B
 /// namespace at `netns`. Runs on a short-lived thread that enters the namespace, so the caller's
 /// thread (and runtime) never moves.
 pub fn announce(netns: &Path, ifindex: u32, mac: MacAddr, address: Ipv4Addr) -> Result<()> {
-    let name = netns.display().to_string();
-    let file = File::open(netns).map_err(|source| DataplaneError::Io {
-        op: "open network namespace",
-        name: name.clone(),
-        source,
-    })?;
     let frame = gratuitous_arp_frame(mac, address);
-    let thread = std::thread::Builder::new()
-        .name("weft-garp".into())
-        .spawn(move || {
-            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            send_frame(ifindex, &frame)
-        })
-        .map_err(|source| DataplaneError::Io {
-            op: "spawn gratuitous ARP thread",
-            name: name.clone(),
+    netns::run_in(netns, "weft-garp", move || send_frame(ifindex, &frame)).map_err(|source| {
+        DataplaneError::Io {
+            op: "send gratuitous ARP in",
+            name: netns.display().to_string(),
             source,
-        })?;
-    let sent = thread.join().map_err(|_| DataplaneError::Io {
-        op: "send gratuitous ARP in",
-        name: name.clone(),
-        source: std::io::Error::other("the sending thread panicked"),
-    })?;
-    sent.map_err(|source| DataplaneError::Io {
-        op: "send gratuitous ARP in",
-        name,
-        source,
+        }
     })
 }
 

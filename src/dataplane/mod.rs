@@ -35,6 +35,7 @@ pub mod masquerade;
 pub mod netlink;
 #[cfg(test)]
 mod netlink_tests;
+pub mod netns;
 pub mod node;
 #[cfg(test)]
 mod node_tests;

@@ -9,7 +9,6 @@ use std::pin::pin;
 
 use futures_util::TryStreamExt;
 use nix::libc;
-use nix::sched::CloneFlags;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -59,42 +58,34 @@ impl NetlinkLinkOps {
     /// must never move), then the connection runs on the caller's runtime.
     pub async fn for_netns(netns: &Path) -> Result<Self> {
         let name = netns.display().to_string();
-        let file = File::open(netns).map_err(|source| DataplaneError::Io {
-            op: "open network namespace",
+        let runtime = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = super::netns::spawn_in(netns, "weft-netns", move || {
+            // The socket's reactor registration needs the runtime in context.
+            let _entered = runtime.enter();
+            let opened = rtnetlink::new_connection();
+            // The receiver only goes away if the caller was cancelled: nothing to report.
+            let _ = tx.send(opened);
+            Ok(())
+        })
+        .map_err(|source| DataplaneError::Io {
+            op: "enter network namespace",
             name: name.clone(),
             source,
         })?;
-        let runtime = tokio::runtime::Handle::current();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let thread_name = name.clone();
-        std::thread::Builder::new()
-            .name("weft-netns".into())
-            .spawn(move || {
-                let opened = nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| {
-                        // The socket's reactor registration needs the runtime in context.
-                        let _entered = runtime.enter();
-                        rtnetlink::new_connection()
-                    })
-                    .map_err(|source| DataplaneError::Io {
-                        op: "open netlink socket in network namespace",
-                        name: thread_name,
-                        source,
-                    });
-                // The receiver only goes away if the caller was cancelled: nothing to report.
-                let _ = tx.send(opened);
-            })
-            .map_err(|source| DataplaneError::Io {
-                op: "spawn network namespace thread",
-                name: name.clone(),
-                source,
-            })?;
-        let (connection, handle, _) = rx.await.map_err(|_| DataplaneError::Io {
+        let opened = match rx.await {
+            Ok(opened) => opened,
+            // No answer: the thread could not enter the namespace, and its result says why.
+            Err(_) => Err(match thread.join() {
+                Ok(Err(error)) => error,
+                _ => std::io::Error::other("namespace thread ended without an answer"),
+            }),
+        };
+        let (connection, handle, _) = opened.map_err(|source| DataplaneError::Io {
             op: "open netlink socket in network namespace",
             name,
-            source: std::io::Error::other("namespace thread ended without an answer"),
-        })??;
+            source,
+        })?;
         tokio::spawn(connection);
         Ok(Self { handle })
     }

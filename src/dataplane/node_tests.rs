@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::attach::{AttachRequest, attach_pod, detach_pod, host_veth_name};
 use super::link::{LinkKind, LinkOps, MacAddr};
 use super::netlink::NetlinkLinkOps;
+use super::netns::spawn_in;
 use super::node::{MtuSource, NodeConfig, reset_node, setup_node};
 use super::testns::TestNs;
 
@@ -136,23 +137,11 @@ fn auto_mtu_without_any_route_assumes_ethernet() {
     assert_eq!((state.mtu, state.mtu_source), (1450, MtuSource::Assumed));
 }
 
-/// Runs `f` on a thread inside the namespace at `path`.
-fn in_netns<T: Send + 'static>(
-    path: PathBuf,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-}
-
 /// A TCP connection from namespace `from` to a listener on `addr` in namespace `to`, with one
 /// byte each way: proof that frames cross the bridge in both directions.
 fn assert_reaches(from: PathBuf, to: PathBuf, addr: Ipv4Addr) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let server = in_netns(to, move || {
+    let server = spawn_in(&to, "node-server", move || {
         let listener = TcpListener::bind((addr, 0)).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         tx.send(listener.local_addr().expect("port").port())
@@ -165,25 +154,27 @@ fn assert_reaches(from: PathBuf, to: PathBuf, addr: Ipv4Addr) {
                 let mut byte = [0u8; 1];
                 stream.read_exact(&mut byte).expect("read");
                 stream.write_all(&byte).expect("echo");
-                return true;
+                return Ok(true);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
-    });
+        Ok(false)
+    })
+    .expect("enter the server namespace");
     let port = rx.recv().expect("listener port");
-    let client = in_netns(from, move || {
+    let client = spawn_in(&from, "node-client", move || {
         let target = SocketAddr::from((addr, port));
         let mut stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
         stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
         stream.write_all(b"w")?;
         let mut byte = [0u8; 1];
         stream.read_exact(&mut byte)?;
-        Ok::<_, std::io::Error>(byte)
-    });
+        Ok(byte)
+    })
+    .expect("enter the client namespace");
     let reply = client.join().expect("client thread");
     assert!(
-        server.join().expect("server thread"),
+        server.join().expect("server thread").expect("listen"),
         "no connection to {addr}"
     );
     assert_eq!(reply.expect("connect and echo"), *b"w", "to {addr}");

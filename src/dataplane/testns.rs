@@ -6,8 +6,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 
-use nix::sched::CloneFlags;
-
 /// Where `ip netns add` puts its namespace files.
 const NETNS_DIR: &str = "/var/run/netns";
 
@@ -56,20 +54,13 @@ impl TestNs {
         Fut: Future,
         Fut::Output: Send + 'static,
     {
-        let path = self.path();
-        let thread = std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("open netns file");
-            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+        super::netns::run_in(&self.path(), "test-netns", move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()
-                .expect("build runtime");
-            runtime.block_on(test())
-        });
-        match thread.join() {
-            Ok(output) => output,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+                .build()?;
+            Ok(runtime.block_on(test()))
+        })
+        .expect("enter the test namespace")
     }
 
     /// Runs `ip -n <ns> ARGS` and returns its stdout, panicking when it fails.
