@@ -144,13 +144,7 @@ pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Atta
     let host_name = req.host_veth();
     check_ifname(OP, &host_name)?;
     let pod_ops = ops.in_netns(&req.netns_path).await?;
-    let bridge = ops
-        .link(&req.bridge)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound {
-            op: OP,
-            name: req.bridge.clone(),
-        })?;
+    let bridge = ops.require(OP, &req.bridge).await?;
     bridge.expect_kind(LinkKind::Bridge)?;
     let mtu = req.mtu.unwrap_or(bridge.mtu);
 
@@ -244,8 +238,8 @@ async fn configure<L: LinkOps>(
     };
     ops.attach_to_bridge(host_name, &req.bridge, mode).await?;
     ops.set_up(host_name, true).await?;
-    let host = require(ops, "read host veth", host_name).await?;
-    let pod = require(pod_ops, "read pod interface", &req.ifname).await?;
+    let host = ops.require("read host veth", host_name).await?;
+    let pod = pod_ops.require("read pod interface", &req.ifname).await?;
     Ok((host, pod))
 }
 
@@ -269,15 +263,6 @@ pub async fn detach_pod_interface<L: LinkOps>(
         Some(link) if link.kind == Some(LinkKind::Veth) => pod_ops.delete_link(ifname).await,
         _ => Ok(false),
     }
-}
-
-async fn require<L: LinkOps>(ops: &L, op: &'static str, name: &str) -> Result<Link> {
-    ops.link(name)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound {
-            op,
-            name: name.to_string(),
-        })
 }
 
 /// Why `name` is not a name the kernel will take for an interface, or `None` when it is one:

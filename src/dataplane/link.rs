@@ -187,9 +187,22 @@ pub struct VethSpec<'a> {
 
 /// The kernel operations the router needs. Every operation acts in the network namespace the
 /// implementation is bound to; [`LinkOps::in_netns`] gives one bound to another namespace.
-pub trait LinkOps {
+pub trait LinkOps: Sync {
     /// The device called `name`, or `None` when there is none.
     fn link(&self, name: &str) -> impl Future<Output = Result<Option<Link>>> + Send;
+
+    /// The device called `name`, which `op` needs: its absence is
+    /// [`DataplaneError::NotFound`].
+    fn require(&self, op: &'static str, name: &str) -> impl Future<Output = Result<Link>> + Send {
+        async move {
+            self.link(name)
+                .await?
+                .ok_or_else(|| DataplaneError::NotFound {
+                    op,
+                    name: name.to_string(),
+                })
+        }
+    }
 
     /// Every device whose name starts with `prefix` (for `weft reset`).
     fn links_with_prefix(&self, prefix: &str) -> impl Future<Output = Result<Vec<Link>>> + Send;

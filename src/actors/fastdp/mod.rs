@@ -125,17 +125,10 @@ impl Fastdp {
         }
         let ops = self.ops.clone();
         let vxlan = self.config.devices.vxlan.clone();
-        let lookup = async move { ops.link(&vxlan).await };
+        let lookup = async move { ops.require("open heartbeat socket on", &vxlan).await };
         ctx.spawn(lookup.into_actor(self).map(|link, act, ctx| {
             let vxlan = act.config.devices.vxlan.clone();
-            let opened = match link {
-                Ok(Some(link)) => HeartbeatSocket::open(&vxlan, link.index),
-                Ok(None) => Err(crate::dataplane::DataplaneError::NotFound {
-                    op: "open heartbeat socket on",
-                    name: vxlan,
-                }),
-                Err(err) => Err(err),
-            };
+            let opened = link.and_then(|link| HeartbeatSocket::open(&vxlan, link.index));
             let me = ctx.address();
             let config = HeartbeatConfig {
                 local: act.config.local,

@@ -159,25 +159,13 @@ pub async fn ensure_sleeve_tap<L: LinkOps>(
     name: &str,
 ) -> Result<(Tap, Link)> {
     const OP: &str = "ensure sleeve TAP";
-    let bridge_link = ops
-        .link(bridge)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound {
-            op: OP,
-            name: bridge.to_string(),
-        })?;
+    let bridge_link = ops.require(OP, bridge).await?;
     bridge_link.expect_kind(LinkKind::Bridge)?;
     if let Some(existing) = ops.link(name).await? {
         existing.expect_kind(LinkKind::Tun)?;
     }
     let tap = Tap::open(name)?;
-    let link = ops
-        .link(name)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound {
-            op: OP,
-            name: name.to_string(),
-        })?;
+    let link = ops.require(OP, name).await?;
     if link.mtu != bridge_link.mtu {
         ops.set_mtu(name, bridge_link.mtu).await?;
     }
@@ -188,12 +176,6 @@ pub async fn ensure_sleeve_tap<L: LinkOps>(
     ops.attach_to_bridge(name, bridge, mode).await?;
     ops.set_port_learning(name, false).await?;
     ops.set_up(name, true).await?;
-    let link = ops
-        .link(name)
-        .await?
-        .ok_or_else(|| DataplaneError::NotFound {
-            op: OP,
-            name: name.to_string(),
-        })?;
+    let link = ops.require(OP, name).await?;
     Ok((tap, link))
 }
