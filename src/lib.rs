@@ -1,13 +1,18 @@
-//! Weft: an overlay network for Kubernetes, the successor to Weave Net.
+//! Weft: an overlay network for Kubernetes, the successor to Weave Net. The whole map (layers,
+//! actors, the path of a frame, where each wire format and kernel call lives, the tests) is
+//! `ARCHITECTURE.md` at the root of the repository.
 //!
 //! Component map:
 //! - [`topology`]: peers, merge rules and routes (pure logic);
 //! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links and sleeve's UDP datagrams;
-//! - [`dataplane`]: the data plane built so far: bridge, vxlan and veth devices, addresses,
-//!   routes and MTU over rtnetlink, node setup and pod wiring (`weft attach`/`reset`), and
-//!   sleeve's sans-IO parts (batching, checksums, ICMP);
-//! - [`actors`]: the control plane, one actor per subsystem and per peer link;
+//! - [`dataplane`]: the kernel's side: bridge, VXLAN, veth and TAP devices, FDB entries,
+//!   addresses, routes and MTU over rtnetlink, node setup and pod wiring (`weft attach`, the CNI
+//!   plugin, `reset`), egress masquerading, the fastdp heartbeat, and the sleeve's hot path (its
+//!   sans-IO batching, forwarding, reassembly, checksums and ICMP, and the threads over the TAP
+//!   and the UDP socket);
+//! - [`actors`]: the control plane, one actor per subsystem and per peer link, and the router's
+//!   start-up ([`actors::router`]);
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
 //! - [`cli`]: the `weave`/`weft` command-line client;
 //! - `kubernetes` (feature `kube`): the router's Kubernetes side, peers from Nodes and reclaim;

@@ -1,8 +1,9 @@
-//! The deterministic simulation of the allocator that the IPAM issue asks for: 2 to 5
-//! allocators on a simulated bus (`allocator_sim_cluster.rs`) run random allocations, claims,
-//! frees (whole idents and single addresses), cancelled requests, partitions and heals, crashes
-//! and restarts from persisted state, `reset` of a leaving node and `rmpeer` of a dead node by
-//! exactly one live node, under Seed, Consensus and Consensus-with-an-observer initialisation.
+//! A deterministic simulation of the allocator, checking the rules of `crate::ipam` over whole
+//! clusters and histories rather than one step at a time: 2 to 5 allocators on a simulated bus
+//! (`allocator_sim_cluster.rs`) run random allocations, claims, frees (whole idents and single
+//! addresses), cancelled requests, partitions and heals, crashes and restarts from persisted
+//! state, `reset` of a leaving node and `rmpeer` of a dead node by exactly one live node, under
+//! Seed, Consensus and Consensus-with-an-observer initialisation.
 //!
 //! Checked after every step: no address is held by two live idents (across every node's
 //! `owned`, and the persisted `owned` of crashed nodes, which will come back with it); each
@@ -38,8 +39,9 @@ use super::allocator_test_support::cidr;
 use super::{Address, InitMode, Request};
 use crate::topology::PeerName;
 
-/// Cases per run by default: thousands, as the IPAM issue asks (about 6 s in a debug build on
-/// two cores; `WEFT_SIM_CASES=20000` runs ten times more).
+/// Cases per run by default: thousands, so that rare interleavings of crashes, partitions and
+/// gossip come up in every run (about 6 s in a debug build on two cores; `WEFT_SIM_CASES=20000`
+/// runs ten times more).
 const DEFAULT_CASES: u32 = 2000;
 
 /// Runs this long or longer must have covered every path in [`MUST_COVER`].

@@ -1,7 +1,7 @@
 //! The sleeve UDP datagram: a batch of Ethernet frames, each tagged with the peer that captured it
 //! and the peer it is for, plus the control records (heartbeats, PMTU probes) exchanged between
 //! the two ends of one sleeve connection. Sans-IO: this module only turns bytes into records and
-//! back; sockets, batching policy and crypto live in `crate::dataplane::sleeve`.
+//! back; sockets and the batching policy live in `crate::dataplane::sleeve`.
 //!
 //! Layout (all integers big-endian, as in Weave Net's `router/sleeve.go`):
 //!
