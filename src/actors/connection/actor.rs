@@ -176,24 +176,32 @@ impl Connection {
             },
             outbox: ctx.address().recipient(),
         };
-        ctx.wait(port.register.send(register).into_actor(self).map(
-            move |res, act, ctx| {
-                let registered = match res {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(reason)) => Err(reason),
-                    Err(_) => Err(ClosingReason::SubsystemRestarted),
-                };
-                if registered.is_ok() {
-                    act.gossip = Some(port);
-                    act.registered(theirs.name, &theirs.nickname, ctx);
-                }
-                act.state.on_registered(Instant::now(), registered);
-                act.pump(ctx);
-            },
-        ));
+        ctx.wait(
+            port.register
+                .send(register)
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let registered = match res {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(reason)) => Err(reason),
+                        Err(_) => Err(ClosingReason::SubsystemRestarted),
+                    };
+                    if registered.is_ok() {
+                        act.gossip = Some(port);
+                        act.registered(theirs.name, &theirs.nickname, ctx);
+                    }
+                    act.state.on_registered(Instant::now(), registered);
+                    act.pump(ctx);
+                }),
+        );
     }
 
-    fn registered(&mut self, peer: crate::topology::PeerName, nickname: &str, ctx: &mut Context<Self>) {
+    fn registered(
+        &mut self,
+        peer: crate::topology::PeerName,
+        nickname: &str,
+        ctx: &mut Context<Self>,
+    ) {
         info!(
             "{}[{}|{peer}({nickname})]: connection added",
             self.arrow(),
@@ -211,7 +219,8 @@ impl Connection {
         }
         ctx.run_interval(CHECK_INTERVAL, |act, ctx| {
             let registered_with = act.gossip.as_ref().map(|port| port.generation);
-            if registered_with.is_some_and(|generation| generation != act.ctx.gossip.current().generation)
+            if registered_with
+                .is_some_and(|generation| generation != act.ctx.gossip.current().generation)
             {
                 act.close(ClosingReason::SubsystemRestarted, ctx);
             }
@@ -393,9 +402,9 @@ fn log_end(arrow: &str, remote_addr: SocketAddr, end: &LinkEnd) {
         (ClosingReason::Duplicate, _) => {
             info!("{arrow}[{remote_addr}]: connection deleted: {reason}")
         }
-        (_, Some(peer)) => info!(
-            "{arrow}[{remote_addr}|{peer}]: connection shutting down due to error: {reason}"
-        ),
+        (_, Some(peer)) => {
+            info!("{arrow}[{remote_addr}|{peer}]: connection shutting down due to error: {reason}")
+        }
         (_, None) => {
             info!("{arrow}[{remote_addr}]: connection shutting down due to error: {reason}")
         }

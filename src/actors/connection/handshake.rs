@@ -148,10 +148,10 @@ impl Handshake {
                     };
                     let revealed: Reveal = decode_message("reveal", &reveal)?;
                     if !revealed.nonce.opens(&theirs.conn_commit) {
-                        return Err(
-                            protocol("the remote's link id share does not match its commitment")
-                                .into(),
-                        );
+                        return Err(protocol(
+                            "the remote's link id share does not match its commitment",
+                        )
+                        .into());
                     }
                     return Ok(Progress::Done(Handshaken {
                         link_id: link_id(&self.nonce, &revealed.nonce),

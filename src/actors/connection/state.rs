@@ -56,7 +56,11 @@ pub struct LinkEnd {
 
 #[derive(Debug)]
 enum Phase {
-    Handshake { handshake: Handshake, deadline: Instant },
+    Handshake {
+        /// Boxed: the features it holds make it several times the size of the other phases.
+        handshake: Box<Handshake>,
+        deadline: Instant,
+    },
     /// Waiting for gossip to register the link.
     Registering,
     Up {
@@ -116,7 +120,7 @@ impl LinkState {
         match Handshake::start(ours, nonce, dialler, &mut out) {
             Ok(handshake) => {
                 state.phase = Phase::Handshake {
-                    handshake,
+                    handshake: Box::new(handshake),
                     deadline: now + timers.handshake_timeout,
                 };
                 state.transmit(out);
@@ -354,3 +358,6 @@ impl LinkState {
         self.outputs.push_back(LinkOutput::Closed(reason));
     }
 }
+
+#[cfg(test)]
+mod tests;
