@@ -1,7 +1,7 @@
 //! The link actor, a shell over [`LinkState`]: it moves bytes between the socket and the state,
-//! wakes it at the time it asks for, and carries out its outputs (gossip registration and
-//! delivery, the connection maker's events). Its lifetime is the link's; it reports why the link
-//! ended from `Drop`, so that even a panic is reported.
+//! wakes it at the time it asks for, and carries out its outputs (admission, gossip registration
+//! and delivery, the connection maker's events). Its lifetime is the link's; it reports why the
+//! link ended from `Drop`, so that even a panic is reported.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +17,14 @@ use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::{info, warn};
 
 use super::handshake::Handshaken;
-use super::state::{LinkEnd, LinkOutput, LinkState};
+use super::report::EndReport;
+use super::slot::admission;
+use super::state::{LinkOutput, LinkState};
 use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing};
-use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
+use crate::actors::gossip::messages::{LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
 use crate::api::metrics;
-use crate::wire::{LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, RefusalReason};
+use crate::wire::{LinkNonce, MAX_FRAME_BYTES, ProtocolMsg};
 
 /// Writes queued for the socket writer before further sends are dropped (and counted).
 const OUTBOX_FRAMES: usize = 512;
@@ -101,7 +103,7 @@ impl Connection {
             match output {
                 LinkOutput::Transmit(bytes) => self.write(bytes),
                 LinkOutput::Admit => {
-                    let decision = admit(&mut self.slot, &self.ctx);
+                    let decision = admission(&mut self.slot, &self.ctx);
                     self.state.on_admission(Instant::now(), decision);
                 }
                 LinkOutput::Handshaken(handshaken) => return self.register(handshaken, ctx),
@@ -303,23 +305,6 @@ impl Actor for Connection {
     }
 }
 
-/// An inbound link's admission once the dialler's `Hello` is in: a connection-limit permit, or a
-/// refusal naming other peers to try.
-fn admit(slot: &mut Option<LinkSlot>, links: &LinkContext) -> Result<(), (ClosingReason, Refusal)> {
-    let Some(slot) = slot else {
-        return Ok(());
-    };
-    slot.admit().map_err(|reason| {
-        let refusal = Refusal {
-            reason: RefusalReason::ConnectionLimit {
-                limit: links.conn_limit,
-            },
-            alternatives: links.refusal_hints.borrow().clone(),
-        };
-        (reason, refusal)
-    })
-}
-
 impl StreamHandler<Result<BytesMut, std::io::Error>> for Connection {
     fn handle(&mut self, read: Result<BytesMut, std::io::Error>, ctx: &mut Context<Self>) {
         match read {
@@ -362,51 +347,17 @@ impl Drop for Connection {
         let end = self
             .state
             .end(Instant::now(), self.ctx.shutdown.is_cancelled());
-        log_end(self.arrow(), self.remote_addr, &end);
-        if end.terminated {
-            metrics::connection_terminated();
+        EndReport {
+            id: self.id,
+            remote_addr: self.remote_addr,
+            gossip_closed: self.gossip.take().map(|port| port.closed),
+            outbound: match &self.direction {
+                Direction::Outbound { target } => {
+                    Some((target.clone(), self.ctx.maker.recipient()))
+                }
+                Direction::Inbound => None,
+            },
         }
-        // Sent from a task of the current arbiter: Drop cannot wait, and the mailboxes are bounded.
-        let Some(arbiter) = actix_rt::Arbiter::try_current() else {
-            return;
-        };
-        let id = self.id;
-        let closed = self.gossip.take().map(|port| port.closed);
-        let maker = match &self.direction {
-            Direction::Outbound { target } => Some((
-                self.ctx.maker.recipient(),
-                LinkEvent::Ended {
-                    target: target.clone(),
-                    peer: end.peer,
-                    reason: end.reason,
-                    alternatives: end.alternatives,
-                    lived: end.lived,
-                },
-            )),
-            Direction::Inbound => None,
-        };
-        arbiter.spawn(async move {
-            if let Some(closed) = closed {
-                let _ = closed.send(LinkClosed(id)).await;
-            }
-            if let Some((maker, event)) = maker {
-                let _ = maker.send(event).await;
-            }
-        });
-    }
-}
-
-fn log_end(arrow: &str, remote_addr: SocketAddr, end: &LinkEnd) {
-    let reason = &end.reason;
-    match (reason, end.peer) {
-        (ClosingReason::Duplicate, _) => {
-            info!("{arrow}[{remote_addr}]: connection deleted: {reason}")
-        }
-        (_, Some(peer)) => {
-            info!("{arrow}[{remote_addr}|{peer}]: connection shutting down due to error: {reason}")
-        }
-        (_, None) => {
-            info!("{arrow}[{remote_addr}]: connection shutting down due to error: {reason}")
-        }
+        .send(end);
     }
 }

@@ -6,6 +6,7 @@ mod actor;
 mod handshake;
 mod reason;
 mod refuse;
+mod report;
 mod slot;
 pub mod state;
 
