@@ -1,11 +1,14 @@
-//! The `Connection` actor: one per peer link. It runs the handshake, registers the link with
-//! gossip, sends heartbeats, frames messages both ways, and when it ends (for any reason, a panic
-//! included) tells gossip and the connection maker why.
+//! Peer links: one `Connection` actor per link, a shell over its [`LinkState`] (handshake,
+//! registration, heartbeats, framing). When a link ends (for any reason, a panic included) it
+//! tells gossip and the connection maker why.
 
 mod actor;
 mod handshake;
 mod reason;
+mod refuse;
+mod report;
 mod slot;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,27 +17,18 @@ use std::time::Duration;
 
 use actix::{Message, Recipient};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use actor::{Connection, Direction};
-pub use handshake::{MAX_HELLO_BYTES, handshake, refuse};
+pub use handshake::MAX_HELLO_BYTES;
 pub use reason::ClosingReason;
+pub use refuse::refuse;
 pub use slot::LinkSlot;
+pub use state::{LinkEnd, LinkOutput, LinkState};
 
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::supervisor::RecipientSource;
 use crate::topology::{PeerName, PeerUid};
-
-static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Marks the process as stopping: links torn down from now on end with
-/// [`ClosingReason::ShuttingDown`] rather than being taken for panics.
-pub fn begin_shutdown() {
-    SHUTTING_DOWN.store(true, Ordering::Release);
-}
-
-fn shutting_down() -> bool {
-    SHUTTING_DOWN.load(Ordering::Acquire)
-}
 
 /// Identifies one link actor within this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -130,6 +124,10 @@ pub struct LinkContext {
     /// Alternatives named when refusing a connection, kept current by gossip.
     pub refusal_hints: watch::Receiver<Vec<SocketAddr>>,
     pub conn_limit: u32,
+    /// Cancelled when this router stops: its links close with [`ClosingReason::ShuttingDown`],
+    /// and one torn down afterwards is not taken for a panic. One per router, not per process,
+    /// so that routers sharing a process (tests) stop independently.
+    pub shutdown: CancellationToken,
 }
 
 #[cfg(test)]

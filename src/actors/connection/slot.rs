@@ -4,9 +4,10 @@
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::ClosingReason;
+use super::{ClosingReason, LinkContext};
 use crate::actors::listener::{ConnectionLimiter, PendingPermit};
 use crate::api::metrics;
+use crate::wire::{Refusal, RefusalReason};
 
 #[derive(Debug)]
 pub enum LinkSlot {
@@ -39,4 +40,24 @@ impl LinkSlot {
             }
         }
     }
+}
+
+/// An inbound link's admission once the dialler's `Hello` is in: a connection-limit permit, or a
+/// refusal naming other peers to try.
+pub(super) fn admission(
+    slot: &mut Option<LinkSlot>,
+    links: &LinkContext,
+) -> Result<(), (ClosingReason, Refusal)> {
+    let Some(slot) = slot else {
+        return Ok(());
+    };
+    slot.admit().map_err(|reason| {
+        let refusal = Refusal {
+            reason: RefusalReason::ConnectionLimit {
+                limit: links.conn_limit,
+            },
+            alternatives: links.refusal_hints.borrow().clone(),
+        };
+        (reason, refusal)
+    })
 }

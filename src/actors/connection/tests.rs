@@ -149,6 +149,7 @@ fn context(
         maker: Arc::new(Fixed(maker.clone().recipient())),
         refusal_hints: hints,
         conn_limit: 0,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
 
@@ -236,6 +237,57 @@ async fn a_panicking_link_reports_its_end_and_stops_alone() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(healthy.connected(), "the other link is untouched");
     assert_eq!(gossip_a.send(Recorded).await.unwrap().2, vec![doomed_id]);
+}
+
+async fn ended_with(maker: &Addr<RecordingMaker>, expected: ClosingReason) -> bool {
+    wait_for(async || {
+        maker
+            .send(Events)
+            .await
+            .unwrap()
+            .iter()
+            .any(|event| matches!(event, LinkEvent::Ended { reason, .. } if *reason == expected))
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn routers_sharing_a_process_shut_down_independently() {
+    let (gossip_a, gossip_b, gossip_c) = (
+        RecordingGossip::default().start(),
+        RecordingGossip::default().start(),
+        RecordingGossip::default().start(),
+    );
+    let (maker_a, maker_b, maker_c) = (
+        RecordingMaker::default().start(),
+        RecordingMaker::default().start(),
+        RecordingMaker::default().start(),
+    );
+    let a = context(1, &gossip_a, &maker_a);
+    let b = context(2, &gossip_b, &maker_b);
+    let c = context(3, &gossip_c, &maker_c);
+    let (from_a, _) = link_pair(a.clone(), c.clone()).await;
+    let (from_b, _) = link_pair(b.clone(), c).await;
+    for gossip in [&gossip_a, &gossip_b] {
+        assert!(wait_for(async || gossip.send(Recorded).await.unwrap().1.len() == 1).await);
+    }
+
+    a.shutdown.cancel();
+    assert!(
+        ended_with(&maker_a, ClosingReason::ShuttingDown).await,
+        "A's link closed as A stopped"
+    );
+    assert!(wait_for(async || !from_a.connected()).await);
+    assert!(from_b.connected(), "B's link is untouched");
+
+    // A link of B that dies now is a panic, not taken for A's shutdown.
+    let _ = from_b.send(InjectPanic).await;
+    assert!(
+        ended_with(&maker_b, ClosingReason::Panicked).await,
+        "{:?}",
+        maker_b.send(Events).await.unwrap()
+    );
+    assert!(!b.shutdown.is_cancelled());
 }
 
 /// An inbound link actor on a fresh listener, and the address to dial it at.

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::Actor;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::config::RouterArgs;
@@ -184,6 +185,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
 
     let limiter = ConnectionLimiter::new(args.conn_limit);
     let (hints_tx, hints_rx) = watch::channel(Vec::new());
+    let shutdown = CancellationToken::new();
     let gossip_slot = Arc::new(LateBound::<Supervised<Gossip>>::new());
     let maker_slot = Arc::new(LateBound::<Supervised<ConnectionMaker>>::new());
     let links = Arc::new(LinkContext {
@@ -203,6 +205,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         maker: maker_slot.clone(),
         refusal_hints: hints_rx,
         conn_limit: args.conn_limit,
+        shutdown: shutdown.clone(),
     });
 
     let local_record = PeerRecord {
@@ -376,7 +379,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     wait_for_shutdown_signal().await;
     info!("Shutting down");
     drop(sleeve);
-    crate::actors::connection::begin_shutdown();
+    shutdown.cancel();
     Ok(())
 }
 

@@ -1,0 +1,363 @@
+//! A link's state, sans-IO: the handshake and its vetting, registration, heartbeats, the read
+//! timeout, the framing of messages both ways, and the facts of its end. The actor feeds it the
+//! bytes the socket gave, timer expiries and commands, always with the current time, and carries
+//! out the [`LinkOutput`]s it queues, in order; [`LinkState::poll_timeout`] says when it must be
+//! woken next. Encryption of the link belongs at exactly this seam: bytes in, bytes out.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress, take_frame};
+use super::{ClosingReason, LinkTimers, LocalIdentity};
+use crate::topology::{PeerName, check_nickname};
+use crate::wire::{
+    Features, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, WireError, decode_message,
+    encode_frame, encode_message,
+};
+
+/// What the actor must do, in the order queued.
+#[derive(Debug, PartialEq)]
+pub enum LinkOutput {
+    /// Write these bytes to the socket.
+    Transmit(Bytes),
+    /// An inbound link holds the dialler's `Hello`: decide whether there is room, and answer
+    /// with [`LinkState::on_admission`].
+    Admit,
+    /// The handshake succeeded and the remote passed vetting: register the link with gossip and
+    /// answer with [`LinkState::on_registered`]. Bytes that arrive meanwhile wait.
+    Handshaken(Handshaken),
+    /// The first heartbeat arrived: the link is up at both ends.
+    Established,
+    /// A message for gossip. The actor delivers it before it takes the next output, which is the
+    /// link's back-pressure.
+    Received(ProtocolMsg),
+    /// A message to send was over the frame limit and was dropped; sent, it would have failed
+    /// the link for a message's fault.
+    Oversized { bytes: usize },
+    /// The link is over: stop. Nothing follows.
+    Closed(ClosingReason),
+}
+
+/// Why and how a link ended, as the actor reports it.
+#[derive(Debug, PartialEq)]
+pub struct LinkEnd {
+    pub reason: ClosingReason,
+    pub peer: Option<PeerName>,
+    /// Other peers a refusing remote suggested.
+    pub alternatives: Vec<SocketAddr>,
+    /// How long the link was registered (zero when it never was).
+    pub lived: Duration,
+    /// Whether the end counts as a termination of an up link, for metrics.
+    pub terminated: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake {
+        /// Boxed: the features it holds make it several times the size of the other phases.
+        handshake: Box<Handshake>,
+        deadline: Instant,
+    },
+    /// Waiting for gossip to register the link.
+    Registering,
+    Up {
+        established: bool,
+        last_received: Instant,
+        last_heartbeat_sent: Instant,
+    },
+    Closed,
+}
+
+/// One link, from its first byte to its end.
+#[derive(Debug)]
+pub struct LinkState {
+    name: PeerName,
+    uid: crate::topology::PeerUid,
+    timers: LinkTimers,
+    phase: Phase,
+    /// Received bytes not yet made into frames.
+    input: BytesMut,
+    outputs: VecDeque<LinkOutput>,
+    peer: Option<PeerName>,
+    reason: Option<ClosingReason>,
+    alternatives: Vec<SocketAddr>,
+    up_since: Option<Instant>,
+}
+
+impl LinkState {
+    /// A link whose socket just connected: its handshake's first bytes are queued at once.
+    pub fn new(
+        identity: &LocalIdentity,
+        timers: LinkTimers,
+        nonce: LinkNonce,
+        dialler: bool,
+        now: Instant,
+    ) -> Self {
+        let ours = Features {
+            name: identity.name,
+            nickname: identity.nickname.clone(),
+            uid: identity.uid,
+            conn_commit: nonce.commitment(),
+            overlays: identity.overlays.clone(),
+            listen_port: identity.listen_port,
+        };
+        let mut state = Self {
+            name: identity.name,
+            uid: identity.uid,
+            timers,
+            phase: Phase::Closed,
+            input: BytesMut::new(),
+            outputs: VecDeque::new(),
+            peer: None,
+            reason: None,
+            alternatives: Vec::new(),
+            up_since: None,
+        };
+        let mut out = BytesMut::new();
+        match Handshake::start(ours, nonce, dialler, &mut out) {
+            Ok(handshake) => {
+                state.phase = Phase::Handshake {
+                    handshake: Box::new(handshake),
+                    deadline: now + timers.handshake_timeout,
+                };
+                state.transmit(out);
+            }
+            Err(failure) => state.fail(failure),
+        }
+        state
+    }
+
+    /// The next thing the actor must do.
+    pub fn poll_output(&mut self) -> Option<LinkOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`LinkState::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake { deadline, .. } => Some(*deadline),
+            Phase::Up {
+                last_received,
+                last_heartbeat_sent,
+                ..
+            } => Some(
+                (*last_received + self.timers.read_timeout)
+                    .min(*last_heartbeat_sent + self.timers.heartbeat_interval),
+            ),
+            Phase::Registering | Phase::Closed => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Bytes read from the socket.
+    pub fn on_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        self.process(now);
+    }
+
+    /// The remote closed its side of the stream.
+    pub fn on_eof(&mut self) {
+        self.close(ClosingReason::PeerClosed);
+    }
+
+    /// Reading or writing the socket failed.
+    pub fn on_io_error(&mut self, err: &std::io::Error) {
+        self.close(ClosingReason::Io(err.to_string()));
+    }
+
+    /// Timers: the handshake's deadline, the read timeout, the next heartbeat.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Handshake { deadline, .. } if now >= *deadline => {
+                self.close(ClosingReason::HandshakeTimeout)
+            }
+            Phase::Up {
+                last_received,
+                last_heartbeat_sent,
+                ..
+            } => {
+                if now.duration_since(*last_received) >= self.timers.read_timeout {
+                    return self.close(ClosingReason::HeartbeatTimeout);
+                }
+                if now.duration_since(*last_heartbeat_sent) >= self.timers.heartbeat_interval {
+                    *last_heartbeat_sent = now;
+                    self.send(&ProtocolMsg::Heartbeat);
+                }
+            }
+            Phase::Handshake { .. } | Phase::Registering | Phase::Closed => {}
+        }
+    }
+
+    /// The answer to [`LinkOutput::Admit`].
+    pub fn on_admission(&mut self, now: Instant, decision: Result<(), (ClosingReason, Refusal)>) {
+        let Phase::Handshake { handshake, .. } = &mut self.phase else {
+            return;
+        };
+        let mut out = BytesMut::new();
+        let admitted = handshake.admitted(decision, &mut out);
+        self.transmit(out);
+        match admitted {
+            Ok(()) => self.process(now),
+            Err(failure) => self.fail(failure),
+        }
+    }
+
+    /// The answer to [`LinkOutput::Handshaken`]. Once registered the link sends its first
+    /// heartbeat at once: it is what establishes the link at the far end.
+    pub fn on_registered(&mut self, now: Instant, registered: Result<(), ClosingReason>) {
+        if !matches!(self.phase, Phase::Registering) {
+            return;
+        }
+        if let Err(reason) = registered {
+            return self.close(reason);
+        }
+        self.up_since = Some(now);
+        self.phase = Phase::Up {
+            established: false,
+            last_received: now,
+            last_heartbeat_sent: now,
+        };
+        self.send(&ProtocolMsg::Heartbeat);
+        self.process(now);
+    }
+
+    /// Queues `msg` for the remote. Dropped before the link is registered, as no one can have
+    /// meant it for a link that does not exist yet.
+    pub fn send(&mut self, msg: &ProtocolMsg) {
+        if !matches!(self.phase, Phase::Registering | Phase::Up { .. }) {
+            return;
+        }
+        let mut out = BytesMut::new();
+        match encode_message("message", msg).and_then(|bytes| encode_frame(&bytes, &mut out)) {
+            Ok(()) => self.transmit(out),
+            Err(WireError::FrameTooLarge { len, .. }) => {
+                self.outputs.push_back(LinkOutput::Oversized { bytes: len })
+            }
+            Err(err) => self.close(ClosingReason::Protocol(err.to_string())),
+        }
+    }
+
+    /// Ends the link. The first reason given is the one reported; what was queued and not yet
+    /// taken is dropped, bytes to send excepted.
+    pub fn close(&mut self, reason: ClosingReason) {
+        if self.is_closed() {
+            return;
+        }
+        self.outputs
+            .retain(|output| matches!(output, LinkOutput::Transmit(_)));
+        self.finish(reason);
+    }
+
+    /// The facts of the link's end. A link dropped without a reason either panicked or went
+    /// down with its router, which `shutting_down` tells apart.
+    pub fn end(&mut self, now: Instant, shutting_down: bool) -> LinkEnd {
+        let reason = self.reason.clone().unwrap_or(if shutting_down {
+            ClosingReason::ShuttingDown
+        } else {
+            ClosingReason::Panicked
+        });
+        LinkEnd {
+            terminated: reason.counts_as_termination() && self.up_since.is_some(),
+            reason,
+            peer: self.peer,
+            alternatives: std::mem::take(&mut self.alternatives),
+            lived: self
+                .up_since
+                .map(|since| now.saturating_duration_since(since))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Makes frames of the input as far as the phase allows: a registering link keeps them for
+    /// later.
+    fn process(&mut self, now: Instant) {
+        loop {
+            match &mut self.phase {
+                Phase::Handshake { handshake, .. } => {
+                    let mut out = BytesMut::new();
+                    let progress = handshake.advance(&mut self.input, &mut out);
+                    self.transmit(out);
+                    match progress {
+                        Ok(Progress::Pending) => return,
+                        Ok(Progress::Admit) => return self.outputs.push_back(LinkOutput::Admit),
+                        Ok(Progress::Done(handshaken)) => self.handshaken(handshaken),
+                        Err(failure) => return self.fail(failure),
+                    }
+                }
+                Phase::Up {
+                    established,
+                    last_received,
+                    ..
+                } => {
+                    let msg = match take_frame(&mut self.input, MAX_FRAME_BYTES)
+                        .and_then(|frame| frame.map(|f| decode_message("message", &f)).transpose())
+                    {
+                        Ok(None) => return,
+                        Ok(Some(msg)) => msg,
+                        Err(err) => return self.finish(ClosingReason::Protocol(err.to_string())),
+                    };
+                    *last_received = now;
+                    if msg != ProtocolMsg::Heartbeat {
+                        self.outputs.push_back(LinkOutput::Received(msg));
+                    } else if !*established {
+                        *established = true;
+                        self.outputs.push_back(LinkOutput::Established);
+                    }
+                }
+                Phase::Registering | Phase::Closed => return,
+            }
+        }
+    }
+
+    /// Vets who answered: never ourselves, never someone using our name, and a nickname that is
+    /// safe to log.
+    fn handshaken(&mut self, handshaken: Handshaken) {
+        let theirs = &handshaken.theirs;
+        let vetted = check_nickname(&theirs.nickname)
+            .map_err(|err| ClosingReason::Protocol(err.to_string()))
+            .and_then(|()| match theirs.name == self.name {
+                false => Ok(()),
+                true if theirs.uid == self.uid => Err(ClosingReason::ConnectToSelf),
+                true => Err(ClosingReason::NameCollision),
+            });
+        if let Err(reason) = vetted {
+            return self.finish(reason);
+        }
+        self.peer = Some(theirs.name);
+        self.phase = Phase::Registering;
+        self.outputs.push_back(LinkOutput::Handshaken(handshaken));
+    }
+
+    fn transmit(&mut self, out: BytesMut) {
+        if !out.is_empty() {
+            self.outputs.push_back(LinkOutput::Transmit(out.freeze()));
+        }
+    }
+
+    fn fail(&mut self, failure: HandshakeFailure) {
+        self.alternatives = failure.alternatives;
+        self.finish(failure.reason);
+    }
+
+    /// Ends the link after what is queued.
+    fn finish(&mut self, reason: ClosingReason) {
+        if self.reason.is_some() {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.reason.get_or_insert(reason.clone());
+        self.outputs.push_back(LinkOutput::Closed(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests;
