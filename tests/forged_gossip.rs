@@ -33,7 +33,7 @@ struct Forger {
 
 fn write_frame(stream: &mut TcpStream, payload: &[u8]) {
     let mut out = BytesMut::new();
-    encode_frame(payload, &mut out).unwrap();
+    encode_frame(payload.to_vec(), &mut out).unwrap();
     stream.write_all(&out).unwrap();
 }
 
@@ -105,7 +105,7 @@ impl Forger {
                 let beat = encode_message("message", &ProtocolMsg::Heartbeat).unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     let mut out = BytesMut::new();
-                    encode_frame(&beat, &mut out).unwrap();
+                    encode_frame(beat.clone(), &mut out).unwrap();
                     if beating.write_all(&out).is_err() {
                         break;
                     }

@@ -346,19 +346,19 @@ fn main() {
         let bytes = encode_message("hello", &hello).expect("encodes");
         write(&corpus, "message", &format!("hello-{name}"), &bytes);
         let mut handshake = BytesMut::from(&header[..]);
-        encode_frame(&bytes, &mut handshake).expect("frame");
+        encode_frame(bytes.clone(), &mut handshake).expect("frame");
         let reveal = Reveal {
             nonce: LinkNonce([1; 32]),
         };
         let reveal = encode_message("reveal", &reveal).expect("encodes");
-        encode_frame(&reveal, &mut handshake).expect("frame");
+        encode_frame(reveal.clone(), &mut handshake).expect("frame");
         write(&corpus, "handshake", name, &handshake);
-        encode_frame(&bytes, &mut stream).expect("frame");
+        encode_frame(bytes.clone(), &mut stream).expect("frame");
     }
     for (name, msg) in messages() {
         let bytes = encode_message("message", &msg).expect("encodes");
         write(&corpus, "message", name, &bytes);
-        encode_frame(&bytes, &mut stream).expect("frame");
+        encode_frame(bytes.clone(), &mut stream).expect("frame");
     }
     // Framing: a read size byte, then the frames; the last one cut short.
     for (name, step) in [("stream-whole", 255u8), ("stream-small-reads", 3)] {

@@ -9,20 +9,21 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
-use weft::wire::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
+use weft::wire::{FrameCodec, MAX_FRAME_BYTES, encode_frame};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&step, stream)) = data.split_first() else {
         return;
     };
     let step = usize::from(step).max(1);
+    let mut codec = FrameCodec::default();
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     let mut failed = false;
     'reads: for read in stream.chunks(step) {
         buf.extend_from_slice(read);
         loop {
-            match FrameCodec.decode(&mut buf) {
+            match codec.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,
                 Err(_) => {
@@ -34,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut again = BytesMut::new();
     for frame in &frames {
-        encode_frame(frame, &mut again).expect("a decoded frame is within the limit");
+        encode_frame(frame.clone(), &mut again).expect("a decoded frame is within the limit");
     }
     assert_eq!(
         &again[..],
@@ -48,15 +49,13 @@ fuzz_target!(|data: &[u8]| {
             .expect("an error needs a length prefix");
         assert!(u32::from_be_bytes(prefix) as usize > MAX_FRAME_BYTES);
     } else {
-        assert_eq!(
-            &buf[..],
-            rest,
-            "the decoder keeps exactly the unconsumed bytes"
-        );
-        assert_eq!(
-            check_frame(rest).ok(),
-            Some(None),
-            "what is left is an incomplete frame"
-        );
+        // The codec has taken the prefix of a frame it waits the rest of: the bytes it keeps
+        // are that frame's body so far.
+        let incomplete = match rest.first_chunk::<4>() {
+            None => true,
+            Some(prefix) => rest.len() < 4 + u32::from_be_bytes(*prefix) as usize,
+        };
+        assert!(incomplete, "what is left is an incomplete frame");
+        assert!(rest.ends_with(&buf[..]), "the decoder keeps only unconsumed bytes");
     }
 });

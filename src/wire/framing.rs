@@ -1,9 +1,10 @@
 //! Length-prefixed framing of the TCP stream after the header: a big-endian u32 length, then that
-//! many bytes. The length is checked against [`MAX_FRAME_BYTES`] before any buffer is reserved, so
-//! a hostile length prefix costs nothing.
+//! many bytes. tokio-util's `LengthDelimitedCodec` does the work; this module fixes its shape and
+//! gives its one failure a type: a length over the limit is refused from the prefix alone,
+//! before any buffer is reserved, so a hostile length prefix costs nothing.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use super::WireError;
 
@@ -12,62 +13,50 @@ use super::WireError;
 pub const MAX_FRAME_BYTES: usize = 10 * 1024 * 1024;
 const LENGTH_PREFIX_BYTES: usize = 4;
 
-/// Checks the start of `buf` for one complete frame. Returns the frame's payload range end
-/// (prefix + payload length) when complete, `None` when more bytes are needed, and an error when
-/// the length prefix is over the limit.
-pub fn check_frame(buf: &[u8]) -> Result<Option<usize>, WireError> {
-    let Some(prefix) = buf.get(..LENGTH_PREFIX_BYTES) else {
-        return Ok(None);
-    };
-    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(WireError::FrameTooLarge {
-            len,
-            max: MAX_FRAME_BYTES,
-        });
-    }
-    let total = LENGTH_PREFIX_BYTES + len;
-    Ok((buf.len() >= total).then_some(total))
+/// The framing as a codec with a limit of its own (the handshake allows less than a link).
+/// Stateful: once it has read a prefix it waits for that frame's body, so one codec serves one
+/// stream from its first frame on.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+    max: usize,
 }
 
-/// Appends one frame holding `payload` to `out`.
-pub fn encode_frame(payload: &[u8], out: &mut BytesMut) -> Result<(), WireError> {
-    if payload.len() > MAX_FRAME_BYTES {
-        return Err(WireError::FrameTooLarge {
-            len: payload.len(),
-            max: MAX_FRAME_BYTES,
-        });
+impl FrameCodec {
+    /// Frames of at most `max` bytes.
+    pub fn new(max: usize) -> Self {
+        let inner = LengthDelimitedCodec::builder()
+            .big_endian()
+            .length_field_type::<u32>()
+            .max_frame_length(max)
+            .new_codec();
+        Self { inner, max }
     }
-    out.reserve(LENGTH_PREFIX_BYTES + payload.len());
-    out.put_u32(payload.len() as u32);
-    out.put_slice(payload);
-    Ok(())
+
+    fn too_large(&self, len: usize) -> WireError {
+        WireError::FrameTooLarge { len, max: self.max }
+    }
 }
 
-/// The framing as a tokio codec, so a connection reads whole frames as a stream.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FrameCodec;
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new(MAX_FRAME_BYTES)
+    }
+}
 
 impl Decoder for FrameCodec {
     type Item = Bytes;
     type Error = WireError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, WireError> {
-        match check_frame(src)? {
-            None => {
-                if let Some(prefix) = src.get(..LENGTH_PREFIX_BYTES) {
-                    // The length is known and within bounds: reserve once for the whole frame.
-                    let len =
-                        u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-                    src.reserve(LENGTH_PREFIX_BYTES + len - src.len());
-                }
-                Ok(None)
-            }
-            Some(total) => {
-                let mut frame = src.split_to(total);
-                frame.advance(LENGTH_PREFIX_BYTES);
-                Ok(Some(frame.freeze()))
-            }
+        match self.inner.decode(src) {
+            Ok(frame) => Ok(frame.map(BytesMut::freeze)),
+            // The only error of a codec shaped like this one is a length over the limit, found
+            // before the prefix is consumed: the prefix is still there to say how long.
+            Err(_) => Err(self.too_large(
+                src.first_chunk::<LENGTH_PREFIX_BYTES>()
+                    .map_or(usize::MAX, |prefix| u32::from_be_bytes(*prefix) as usize),
+            )),
         }
     }
 }
@@ -76,8 +65,19 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = WireError;
 
     fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<(), WireError> {
-        encode_frame(&payload, dst)
+        let len = payload.len();
+        if len > self.max {
+            return Err(self.too_large(len));
+        }
+        self.inner
+            .encode(payload, dst)
+            .map_err(|_| self.too_large(len))
     }
+}
+
+/// Appends one frame holding `payload` to `out`, within [`MAX_FRAME_BYTES`].
+pub fn encode_frame(payload: impl Into<Bytes>, out: &mut BytesMut) -> Result<(), WireError> {
+    FrameCodec::default().encode(payload.into(), out)
 }
 
 #[cfg(test)]
@@ -89,20 +89,35 @@ mod tests {
     fn oversized_prefix_is_rejected_before_reading_the_body() {
         let mut buf = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
         assert!(matches!(
-            FrameCodec.decode(&mut buf),
-            Err(WireError::FrameTooLarge { .. })
+            FrameCodec::default().decode(&mut buf),
+            Err(WireError::FrameTooLarge { len, max: MAX_FRAME_BYTES }) if len == u32::MAX as usize
+        ));
+        assert!(
+            buf.capacity() < 1024,
+            "nothing reserved for the claimed body"
+        );
+        let mut hello = BytesMut::new();
+        encode_frame(vec![0u8; 101], &mut hello).unwrap();
+        assert!(matches!(
+            FrameCodec::new(100).decode(&mut hello),
+            Err(WireError::FrameTooLarge { len: 101, max: 100 })
+        ));
+        assert!(matches!(
+            FrameCodec::new(100).encode(Bytes::from(vec![0u8; 101]), &mut BytesMut::new()),
+            Err(WireError::FrameTooLarge { len: 101, max: 100 })
         ));
     }
 
     #[test]
     fn truncated_frame_waits_for_more() {
         let mut buf = BytesMut::new();
-        encode_frame(b"hello", &mut buf).unwrap();
+        encode_frame(&b"hello"[..], &mut buf).unwrap();
+        let mut codec = FrameCodec::default();
         let mut partial = BytesMut::from(&buf[..6]);
-        assert_eq!(FrameCodec.decode(&mut partial).unwrap(), None);
+        assert_eq!(codec.decode(&mut partial).unwrap(), None);
         partial.extend_from_slice(&buf[6..]);
         assert_eq!(
-            FrameCodec.decode(&mut partial).unwrap().as_deref(),
+            codec.decode(&mut partial).unwrap().as_deref(),
             Some(&b"hello"[..])
         );
         assert!(partial.is_empty());
@@ -113,10 +128,11 @@ mod tests {
         fn frames_round_trip(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..8)) {
             let mut buf = BytesMut::new();
             for payload in &payloads {
-                encode_frame(payload, &mut buf).unwrap();
+                encode_frame(payload.clone(), &mut buf).unwrap();
             }
+            let mut codec = FrameCodec::default();
             let mut decoded = Vec::new();
-            while let Some(frame) = FrameCodec.decode(&mut buf).unwrap() {
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
                 decoded.push(frame.to_vec());
             }
             prop_assert_eq!(decoded, payloads);
@@ -126,7 +142,8 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
             let mut buf = BytesMut::from(&bytes[..]);
-            while let Ok(Some(_)) = FrameCodec.decode(&mut buf) {}
+            let mut codec = FrameCodec::new(64);
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
         }
     }
 }

@@ -11,7 +11,7 @@ mod mac;
 mod message;
 pub mod sleeve;
 
-pub use framing::{FrameCodec, MAX_FRAME_BYTES, check_frame, encode_frame};
+pub use framing::{FrameCodec, MAX_FRAME_BYTES, encode_frame};
 pub use gossip::{
     MAX_RECORDS_PER_UPDATE, MAX_TOPOLOGY_PAYLOAD_BYTES, decode_topology, encode_topology,
     encode_topology_pieces,

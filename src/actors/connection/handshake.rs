@@ -5,19 +5,17 @@
 //! reveals its share once it holds the other's commitment (the scheme: `src/wire/link_id.rs`).
 //! Every frame is bounded by [`MAX_HELLO_BYTES`]; the time bound is the link state's.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::ClosingReason;
 use crate::wire::{
-    Features, HEADER_LEN, Hello, LinkNonce, ProtocolHeader, Refusal, Reveal, WireError,
-    check_frame, decode_message, encode_frame, encode_message, link_id, negotiate,
+    Features, FrameCodec, HEADER_LEN, Hello, LinkNonce, ProtocolHeader, Refusal, Reveal, WireError,
+    decode_message, encode_frame, encode_message, link_id, negotiate,
 };
+use tokio_util::codec::Decoder;
 
 /// Largest `Hello` accepted: features and a refusal with its hints are a few hundred bytes.
 pub const MAX_HELLO_BYTES: usize = 64 * 1024;
-/// The big-endian u32 in front of every frame (`src/wire/framing.rs`).
-const LENGTH_PREFIX_BYTES: usize = 4;
-
 /// How a handshake that did not produce a link ended.
 #[derive(Debug, PartialEq)]
 pub struct HandshakeFailure {
@@ -75,6 +73,8 @@ pub struct Handshake {
     nonce: LinkNonce,
     dialler: bool,
     stage: Stage,
+    /// Frames of the handshake, each within [`MAX_HELLO_BYTES`].
+    frames: FrameCodec,
 }
 
 impl Handshake {
@@ -91,6 +91,7 @@ impl Handshake {
             nonce,
             dialler,
             stage: Stage::Header,
+            frames: FrameCodec::new(MAX_HELLO_BYTES),
         };
         // The acceptor's header goes out alone, so that whoever connected sees what listens here
         // even before it speaks.
@@ -118,7 +119,7 @@ impl Handshake {
                     self.stage = Stage::Hello;
                 }
                 Stage::Hello => {
-                    let Some(hello) = take_frame(input, MAX_HELLO_BYTES)? else {
+                    let Some(hello) = self.frames.decode(input)? else {
                         self.stage = Stage::Hello;
                         return Ok(Progress::Pending);
                     };
@@ -142,7 +143,7 @@ impl Handshake {
                     return Ok(Progress::Pending);
                 }
                 Stage::Reveal(theirs) => {
-                    let Some(reveal) = take_frame(input, MAX_HELLO_BYTES)? else {
+                    let Some(reveal) = self.frames.decode(input)? else {
                         self.stage = Stage::Reveal(theirs);
                         return Ok(Progress::Pending);
                     };
@@ -210,22 +211,5 @@ fn frame<T: serde::Serialize>(
     message: &T,
     out: &mut BytesMut,
 ) -> Result<(), WireError> {
-    encode_frame(&encode_message(what, message)?, out)
-}
-
-/// Splits one frame off the front of `input` once it is complete. The length prefix is checked
-/// against `max` first, so a hostile prefix is refused before its body is waited for.
-pub fn take_frame(input: &mut BytesMut, max: usize) -> Result<Option<Bytes>, WireError> {
-    if let Some(prefix) = input.first_chunk::<LENGTH_PREFIX_BYTES>() {
-        let len = u32::from_be_bytes(*prefix) as usize;
-        if len > max {
-            return Err(WireError::FrameTooLarge { len, max });
-        }
-    }
-    let Some(total) = check_frame(input)? else {
-        return Ok(None);
-    };
-    let mut frame = input.split_to(total);
-    frame.advance(LENGTH_PREFIX_BYTES);
-    Ok(Some(frame.freeze()))
+    encode_frame(encode_message(what, message)?, out)
 }

@@ -19,10 +19,7 @@ pub async fn refuse(mut stream: TcpStream, refusal: Refusal, timeout: Duration) 
         };
         let mut out = BytesMut::with_capacity(256);
         out.extend_from_slice(&ProtocolHeader::OURS.encode());
-        encode_frame(
-            &encode_message("hello", &Hello::Refused(refusal))?,
-            &mut out,
-        )?;
+        encode_frame(encode_message("hello", &Hello::Refused(refusal))?, &mut out)?;
         stream.write_all(&out).await.map_err(io)?;
         stream.shutdown().await.map_err(io)
     })

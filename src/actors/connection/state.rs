@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
 
-use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress, take_frame};
+use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress};
 use super::{ClosingReason, LinkTimers, LocalIdentity};
 use crate::topology::{PeerName, check_nickname};
 use crate::wire::{
-    Features, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, WireError, decode_message,
-    encode_frame, encode_message,
+    Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, WireError,
+    decode_message, encode_frame, encode_message,
 };
 
 /// What the actor must do, in the order queued.
@@ -80,6 +81,8 @@ pub struct LinkState {
     phase: Phase,
     /// Received bytes not yet made into frames.
     input: BytesMut,
+    /// Frames of the established link (the handshake has its own, with a lower limit).
+    frames: FrameCodec,
     outputs: VecDeque<LinkOutput>,
     peer: Option<PeerName>,
     reason: Option<ClosingReason>,
@@ -110,6 +113,7 @@ impl LinkState {
             timers,
             phase: Phase::Closed,
             input: BytesMut::new(),
+            frames: FrameCodec::new(MAX_FRAME_BYTES),
             outputs: VecDeque::new(),
             peer: None,
             reason: None,
@@ -237,7 +241,7 @@ impl LinkState {
             return;
         }
         let mut out = BytesMut::new();
-        match encode_message("message", msg).and_then(|bytes| encode_frame(&bytes, &mut out)) {
+        match encode_message("message", msg).and_then(|bytes| encode_frame(bytes, &mut out)) {
             Ok(()) => self.transmit(out),
             Err(WireError::FrameTooLarge { len, .. }) => {
                 self.outputs.push_back(LinkOutput::Oversized { bytes: len })
@@ -298,7 +302,9 @@ impl LinkState {
                     last_received,
                     ..
                 } => {
-                    let msg = match take_frame(&mut self.input, MAX_FRAME_BYTES)
+                    let msg = match self
+                        .frames
+                        .decode(&mut self.input)
                         .and_then(|frame| frame.map(|f| decode_message("message", &f)).transpose())
                     {
                         Ok(None) => return,

@@ -425,7 +425,7 @@ mod copycat {
         let mut out = BytesMut::new();
         out.extend_from_slice(&ProtocolHeader::OURS.encode());
         encode_frame(
-            &encode_message("hello", &Hello::Features(ours)).unwrap(),
+            encode_message("hello", &Hello::Features(ours)).unwrap(),
             &mut out,
         )
         .unwrap();
@@ -435,7 +435,7 @@ mod copycat {
     async fn send_reveal(stream: &mut TcpStream, nonce: LinkNonce) {
         let mut out = BytesMut::new();
         encode_frame(
-            &encode_message("reveal", &Reveal { nonce }).unwrap(),
+            encode_message("reveal", &Reveal { nonce }).unwrap(),
             &mut out,
         )
         .unwrap();

@@ -106,7 +106,7 @@ fn established(now: Instant) -> (End, End) {
 
 fn frame_of<T: serde::Serialize>(message: &T) -> Vec<u8> {
     let mut out = BytesMut::new();
-    encode_frame(&encode_message("test", message).unwrap(), &mut out).unwrap();
+    encode_frame(encode_message("test", message).unwrap(), &mut out).unwrap();
     out.to_vec()
 }
 
