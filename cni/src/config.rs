@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use weft::cli::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
-use weft::dataplane::attach::ifname_problem;
-use weft::dataplane::link::MIN_OVERLAY_MTU_BYTES;
-use weft::dataplane::node::DEFAULT_BRIDGE;
+use weft_client::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
+use weft_netdev::attach::DEFAULT_BRIDGE;
+use weft_netdev::attach::ifname_problem;
+use weft_netdev::link::MIN_OVERLAY_MTU_BYTES;
 
 use crate::error::CniError;
 use crate::result::CniResult;

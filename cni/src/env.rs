@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use weft::dataplane::attach::ifname_problem;
+use weft_netdev::attach::ifname_problem;
 
 use crate::error::CniError;
 

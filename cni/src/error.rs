@@ -1,8 +1,8 @@
 //! [`CniError`]: every way the plugin can fail, each mapped to the CNI spec's error code (or one
 //! of ours, 100 and up) and turned into the error JSON the runtime reads on stdout.
 
-use weft::cli::CliError;
-use weft::dataplane::DataplaneError;
+use weft_client::ApiError;
+use weft_netdev::DataplaneError;
 
 /// Error codes of the CNI spec (SPEC.md, "Error" section) and our own (100 and up).
 pub mod code {
@@ -133,17 +133,17 @@ impl CniError {
 
     /// Maps a failed exchange with the router: no router or not ready is transient (11), a bad
     /// address is a bad environment, anything else is a refusal.
-    pub fn from_router(what: impl Into<String>, error: CliError) -> CniError {
+    pub fn from_router(what: impl Into<String>, error: ApiError) -> CniError {
         let what = what.into();
         match error {
-            CliError::Unreachable { .. } | CliError::NotReady { .. } | CliError::Request { .. } => {
+            ApiError::Unreachable { .. } | ApiError::NotReady { .. } | ApiError::Request { .. } => {
                 CniError::TryAgainLater(format!("{what}: {error}"))
             }
-            CliError::BadAddress { .. } => CniError::InvalidEnv {
+            ApiError::BadAddress { .. } => CniError::InvalidEnv {
                 var: "WEAVE_HTTP_ADDR",
                 reason: error.to_string(),
             },
-            CliError::Rejected { status: 503, .. } => {
+            ApiError::Rejected { status: 503, .. } => {
                 CniError::TryAgainLater(format!("{what}: {error}"))
             }
             other => CniError::RouterRefused {
@@ -177,7 +177,7 @@ mod tests {
     fn router_failures_map_to_retry_or_refusal() {
         let down = CniError::from_router(
             "allocate",
-            CliError::NotReady {
+            ApiError::NotReady {
                 addr: "127.0.0.1:6784".into(),
                 body: String::new(),
             },
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(down.code(), 11);
         let refused = CniError::from_router(
             "allocate",
-            CliError::Rejected {
+            ApiError::Rejected {
                 status: 400,
                 body: "bad subnet".into(),
             },

@@ -8,10 +8,10 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use tokio::runtime::Runtime;
-use weft::dataplane::{
-    AttachRequest, Attachment, DataplaneError, Ipv4Route, Link, LinkOps, NetlinkLinkOps,
-    attach_pod, detach_pod_interface,
-};
+use weft_netdev::DataplaneError;
+use weft_netdev::attach::{AttachRequest, Attachment, attach_pod, detach_pod_interface};
+use weft_netdev::link::{Ipv4Route, Link, LinkOps};
+use weft_netdev::netlink::NetlinkLinkOps;
 
 use crate::error::CniError;
 

@@ -6,15 +6,15 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use weft::cli::CliError;
-use weft::cli::client::Client;
+use weft_client::ApiError;
+use weft_client::Client;
 
 use crate::error::CniError;
 use crate::result::parse_ipv4_cidr;
 
 /// The IPAM identity of the bridge's own address (`weave:expose`): the router allocates it
 /// under this name, and so does the plugin when the bridge has none yet.
-pub use weft::actors::router::EXPOSE_IDENT;
+pub use weft_client::EXPOSE_IDENT;
 
 /// The report's IPAM state when allocations are served at once.
 const IPAM_READY: &str = "ready";
@@ -61,7 +61,7 @@ impl Router {
         let body = match self.client.post_form(&path, &[]) {
             Ok(body) => body,
             // Timed out waiting: say what the allocator waits for, when the router can tell.
-            Err(e @ CliError::Request { .. }) => {
+            Err(e @ ApiError::Request { .. }) => {
                 let state = self.ipam_state().unwrap_or_else(|| "unknown".into());
                 return Err(CniError::TryAgainLater(format!(
                     "{what}: {e}; the router's IP allocator is {state}"
@@ -82,7 +82,7 @@ impl Router {
                 .split_whitespace()
                 .filter_map(parse_ipv4_cidr)
                 .collect()),
-            Err(CliError::Rejected { status: 404, .. }) => Ok(Vec::new()),
+            Err(ApiError::Rejected { status: 404, .. }) => Ok(Vec::new()),
             Err(e) => Err(CniError::from_router(
                 format!("the addresses of {ident}"),
                 e,
@@ -128,7 +128,7 @@ impl Router {
 
     /// `Ok` when the router is up and its IPAM serves allocations now; otherwise why not.
     pub fn ready(&self) -> Result<(), CniError> {
-        let not_ready = |e: CliError| CniError::NotAvailable(e.to_string());
+        let not_ready = |e: ApiError| CniError::NotAvailable(e.to_string());
         self.reachable()?;
         let report = self.client.get_json("/report").map_err(not_ready)?;
         let report: serde_json::Value =

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use weft::dataplane::container_veth_name;
+use weft_netdev::attach::container_veth_name;
 
 /// Debian's interpreter: the grpc modules are Debian packages, not in a pyenv or venv.
 const PYTHON: &str = "/usr/bin/python3";

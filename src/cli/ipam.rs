@@ -4,6 +4,7 @@ use std::io::Write;
 
 use super::client::Client;
 use super::error::CliError;
+use weft_client::ApiError;
 
 /// Takes over each dead peer's ranges, printing the router's `N IPs taken over from X` lines.
 pub fn rmpeer(client: &Client, peers: &[String], out: &mut dyn Write) -> Result<(), CliError> {
@@ -23,11 +24,11 @@ pub fn rmpeer(client: &Client, peers: &[String], out: &mut dyn Write) -> Result<
 pub fn reset(client: &Client, ipam_only: bool, out: &mut dyn Write) -> Result<(), CliError> {
     match client.delete("/peer") {
         Ok(reply) => out.write_all(reply.as_bytes()).map_err(CliError::Output),
-        Err(e @ CliError::Unreachable { .. }) if !ipam_only => {
+        Err(e @ ApiError::Unreachable { .. }) if !ipam_only => {
             eprintln!("weft: note: {e}; IP ranges not handed over, removing the devices anyway");
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

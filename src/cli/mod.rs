@@ -7,7 +7,7 @@
 //! so the CLI works the same from a shell on the node and through `kubectl exec`.
 
 mod attach;
-pub mod client;
+pub use weft_client::client;
 mod connect;
 mod error;
 mod ipam;
@@ -198,8 +198,8 @@ fn execute(command: CliCommand, client: &Client, out: &mut dyn Write) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::client::tests::one_shot_server;
     use super::*;
+    use weft_client::test_server::one_shot_server;
 
     fn execute_against(response: &'static str, command: CliCommand) -> (String, String) {
         let (addr, server) = one_shot_server(response);

@@ -14,10 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::CliError;
 
-/// The plugin's binary name (the CNI `type`).
-pub const PLUGIN_NAME: &str = "weave-net";
-/// The IPAM-only plugin's name: the same binary, which looks at the name it was started under.
-pub const IPAM_PLUGIN_NAME: &str = "weave-ipam";
+pub use weft_client::{IPAM_PLUGIN_NAME, PLUGIN_NAME};
 /// The config list's file name; `10-` sorts it before most others (Weave Net's name).
 pub const CONFLIST_NAME: &str = "10-weave.conflist";
 /// The network's name in the config list (Weave Net's).

@@ -19,30 +19,21 @@
 //!
 //! Tests run against the real kernel in throwaway network namespaces (`testns`), never mocks.
 
-pub mod attach;
+// Devices, pod wiring and namespaces live in the `weft-netdev` crate, which the CNI plugin
+// shares; they are re-exported here, where the rest of the data plane builds on them.
+#[cfg(test)]
+pub(crate) use weft_netdev::testns;
+pub use weft_netdev::{attach, error, garp, link, netlink, netns, packet_socket};
+
 #[cfg(test)]
 mod attach_tests;
-#[cfg(test)]
-mod bridge_fdb_tests;
-pub mod error;
 pub mod fastdp_frame;
 pub mod fastdp_heartbeat;
-#[cfg(test)]
-mod fdb_tests;
-pub mod garp;
-pub mod link;
 pub mod masquerade;
-pub mod netlink;
-#[cfg(test)]
-mod netlink_tests;
-pub mod netns;
 pub mod node;
 #[cfg(test)]
 mod node_tests;
-pub mod packet_socket;
 pub mod sleeve;
-#[cfg(test)]
-pub(crate) mod testns;
 
 pub use attach::{
     AttachRequest, Attachment, attach_pod, container_veth_name, detach_pod, detach_pod_interface,

@@ -12,9 +12,7 @@ use super::link::{
 };
 use super::sleeve::SLEEVE_TAP_PREFIX;
 
-/// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
-/// tooling and firewall rules recognise it).
-pub const DEFAULT_BRIDGE: &str = "weave";
+pub use super::attach::DEFAULT_BRIDGE;
 
 /// The fastdp VXLAN device's name for the default mesh port 6783 (Weave Net's `vxlan-6784`).
 pub const DEFAULT_VXLAN_NAME: &str = "vxlan-6784";

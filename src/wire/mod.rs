@@ -7,7 +7,6 @@ mod framing;
 mod gossip;
 mod header;
 mod link_id;
-mod mac;
 mod message;
 pub mod sleeve;
 
@@ -20,11 +19,11 @@ pub use header::{
     HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
 };
 pub use link_id::{LinkCommitment, LinkNonce, NONCE_LEN, Reveal, link_id};
-pub use mac::{MacAddr, MacAddrError};
 pub use message::{
     Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,
     encode_message,
 };
+pub use weft_netdev::mac::{MacAddr, MacAddrError};
 
 /// Errors of the wire layer: what was being decoded and why it was rejected.
 #[derive(Debug, thiserror::Error)]

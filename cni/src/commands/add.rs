@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
-use weft::dataplane::{AttachRequest, Attachment, container_veth_name};
+use weft_netdev::attach::{AttachRequest, Attachment, container_veth_name};
 
 use super::Invocation;
 use crate::error::CniError;
@@ -102,7 +102,7 @@ fn result_of(
     gateway: Ipv4Addr,
     inv: &Invocation,
 ) -> CniResult {
-    let interface = |link: &weft::dataplane::Link, sandbox: Option<String>| Interface {
+    let interface = |link: &weft_netdev::link::Link, sandbox: Option<String>| Interface {
         name: link.name.clone(),
         mac: link.mac.map(|mac| mac.to_string()),
         mtu: Some(link.mtu),

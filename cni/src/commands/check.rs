@@ -5,7 +5,8 @@
 
 use std::net::Ipv4Addr;
 
-use weft::dataplane::{LinkKind, container_veth_name};
+use weft_netdev::attach::container_veth_name;
+use weft_netdev::link::LinkKind;
 
 use super::Invocation;
 use crate::delegate;

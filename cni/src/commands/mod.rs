@@ -9,7 +9,7 @@ mod ipam_only;
 use std::collections::HashSet;
 
 use serde_json::Value;
-use weft::cli::IPAM_PLUGIN_NAME;
+use weft_client::IPAM_PLUGIN_NAME;
 
 use crate::config::NetConf;
 use crate::delegate;

@@ -36,8 +36,7 @@ use crate::topology::PeerName;
 /// VXLAN network identifier of the overlay. One VNI for the whole mesh: peers are told apart by
 /// their underlay addresses, not by VNI (Weave Net's per-pair VNIs served its ODP flows).
 pub const FASTDP_VNI: u32 = 0x5745; // "WE"
-/// The IPAM identity of the bridge's own address (Weave Net's name for it).
-pub const EXPOSE_IDENT: &str = "weave:expose";
+pub use weft_client::EXPOSE_IDENT;
 
 /// The running data plane's actors and the registries the other overlay actors join.
 #[derive(Clone)]

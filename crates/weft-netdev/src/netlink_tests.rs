@@ -3,10 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::error::DataplaneError;
-use super::link::{LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig, auto_vxlan_mtu};
-use super::netlink::NetlinkLinkOps;
-use super::testns::TestNs;
+use crate::error::DataplaneError;
+use crate::link::{LinkKind, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig, auto_vxlan_mtu};
+use crate::netlink::NetlinkLinkOps;
+use crate::testns::TestNs;
 
 /// A locally administered unicast MAC, as a peer name would be.
 const PEER_MAC: MacAddr = MacAddr([0x0a, 0x11, 0x22, 0x33, 0x44, 0x55]);

@@ -13,8 +13,8 @@ use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{NetlinkLinkOps, kernel_error};
-use crate::dataplane::error::Result;
-use crate::dataplane::link::{LinkStats, MacAddr};
+use crate::error::Result;
+use crate::link::{LinkStats, MacAddr};
 
 impl NetlinkLinkOps {
     /// Adds (or moves here) the static bridge entry `mac → port`, or deletes it. `Ok(false)`
@@ -102,7 +102,7 @@ impl NetlinkLinkOps {
     pub(super) async fn stats(&self, name: &str) -> Result<LinkStats> {
         const OP: &str = "read counters of";
         let message = self.message_by_name(OP, name).await?.ok_or_else(|| {
-            crate::dataplane::DataplaneError::NotFound {
+            crate::DataplaneError::NotFound {
                 op: OP,
                 name: name.to_string(),
             }

@@ -13,13 +13,13 @@ const NETNS_DIR: &str = "/var/run/netns";
 const NEED_IP: &str = "run `ip` (install iproute2: apt-get install iproute2)";
 
 /// A named network namespace (`weft-nl-<tag>-<pid>`), deleted when dropped.
-pub(crate) struct TestNs {
+pub struct TestNs {
     name: String,
 }
 
 impl TestNs {
     /// Creates the namespace. `tag` must be unique among the tests running in this process.
-    pub(crate) fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         let name = format!("weft-nl-{tag}-{}", std::process::id());
         // A namespace left over from a killed run of the same pid would make `add` fail.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -36,25 +36,25 @@ impl TestNs {
     }
 
     /// The namespace name, for `ip -n`, `bridge -n` and `ip link ... netns`.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The namespace file, as the data plane takes it.
-    pub(crate) fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         PathBuf::from(NETNS_DIR).join(&self.name)
     }
 
     /// Runs `test` on a fresh thread that has entered the namespace, in its own current-thread
     /// tokio runtime, so every socket it opens lives in the namespace. A panic inside is
     /// re-raised here, after which the guard still removes the namespace.
-    pub(crate) fn run<F, Fut>(&self, test: F) -> Fut::Output
+    pub fn run<F, Fut>(&self, test: F) -> Fut::Output
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future,
         Fut::Output: Send + 'static,
     {
-        super::netns::run_in(&self.path(), "test-netns", move || {
+        crate::netns::run_in(&self.path(), "test-netns", move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -64,7 +64,7 @@ impl TestNs {
     }
 
     /// Runs `ip -n <ns> ARGS` and returns its stdout, panicking when it fails.
-    pub(crate) fn ip(&self, args: &[&str]) -> String {
+    pub fn ip(&self, args: &[&str]) -> String {
         let out = Command::new("ip")
             .arg("-n")
             .arg(&self.name)

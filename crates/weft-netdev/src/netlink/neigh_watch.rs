@@ -13,8 +13,8 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::dataplane::error::{DataplaneError, Result};
-use crate::dataplane::link::LearnedFdb;
+use crate::error::{DataplaneError, Result};
+use crate::link::LearnedFdb;
 
 /// rtnetlink's notification channel, by what it yields.
 type Messages = Pin<

@@ -5,8 +5,8 @@ use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage, VxlanDf,
 };
 
-use crate::dataplane::error::{DataplaneError, Result};
-use crate::dataplane::link::VxlanConfig;
+use crate::error::{DataplaneError, Result};
+use crate::link::VxlanConfig;
 
 /// The kernel's DF setting for "don't fragment" on or off (off: the kernel's default, unset).
 pub(super) fn df_setting(df: bool) -> VxlanDf {

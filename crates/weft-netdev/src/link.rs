@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::error::{DataplaneError, Result};
+use crate::error::{DataplaneError, Result};
 
 /// Bytes VXLAN adds around an overlay frame, on an IPv4 underlay: outer IPv4 header (20, no
 /// options) + UDP header (8) + VXLAN header (8, RFC 7348) + the inner Ethernet header (14), which
@@ -25,7 +25,7 @@ pub const fn vxlan_mtu_for(underlay_mtu: u32) -> u32 {
 }
 
 /// An Ethernet MAC address (the bridge's MAC is the peer name).
-pub use crate::wire::MacAddr;
+pub use crate::mac::MacAddr;
 
 /// The kind of a network device, as the kernel's link info names it.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -1,5 +1,6 @@
-//! The blocking HTTP client the CLI talks to the router with: URL building, form encoding, short
-//! timeouts, and turning every failure (no router, not ready, refused request) into a [`CliError`].
+//! The blocking HTTP client the CLI and the CNI plugin talk to the router with: URL building,
+//! form encoding, short timeouts, and turning every failure (no router, not ready, refused
+//! request) into an [`ApiError`].
 
 use std::io;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body, Timeout};
 
-use super::error::CliError;
+use crate::error::ApiError;
 
 /// The router listens on the same node, so a connection that takes longer than this is not coming.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,12 +56,12 @@ impl Client {
     }
 
     /// `GET path`, returning the body of a 2xx answer.
-    pub fn get(&self, path: &str) -> Result<String, CliError> {
+    pub fn get(&self, path: &str) -> Result<String, ApiError> {
         self.finish(self.agent.get(self.url(path)).call())
     }
 
     /// `GET path` asking for JSON (Weave's `/report` serves JSON only to `Accept: application/json`).
-    pub fn get_json(&self, path: &str) -> Result<String, CliError> {
+    pub fn get_json(&self, path: &str) -> Result<String, ApiError> {
         let request = self
             .agent
             .get(self.url(path))
@@ -69,7 +70,7 @@ impl Client {
     }
 
     /// `POST path` with an `application/x-www-form-urlencoded` body, returning the 2xx body.
-    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<String, CliError> {
+    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<String, ApiError> {
         let request = self
             .agent
             .post(self.url(path))
@@ -78,12 +79,12 @@ impl Client {
     }
 
     /// `DELETE path`, returning the 2xx body.
-    pub fn delete(&self, path: &str) -> Result<String, CliError> {
+    pub fn delete(&self, path: &str) -> Result<String, ApiError> {
         self.finish(self.agent.delete(self.url(path)).call())
     }
 
-    /// Maps the outcome of one exchange to the body text or the matching [`CliError`].
-    fn finish(&self, outcome: Result<Response<Body>, ureq::Error>) -> Result<String, CliError> {
+    /// Maps the outcome of one exchange to the body text or the matching [`ApiError`].
+    fn finish(&self, outcome: Result<Response<Body>, ureq::Error>) -> Result<String, ApiError> {
         let mut response = outcome.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let body = response
@@ -92,27 +93,27 @@ impl Client {
             .map_err(|e| self.transport_error(e))?;
         match status.as_u16() {
             200..=299 => Ok(body),
-            503 => Err(CliError::NotReady {
+            503 => Err(ApiError::NotReady {
                 addr: self.addr.clone(),
                 body,
             }),
-            code => Err(CliError::Rejected { status: code, body }),
+            code => Err(ApiError::Rejected { status: code, body }),
         }
     }
 
     /// Tells "there is nobody there" (the common case: the router is not running, or the address
     /// is wrong) from a bad address and from an exchange that broke off half way.
-    fn transport_error(&self, source: ureq::Error) -> CliError {
+    fn transport_error(&self, source: ureq::Error) -> ApiError {
         let addr = self.addr.clone();
         match &source {
             ureq::Error::Io(e) if is_connect_failure(e.kind()) => {
-                CliError::Unreachable { addr, source }
+                ApiError::Unreachable { addr, source }
             }
             ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve)
             | ureq::Error::HostNotFound
-            | ureq::Error::ConnectionFailed => CliError::Unreachable { addr, source },
-            ureq::Error::BadUri(_) | ureq::Error::Http(_) => CliError::BadAddress { addr, source },
-            _ => CliError::Request { addr, source },
+            | ureq::Error::ConnectionFailed => ApiError::Unreachable { addr, source },
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => ApiError::BadAddress { addr, source },
+            _ => ApiError::Request { addr, source },
         }
     }
 }
@@ -146,12 +147,11 @@ pub fn form_body(form: &[(&str, &str)]) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
+mod tests {
     use std::net::TcpListener;
-    use std::thread::{self, JoinHandle};
 
     use super::*;
+    use crate::test_server::one_shot_server;
 
     /// An address on 127.0.0.1 that nothing listens on: bound, then released.
     fn closed_port_addr() -> String {
@@ -159,42 +159,6 @@ pub(crate) mod tests {
         let port = listener.local_addr().expect("local address").port();
         drop(listener);
         format!("127.0.0.1:{port}")
-    }
-
-    /// A one-request HTTP server answering `response` verbatim; the handle yields the request
-    /// it received (head and body), so tests can check what was sent.
-    pub(crate) fn one_shot_server(response: &'static str) -> (String, JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let addr = listener.local_addr().expect("local address").to_string();
-        let handle = thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept the client");
-            let mut reader = BufReader::new(stream);
-            let mut request = String::new();
-            let mut content_length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("read a header line");
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    content_length = value.trim().parse().expect("numeric content-length");
-                }
-                let end_of_head = line == "\r\n" || line.is_empty();
-                request.push_str(&line);
-                if end_of_head {
-                    break;
-                }
-            }
-            let mut body = vec![0; content_length];
-            reader.read_exact(&mut body).expect("read the body");
-            request.push_str(&String::from_utf8_lossy(&body));
-            reader
-                .get_mut()
-                .write_all(response.as_bytes())
-                .expect("write the response");
-            request
-        });
-        (addr, handle)
     }
 
     #[test]
@@ -231,7 +195,7 @@ pub(crate) mod tests {
             .get("/status")
             .expect_err("nothing listens there");
         assert!(
-            matches!(err, CliError::Unreachable { .. }),
+            matches!(err, ApiError::Unreachable { .. }),
             "unexpected error kind: {err:?}"
         );
         let message = err.to_string();
@@ -249,7 +213,7 @@ pub(crate) mod tests {
             .get("/status")
             .expect_err("cannot build a URL");
         assert!(
-            matches!(err, CliError::BadAddress { .. }),
+            matches!(err, ApiError::BadAddress { .. }),
             "unexpected error kind: {err:?}"
         );
     }
@@ -301,7 +265,7 @@ pub(crate) mod tests {
             .expect_err("400");
         server.join().expect("server thread");
         assert!(
-            matches!(&err, CliError::Rejected { status: 400, .. }),
+            matches!(&err, ApiError::Rejected { status: 400, .. }),
             "{err:?}"
         );
         assert_eq!(err.to_string(), "invalid peer: \"a:b:c\"");

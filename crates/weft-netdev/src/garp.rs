@@ -7,9 +7,9 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use super::error::{DataplaneError, Result};
-use super::link::MacAddr;
-use super::{netns, packet_socket};
+use crate::error::{DataplaneError, Result};
+use crate::link::MacAddr;
+use crate::{netns, packet_socket};
 
 /// EtherType of ARP (IEEE 802 numbers, RFC 826).
 const ETH_P_ARP: u16 = 0x0806;

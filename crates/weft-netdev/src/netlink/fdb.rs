@@ -19,8 +19,8 @@ use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{NetlinkLinkOps, errno, kernel_error};
-use crate::dataplane::error::Result;
-use crate::dataplane::link::{FdbEntry, LearnedFdb, LinkKind, MacAddr};
+use crate::error::Result;
+use crate::link::{FdbEntry, LearnedFdb, LinkKind, MacAddr};
 
 /// The all-zero MAC: the vxlan driver's default entry, used for broadcast, multicast and any
 /// unicast MAC without its own entry (`bridge fdb append 00:00:00:00:00:00 dst ...`).

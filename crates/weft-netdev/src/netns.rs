@@ -45,7 +45,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::testns::TestNs;
+    use crate::testns::TestNs;
 
     /// The namespace a thread is in, as the inode of its nsfs file.
     fn namespace_of(path: &Path) -> u64 {

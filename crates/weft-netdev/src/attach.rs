@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 
 use nix::libc;
 
-use super::error::{DataplaneError, Result};
-use super::garp::announce;
-use super::link::{Link, LinkKind, LinkOps, PortMode, VethSpec};
-use super::node::DEFAULT_BRIDGE;
+use crate::error::{DataplaneError, Result};
+use crate::garp::announce;
+use crate::link::{Link, LinkKind, LinkOps, PortMode, VethSpec};
+
+/// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
+/// tooling and firewall rules recognise it).
+pub const DEFAULT_BRIDGE: &str = "weave";
 
 /// Prefix of every pod's host-side veth (Weave Net's, so `weave reset`-era tooling and
 /// `weft reset` find them).

@@ -19,8 +19,8 @@ use rtnetlink::{
     RouteMessageBuilder,
 };
 
-use super::error::{DataplaneError, Result};
-use super::link::{
+use crate::error::{DataplaneError, Result};
+use crate::link::{
     FdbEntry, Ipv4Route, LearnedFdb, Link, LinkKind, LinkOps, LinkStats, MacAddr, PortMode,
     VethSpec, VxlanConfig,
 };
@@ -60,7 +60,7 @@ impl NetlinkLinkOps {
         let name = netns.display().to_string();
         let runtime = tokio::runtime::Handle::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let thread = super::netns::spawn_in(netns, "weft-netns", move || {
+        let thread = crate::netns::spawn_in(netns, "weft-netns", move || {
             // The socket's reactor registration needs the runtime in context.
             let _entered = runtime.enter();
             let opened = rtnetlink::new_connection();

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use super::netns::run_in;
+use crate::netns::run_in;
 
-use super::error::DataplaneError;
-use super::link::{FdbEntry, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
-use super::netlink::NetlinkLinkOps;
-use super::testns::TestNs;
+use crate::error::DataplaneError;
+use crate::link::{FdbEntry, LinkOps, MacAddr, PortMode, VethSpec, VxlanConfig};
+use crate::netlink::NetlinkLinkOps;
+use crate::testns::TestNs;
 
 /// Weave's fastdp UDP port.
 const FASTDP_PORT: u16 = 6784;

@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use super::link::{LinkOps, MacAddr, VxlanConfig};
-use super::netlink::NetlinkLinkOps;
-use super::testns::TestNs;
+use crate::link::{LinkOps, MacAddr, VxlanConfig};
+use crate::netlink::NetlinkLinkOps;
+use crate::testns::TestNs;
 
 const BRIDGE_MAC: MacAddr = MacAddr([0x7e, 0, 0, 0, 0, 1]);
 const MAC_1: MacAddr = MacAddr([0x0a, 0, 0, 0, 0, 1]);
@@ -83,7 +83,7 @@ fn bridge_entries_move_between_overlay_ports_and_port_learning_turns_off() {
         ops.ensure_vxlan(&config(true, true), "weave")
             .await
             .expect("vxlan");
-        let isolated = super::link::PortMode {
+        let isolated = crate::link::PortMode {
             isolated: true,
             hairpin: false,
         };
