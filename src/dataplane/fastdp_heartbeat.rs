@@ -281,5 +281,4 @@ fn run(
 }
 
 #[cfg(test)]
-#[path = "fastdp_heartbeat_tests.rs"]
 mod tests;

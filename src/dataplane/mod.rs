@@ -25,15 +25,13 @@
 pub(crate) use weft_netdev::testns;
 pub use weft_netdev::{attach, error, garp, link, netlink, netns, packet_socket};
 
-#[cfg(test)]
-mod attach_tests;
 pub mod fastdp_frame;
 pub mod fastdp_heartbeat;
 pub mod masquerade;
 pub mod node;
-#[cfg(test)]
-mod node_tests;
 pub mod sleeve;
+#[cfg(test)]
+mod tests;
 
 pub use attach::{
     AttachRequest, Attachment, attach_pod, container_veth_name, detach_pod, detach_pod_interface,

@@ -213,19 +213,4 @@ pub async fn reset_node_for_port<L: LinkOps>(ops: &L, mesh_port: u16) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_follow_the_mesh_port() {
-        let cfg = NodeConfig::new(MacAddr([2, 0, 0, 0, 0, 1]), 6783, 8);
-        assert_eq!(cfg.bridge, DEFAULT_BRIDGE);
-        assert_eq!(cfg.vxlan_name, DEFAULT_VXLAN_NAME);
-        assert_eq!(cfg.vxlan_port, 6784);
-        assert_eq!(
-            NodeConfig::new(cfg.bridge_mac, 7000, 8).vxlan_name,
-            "vxlan-7001"
-        );
-        assert_eq!(super::super::sleeve::sleeve_tap_name(6783), "sleeve-6783");
-    }
-}
+mod tests;

@@ -24,15 +24,9 @@
 pub mod actor;
 pub mod client;
 pub mod nodes;
-#[cfg(test)]
-mod nodes_tests;
 pub mod peer_list;
-#[cfg(test)]
-mod peer_list_tests;
 pub mod reclaim;
 pub mod state;
-#[cfg(test)]
-mod state_tests;
 
 pub use actor::{KubePeers, KubePeersConfig};
 pub use client::{KubeClient, KubeError};

@@ -149,3 +149,6 @@ impl NodeSet {
         self.nodes.keys().filter(|name| *name != own_node).count()
     }
 }
+
+#[cfg(test)]
+mod tests;

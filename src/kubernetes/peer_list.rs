@@ -208,3 +208,6 @@ impl PeerList {
             .is_some_and(|claim| claim.by_peer == me.peer_name)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,3 +104,6 @@ impl KubeState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

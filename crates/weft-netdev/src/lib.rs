@@ -25,12 +25,5 @@ pub mod packet_socket;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testns;
 
-#[cfg(test)]
-mod bridge_fdb_tests;
-#[cfg(test)]
-mod fdb_tests;
-#[cfg(test)]
-mod netlink_tests;
-
 pub use error::DataplaneError;
 pub use mac::{MacAddr, MacAddrError};

@@ -578,3 +578,6 @@ fn link_kind(kind: &InfoKind) -> LinkKind {
         other => LinkKind::Other(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

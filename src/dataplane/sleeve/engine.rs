@@ -386,3 +386,6 @@ enum BatchOutcome {
     TooBig { mtu: u16 },
     Invalid,
 }
+
+#[cfg(test)]
+mod tests;

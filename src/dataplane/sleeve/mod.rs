@@ -12,8 +12,6 @@
 mod batch;
 mod checksum;
 mod engine;
-#[cfg(test)]
-mod engine_tests;
 mod forward;
 mod forwarding;
 mod icmp;

@@ -122,3 +122,6 @@ impl NetlinkLinkOps {
         Ok(stats.unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests;

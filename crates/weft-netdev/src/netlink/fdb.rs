@@ -256,3 +256,6 @@ pub(super) fn parse_fdb_entry(message: &NeighbourMessage) -> Option<FdbEntry> {
     }
     Some(FdbEntry { mac: mac?, remote })
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
-use super::{
-    ForwardingTable, Neighbour, SleeveEngine, SleeveEvent, SleeveSocket, ensure_sleeve_tap,
-    sleeve_tap_name,
-};
 use crate::actors::mac_learner::state::{Location, MacTable};
 use crate::dataplane::attach::{AttachRequest, attach_pod};
 use crate::dataplane::link::{LinkKind, LinkOps, MacAddr};
 use crate::dataplane::netlink::NetlinkLinkOps;
 use crate::dataplane::node::reset_node;
+use crate::dataplane::sleeve::{
+    ForwardingTable, Neighbour, SleeveEngine, SleeveEvent, SleeveSocket, ensure_sleeve_tap,
+    sleeve_tap_name,
+};
 use crate::dataplane::testns::TestNs;
 use crate::topology::PeerName;
 use crate::wire::sleeve::datagram_payload_limit;

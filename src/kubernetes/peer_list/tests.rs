@@ -2,7 +2,9 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
-use super::peer_list::{CLAIM_TTL_SECS, Claim, Me, Orphaned, PeerEntry, PeerList, Step};
+use crate::kubernetes::peer_list::{
+    CLAIM_TTL_SECS, Claim, Me, Orphaned, PeerEntry, PeerList, Step,
+};
 
 fn me(peer: &str, node: &str) -> Me {
     Me {

@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
-use super::nodes::{NodeEvent, NodeInfo};
-use super::state::{ApiTransition, KubeState};
+use crate::kubernetes::nodes::{NodeEvent, NodeInfo};
+use crate::kubernetes::state::{ApiTransition, KubeState};
 
 fn node(name: &str, address: &str, marked: bool) -> NodeInfo {
     NodeInfo {
@@ -11,7 +11,7 @@ fn node(name: &str, address: &str, marked: bool) -> NodeInfo {
     }
 }
 
-fn synced(state: &mut KubeState, nodes: &[NodeInfo]) -> super::state::Actions {
+fn synced(state: &mut KubeState, nodes: &[NodeInfo]) -> crate::kubernetes::state::Actions {
     state.on_event(NodeEvent::Relisting);
     for node in nodes {
         state.on_event(NodeEvent::Listed(node.clone()));

@@ -7,12 +7,14 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::attach::{AttachRequest, attach_pod, detach_pod, host_veth_name};
-use super::link::{LinkKind, LinkOps, MacAddr};
-use super::netlink::NetlinkLinkOps;
-use super::netns::spawn_in;
-use super::node::{MtuSource, NodeConfig, reset_node, setup_node};
-use super::testns::TestNs;
+use crate::dataplane::attach::{AttachRequest, attach_pod, detach_pod, host_veth_name};
+use crate::dataplane::link::{LinkKind, LinkOps, MacAddr};
+use crate::dataplane::netlink::NetlinkLinkOps;
+use crate::dataplane::netns::spawn_in;
+use crate::dataplane::node::{
+    DEFAULT_BRIDGE, DEFAULT_VXLAN_NAME, MtuSource, NodeConfig, reset_node, setup_node,
+};
+use crate::dataplane::testns::TestNs;
 
 /// A locally administered unicast MAC, as a peer name would be.
 const PEER_MAC: MacAddr = MacAddr([0x0a, 0x11, 0x22, 0x33, 0x44, 0x66]);
@@ -287,7 +289,23 @@ fn attach_without_the_bridge_is_not_found() {
         attach_pod(&ops, &request).await.expect_err("no bridge")
     });
     assert!(
-        matches!(&err, super::DataplaneError::NotFound { name, .. } if name == "weave"),
+        matches!(&err, crate::dataplane::DataplaneError::NotFound { name, .. } if name == "weave"),
         "{err:?}"
+    );
+}
+
+#[test]
+fn defaults_follow_the_mesh_port() {
+    let cfg = NodeConfig::new(MacAddr([2, 0, 0, 0, 0, 1]), 6783, 8);
+    assert_eq!(cfg.bridge, DEFAULT_BRIDGE);
+    assert_eq!(cfg.vxlan_name, DEFAULT_VXLAN_NAME);
+    assert_eq!(cfg.vxlan_port, 6784);
+    assert_eq!(
+        NodeConfig::new(cfg.bridge_mac, 7000, 8).vxlan_name,
+        "vxlan-7001"
+    );
+    assert_eq!(
+        crate::dataplane::sleeve::sleeve_tap_name(6783),
+        "sleeve-6783"
     );
 }

@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 
-use super::nodes::{Change, NodeEvent, NodeInfo, NodeSet};
+use crate::kubernetes::nodes::{Change, NodeEvent, NodeInfo, NodeSet};
 
 fn node(name: &str, address: Option<&str>) -> NodeInfo {
     NodeInfo {
