@@ -10,7 +10,7 @@
 //! and the logs (Prometheus's among them) are printed then.
 
 mod kubelab;
-mod netlab;
+use weft_testkit::netlab;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! the pods over the VXLAN path the routers programmed (fastdp). Every namespace and process is
 //! the test's own and is removed when the test ends, also on failure.
 
-mod netlab;
+use weft_testkit::netlab;
 
 use std::time::{Duration, Instant};
 

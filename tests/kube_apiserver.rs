@@ -4,7 +4,7 @@
 //! the cluster's state outlives a restart of the API server.
 
 mod kubelab;
-mod netlab;
+use weft_testkit::netlab;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! the pods' traffic alone.
 
 mod kubelab;
-mod netlab;
+use weft_testkit::netlab;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! observed matrix must equal the scenario's truth table, written by hand (and checked against
 //! the reference evaluator too). Multi-step scenarios change policies and labels in place.
 
-mod netlab;
+use weft_testkit::netlab;
 mod npclab;
 
 use npclab::{PolicyLab, Reachability, world};

@@ -5,7 +5,7 @@
 //! restarted controller takes over without opening anything.
 
 mod kubelab;
-mod netlab;
+use weft_testkit::netlab;
 mod npclab;
 
 use std::process::{Child, Command, Stdio};

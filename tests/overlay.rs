@@ -5,7 +5,7 @@
 //! every pod exactly once; a link shows `established` only once an overlay carries pod frames, so
 //! a pod that pings at once is answered.
 
-mod netlab;
+use weft_testkit::netlab;
 
 use std::time::Duration;
 

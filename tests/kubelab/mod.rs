@@ -11,7 +11,7 @@
 //! the logs (`etcd.log`, `kube-apiserver.log`) are printed with the lab's on failure. The
 //! processes are killed on drop, also when a test panics, and the lab removes the namespace.
 //!
-//! A test file includes it next to the lab: `mod kubelab; mod netlab;`.
+//! A test file includes it next to the namespace lab: `mod kubelab; use weft_testkit::netlab;`.
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 

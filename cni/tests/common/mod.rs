@@ -6,8 +6,7 @@
 
 #![allow(dead_code)]
 
-#[path = "../../../tests/netlab/mod.rs"]
-pub mod netlab;
+pub use weft_testkit::netlab;
 
 #[allow(unused_imports)] // each test file uses its own part
 pub use netlab::{in_netns, run, wait_until, weft};

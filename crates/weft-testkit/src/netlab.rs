@@ -3,23 +3,18 @@
 //! (namespaces with a `weft router`), and "pods" (namespaces wired to a node's bridge with `weft
 //! attach`, or by the plugin). Every name carries the test's tag and the process id, and
 //! everything is removed on drop, also when a test fails (the routers' logs are printed then).
-//! The weft crate's tests and the plugin's include this same file.
-
-#![allow(dead_code)] // each test file uses its own part of the lab
+//! The weft crate's tests and the plugin's share it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `weft` binary of this build. Cargo names it to the weft crate's own tests; another
-/// package's tests (the plugin's) build it on first use next to their own binaries.
+/// The `weft` binary of this build, next to the running test binary. Cargo builds it before
+/// the weft crate's own tests run; another package's tests (the plugin's) build it on first use.
 pub fn weft() -> &'static str {
     static WEFT: OnceLock<String> = OnceLock::new();
     WEFT.get_or_init(|| {
-        if let Some(path) = option_env!("CARGO_BIN_EXE_weft") {
-            return path.to_string();
-        }
         // target/<profile>/deps/<test binary> → target/<profile>/weft
         let exe = std::env::current_exe().expect("the test binary's path");
         let profile_dir: PathBuf = exe
@@ -28,6 +23,10 @@ pub fn weft() -> &'static str {
             .expect("a target/<profile>/deps directory")
             .to_path_buf();
         let path = profile_dir.join("weft");
+        // Cargo names the package whose tests run; the weft package's are built with its binary.
+        if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("weft") && path.is_file() {
+            return path.to_string_lossy().into_owned();
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "weft", "--bin", "weft"]);
