@@ -381,5 +381,4 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 #[cfg(test)]
-#[path = "address_tests.rs"]
 mod tests;

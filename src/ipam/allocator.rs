@@ -12,15 +12,11 @@
 //! - `allocator_bootstrap.rs`: making the ring (seed, consensus, observer);
 //! - `allocator_status.rs`: `weave status ipam` and the metrics.
 
-#[path = "allocator_bootstrap.rs"]
+pub(super) mod api;
 mod bootstrap;
-#[path = "allocator_gossip.rs"]
 mod gossip;
-#[path = "allocator_local.rs"]
 mod local;
-#[path = "allocator_pending.rs"]
 mod pending;
-#[path = "allocator_status.rs"]
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,8 +25,8 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::allocator_api::{AddressCidr, AllocatorConfig, Effect, PersistedState, Request};
-use super::allocator_api::{InitMode, RequestId};
+use self::api::{AddressCidr, AllocatorConfig, Effect, PersistedState, Request};
+use self::api::{InitMode, RequestId};
 use super::messages::IpamMessage;
 use super::{Address, AddressRange, Cidr, IpamError, Ring, RingState, Space};
 use crate::topology::PeerName;
@@ -413,3 +409,6 @@ impl Allocator {
         self.live.contains(&peer)
     }
 }
+
+#[cfg(test)]
+mod tests;

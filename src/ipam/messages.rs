@@ -86,5 +86,4 @@ pub fn decode_message(bytes: &[u8]) -> Result<IpamMessage, IpamError> {
 }
 
 #[cfg(test)]
-#[path = "messages_tests.rs"]
 mod tests;

@@ -20,7 +20,6 @@
 
 mod address;
 mod allocator;
-mod allocator_api;
 mod error;
 mod ident;
 pub mod messages;
@@ -30,28 +29,13 @@ mod ring;
 mod ring_merge;
 mod space;
 
-#[cfg(test)]
-mod allocator_gossip_tests;
-#[cfg(test)]
-mod allocator_sim;
-#[cfg(test)]
-mod allocator_sim_checks;
-#[cfg(test)]
-mod allocator_sim_cluster;
-#[cfg(test)]
-mod allocator_test_support;
-#[cfg(test)]
-mod allocator_tests;
-#[cfg(test)]
-mod ring_props;
-
 pub use address::{Address, AddressRange, Cidr, DEFAULT_RANGE, MIN_CIDR_SIZE};
+pub use allocator::api::{
+    AddressCidr, AllocatorConfig, Effect, InitMode, PersistedState, Reply, Request, RequestId,
+};
 pub use allocator::{
     Allocator, CONFLICT_REPORT_INTERVAL, FREE_REPORT_INTERVAL, IpamState, IpamStatus,
     PeerShareStatus, RING_REGOSSIP_INTERVAL,
-};
-pub use allocator_api::{
-    AddressCidr, AllocatorConfig, Effect, InitMode, PersistedState, Reply, Request, RequestId,
 };
 pub use error::{AddressError, IpamError, RingError, SpaceError};
 pub use ident::{MAX_IDENT_BYTES, check_ident};

@@ -395,5 +395,4 @@ impl Paxos {
 }
 
 #[cfg(test)]
-#[path = "paxos_tests.rs"]
 mod tests;

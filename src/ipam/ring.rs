@@ -434,5 +434,4 @@ impl Ring {
 }
 
 #[cfg(test)]
-#[path = "ring_tests.rs"]
 mod tests;

@@ -170,5 +170,4 @@ impl Space {
 }
 
 #[cfg(test)]
-#[path = "space_tests.rs"]
 mod tests;

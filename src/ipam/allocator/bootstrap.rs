@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::Allocator;
-use crate::ipam::allocator_api::{AllocatorConfig, InitMode};
+use crate::ipam::allocator::api::{AllocatorConfig, InitMode};
 use crate::ipam::messages::IpamMessage;
 use crate::ipam::paxos::{Paxos, PaxosState};
 use crate::topology::PeerName;

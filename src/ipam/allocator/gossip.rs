@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::Allocator;
 use super::CONFLICT_REPORT_INTERVAL;
-use crate::ipam::allocator_api::Effect;
+use crate::ipam::allocator::api::Effect;
 use crate::ipam::messages::{ClaimDenial, IpamMessage};
 use crate::ipam::{Address, AddressRange, Cidr, Ring, RingError, RingState, Space};
 use crate::topology::PeerName;

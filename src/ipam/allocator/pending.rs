@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::Allocator;
-use crate::ipam::allocator_api::{AddressCidr, Reply, RequestId};
+use crate::ipam::allocator::api::{AddressCidr, Reply, RequestId};
 use crate::ipam::messages::IpamMessage;
 use crate::ipam::{Address, Cidr, IpamError, SpaceError};
 use crate::topology::PeerName;

@@ -596,5 +596,4 @@ fn a_proposer_expecting_three_electors_waits_for_all_of_them_until_told_to_stop(
     assert_eq!(d.consensus(), Some(names(&[4, 5])));
 }
 
-#[path = "paxos_sim_tests.rs"]
 mod simulation;

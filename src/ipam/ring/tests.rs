@@ -1,6 +1,8 @@
 //! Unit tests of the ring: the initial split, grants, transfers, free reports, queries and
 //! each merge rule.
 
+mod props;
+
 use super::*;
 use crate::ipam::{MergeOutcome, Space};
 

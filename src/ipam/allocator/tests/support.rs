@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{
+use crate::ipam::{
     Address, Allocator, AllocatorConfig, Cidr, Effect, InitMode, IpamError, IpamMessage,
     PersistedState, Reply, Request, RequestId,
 };

@@ -7,9 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::messages::IpamMessage;
-use super::paxos::PaxosState;
-use super::{Address, Cidr, IpamError, RingState};
+use crate::ipam::messages::IpamMessage;
+use crate::ipam::paxos::PaxosState;
+use crate::ipam::{Address, Cidr, IpamError, RingState};
 use crate::topology::{PeerName, PeerUid};
 
 /// How the ring is first made (`--ipalloc-init`).

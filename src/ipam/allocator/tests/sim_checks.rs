@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::allocator_sim_cluster::{SimCluster, UNIVERSE};
-use super::allocator_test_support::cidr;
-use super::{Address, AddressRange, Cidr, InitMode, IpamState, Request, Ring, RingState};
+use crate::ipam::allocator::tests::sim_cluster::{SimCluster, UNIVERSE};
+use crate::ipam::allocator::tests::support::cidr;
+use crate::ipam::{Address, AddressRange, Cidr, InitMode, IpamState, Request, Ring, RingState};
 
 /// Rounds of the final gossip phase before the cluster is declared stuck.
 const MAX_ROUNDS: usize = 12;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::allocator_test_support::*;
-use super::*;
+use crate::ipam::allocator::tests::support::*;
+use crate::ipam::*;
 use crate::topology::PeerName;
 
 const UNIVERSE: &str = "10.0.0.0/28";

@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 
-use super::{Address, AddressRange, Cidr, Ring, RingState, Space};
+use crate::ipam::{Address, AddressRange, Cidr, Ring, RingState, Space};
 use crate::topology::PeerName;
 
 /// Small enough that donations run out and parts get fragmented quickly.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Allocator;
 use super::bootstrap::Bootstrap;
-use crate::ipam::allocator_api::{AddressCidr, Reply, RequestId};
+use crate::ipam::allocator::api::{AddressCidr, Reply, RequestId};
 use crate::ipam::{Address, Cidr, IpamError, Ring};
 use crate::topology::PeerName;
 

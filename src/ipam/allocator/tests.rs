@@ -1,11 +1,17 @@
 //! Unit tests of the allocator on one peer: the lazy start, allocation, claims, frees,
 //! cancellation, lookups, `rmpeer`, `reset`, restarts from persisted state and status.
 
+mod gossip;
+mod sim;
+mod sim_checks;
+mod sim_cluster;
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::allocator_test_support::*;
-use super::*;
+use crate::ipam::allocator::tests::support::*;
+use crate::ipam::*;
 use crate::topology::PeerName;
 
 const UNIVERSE: &str = "10.0.0.0/28";

@@ -31,12 +31,12 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use super::allocator_sim_checks::{
+use crate::ipam::allocator::tests::sim_checks::{
     check_final, check_nothing_lost, check_step, ring_of, rings_agree,
 };
-use super::allocator_sim_cluster::{SimCluster, UNIVERSE};
-use super::allocator_test_support::cidr;
-use super::{Address, InitMode, Request};
+use crate::ipam::allocator::tests::sim_cluster::{SimCluster, UNIVERSE};
+use crate::ipam::allocator::tests::support::cidr;
+use crate::ipam::{Address, InitMode, Request};
 use crate::topology::PeerName;
 
 /// Cases per run by default: thousands, so that rare interleavings of crashes, partitions and

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::allocator_test_support::{config, peer};
-use super::{
+use crate::ipam::allocator::tests::support::{config, peer};
+use crate::ipam::{
     Address, Allocator, Cidr, Effect, InitMode, IpamMessage, PersistedState, Reply, Request,
     RequestId,
 };
@@ -25,7 +25,7 @@ const MAX_DELAY: Duration = Duration::from_secs(3);
 const DROP_PERCENT_WHILE_PARTITIONED: u32 = 10;
 /// Seconds per round of gossip: just over the ring's re-gossip interval, so that every node
 /// broadcasts its ring at least once per round.
-const ROUND_SECONDS: u64 = super::RING_REGOSSIP_INTERVAL.as_secs() + 1;
+const ROUND_SECONDS: u64 = crate::ipam::RING_REGOSSIP_INTERVAL.as_secs() + 1;
 
 struct InFlight {
     due: Instant,
@@ -360,7 +360,7 @@ impl SimCluster {
         &mut self,
         index: usize,
         id: RequestId,
-        result: &Result<Reply, super::IpamError>,
+        result: &Result<Reply, crate::ipam::IpamError>,
     ) {
         self.count(match result {
             Ok(Reply::Allocated(_)) => "allocated",
