@@ -31,7 +31,7 @@ use super::controller::{Controller, ControllerEvent};
 use super::convert;
 use super::mirror::WatchEvent;
 use super::model::{Direction, World};
-use super::nft::{Nft, NpcKernelError, PolicyKernel, RULE_COUNT};
+use super::nft::{Nft, NpcKernelError, PolicyKernel};
 use super::ruleset::Ruleset;
 use crate::api::metrics::{self, KubeApiOp, SyncResult};
 use crate::kubernetes::client::{KubeError, WatchBackoff, connect};
@@ -225,15 +225,15 @@ async fn restore_if_flushed(
     kernel: &Arc<dyn PolicyKernel + Sync>,
     health: &Health,
 ) {
-    if controller.last_written().is_none() {
+    let Some(expected) = controller.last_written().map(super::render::rule_count) else {
         return;
-    }
+    };
     let reader = kernel.clone();
     let installed = tokio::task::spawn_blocking(move || reader.installed_rules())
         .await
         .expect("the nft reader does not panic");
     match installed {
-        Ok(Some(rules)) if rules == RULE_COUNT => {}
+        Ok(Some(rules)) if rules == expected => {}
         Ok(found) => {
             warn!(
                 "table inet {} was {} by someone else; restoring it",
