@@ -67,6 +67,7 @@ fn world(pods: usize, policies: usize, variant: usize) -> World {
             ]),
             node: Some(NODE.into()),
             host_network: false,
+            terminating: false,
             ports: vec![ContainerPort {
                 name: Some("http".into()),
                 port: 8000 + (i % 4) as u16,

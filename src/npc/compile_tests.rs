@@ -182,6 +182,7 @@ fn arb_pod(index: u8) -> impl Strategy<Value = Pod> {
                     labels: pod_labels,
                     node: Some(node.to_string()),
                     host_network,
+                    terminating: false,
                     ports: vec![
                         ContainerPort {
                             name: Some("http".into()),
@@ -310,6 +311,7 @@ fn pod(namespace: &str, name: &str, last_octet: u8, node: &str) -> Pod {
         labels: labels(&[("pod", name)]),
         node: Some(node.into()),
         host_network: false,
+        terminating: false,
         ports: vec![],
     }
 }
