@@ -192,19 +192,7 @@ pub fn render_update(old: &Ruleset, new: &Ruleset) -> Nftables<'static> {
         for id in ids {
             match (before.policies.get(id), after.policies.get(id)) {
                 (Some(was), Some(now)) => {
-                    diff_elements(
-                        &mut deletions,
-                        &mut additions,
-                        &policy_set(direction, id, "t"),
-                        &was.targets,
-                        &now.targets,
-                        |ip| text(ip.to_string()),
-                    );
-                    if was.shape() == now.shape() {
-                        diff_policy(&mut deletions, &mut additions, direction, id, was, now);
-                    } else {
-                        rewrite_rules(&mut deletions, &mut additions, direction, id, was, now);
-                    }
+                    change_policy(&mut deletions, &mut additions, direction, id, was, now);
                 }
                 (was, now) => {
                     rebuild = true;
@@ -320,58 +308,40 @@ fn add_rules(batch: &mut Batch<'static>, direction: Direction, id: &str, policy:
         let peer_matches: Vec<Vec<Statement<'static>>> = match &rule_sets.peers {
             None => vec![vec![]],
             Some(peers) => {
-                let pods = rule_set(direction, id, index, "pods");
-                let blocks = rule_set(direction, id, index, "blocks");
-                batch.add(set(
-                    &pods,
-                    vec![SetType::Ipv4Addr],
-                    false,
-                    addresses(peers.pods.iter()),
-                ));
-                batch.add(set(
-                    &blocks,
-                    vec![SetType::Ipv4Addr],
-                    true,
-                    ranges(peers.blocks.iter()),
-                ));
-                [pods, blocks]
-                    .iter()
-                    .map(|name| vec![matches(ip(peer_end), set_ref(name), Operator::EQ)])
-                    .collect()
+                let mut add = |kind, interval, elements| {
+                    let name = rule_set(direction, id, index, kind);
+                    batch.add(set(&name, vec![SetType::Ipv4Addr], interval, elements));
+                    vec![matches(ip(peer_end), set_ref(&name), Operator::EQ)]
+                };
+                vec![
+                    add("pods", false, addresses(peers.pods.iter())),
+                    add("blocks", true, ranges(peers.blocks.iter())),
+                ]
             }
         };
         let port_matches: Vec<Vec<Statement<'static>>> = match &rule_sets.ports {
             None => vec![vec![]],
             Some(ports) => {
-                let numeric = rule_set(direction, id, index, "ports");
-                let named = rule_set(direction, id, index, "named");
-                batch.add(set(
-                    &numeric,
-                    vec![SetType::InetProto, SetType::InetService],
-                    true,
-                    numeric_ports(ports.numeric.iter()),
-                ));
-                batch.add(set(
-                    &named,
-                    vec![SetType::Ipv4Addr, SetType::InetProto, SetType::InetService],
-                    false,
-                    named_ports(ports.named.iter()),
-                ));
+                let mut add = |kind, types, interval, elements, key| {
+                    let name = rule_set(direction, id, index, kind);
+                    batch.add(set(&name, types, interval, elements));
+                    vec![matches(concat(key), set_ref(&name), Operator::EQ)]
+                };
                 vec![
-                    vec![matches(
-                        concat(vec![meta(MetaKey::L4proto), payload("th", "dport")]),
-                        set_ref(&numeric),
-                        Operator::EQ,
-                    )],
-                    vec![matches(
-                        concat(vec![
-                            ip("daddr"),
-                            meta(MetaKey::L4proto),
-                            payload("th", "dport"),
-                        ]),
-                        set_ref(&named),
-                        Operator::EQ,
-                    )],
+                    add(
+                        "ports",
+                        vec![SetType::InetProto, SetType::InetService],
+                        true,
+                        numeric_ports(ports.numeric.iter()),
+                        vec![meta(MetaKey::L4proto), payload("th", "dport")],
+                    ),
+                    add(
+                        "named",
+                        vec![SetType::Ipv4Addr, SetType::InetProto, SetType::InetService],
+                        false,
+                        named_ports(ports.named.iter()),
+                        vec![ip("daddr"), meta(MetaKey::L4proto), payload("th", "dport")],
+                    ),
                 ]
             }
         };
@@ -402,12 +372,7 @@ fn remove_rule_sets(
             kinds.extend(["ports", "named"]);
         }
         for kind in kinds {
-            batch.delete(set(
-                &rule_set(direction, id, index, kind),
-                vec![SetType::Ipv4Addr],
-                false,
-                Vec::new(),
-            ));
+            delete_set(batch, &rule_set(direction, id, index, kind));
         }
     }
 }
@@ -418,40 +383,41 @@ fn remove_policy(batch: &mut Batch<'static>, direction: Direction, id: &str, pol
     batch.add_cmd(NfCmd::Flush(FlushObject::Chain(chain(&chain_name))));
     batch.delete(NfListObject::Chain(chain(&chain_name)));
     remove_rule_sets(batch, direction, id, policy);
-    batch.delete(set(
+    delete_set(batch, &policy_set(direction, id, "t"));
+}
+
+/// A delete names the set only; nft ignores the type given with it.
+fn delete_set(batch: &mut Batch<'static>, name: &str) {
+    batch.delete(set(name, vec![SetType::Ipv4Addr], false, Vec::new()));
+}
+
+/// A policy that stays: the element changes of its sets; when its rules changed in kind, its
+/// chain is emptied and its rules and their sets written anew (the chain stays, and with it the
+/// dispatch rule jumping to it).
+fn change_policy(
+    deletions: &mut Batch<'static>,
+    additions: &mut Batch<'static>,
+    direction: Direction,
+    id: &str,
+    was: &PolicyRules,
+    now: &PolicyRules,
+) {
+    diff_elements(
+        deletions,
+        additions,
         &policy_set(direction, id, "t"),
-        vec![SetType::Ipv4Addr],
-        false,
-        Vec::new(),
-    ));
-}
-
-/// A policy whose rules changed in kind: its chain is emptied and its rules and their sets
-/// written anew; the chain stays, and with it the dispatch rule jumping to it.
-fn rewrite_rules(
-    deletions: &mut Batch<'static>,
-    additions: &mut Batch<'static>,
-    direction: Direction,
-    id: &str,
-    was: &PolicyRules,
-    now: &PolicyRules,
-) {
-    deletions.add_cmd(NfCmd::Flush(FlushObject::Chain(chain(&policy_chain(
-        direction, id,
-    )))));
-    remove_rule_sets(deletions, direction, id, was);
-    add_rules(additions, direction, id, now);
-}
-
-/// The element changes of a policy whose sets stay.
-fn diff_policy(
-    deletions: &mut Batch<'static>,
-    additions: &mut Batch<'static>,
-    direction: Direction,
-    id: &str,
-    was: &PolicyRules,
-    now: &PolicyRules,
-) {
+        &was.targets,
+        &now.targets,
+        |ip| text(ip.to_string()),
+    );
+    if was.shape() != now.shape() {
+        deletions.add_cmd(NfCmd::Flush(FlushObject::Chain(chain(&policy_chain(
+            direction, id,
+        )))));
+        remove_rule_sets(deletions, direction, id, was);
+        add_rules(additions, direction, id, now);
+        return;
+    }
     for (index, (before, after)) in was.rules.iter().zip(&now.rules).enumerate() {
         if let (Some(before), Some(after)) = (&before.peers, &after.peers) {
             diff_elements(
