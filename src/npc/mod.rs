@@ -27,6 +27,8 @@ pub mod nflog;
 pub mod nft;
 pub mod ranges;
 pub mod render;
+#[cfg(test)]
+mod render_tests;
 pub mod ruleset;
 #[cfg(feature = "kube")]
 pub mod run;
