@@ -4,8 +4,9 @@
 //!   selectors, both in one peer, ipBlocks with except, numeric and named ports, port ranges,
 //!   egress), every pod on this node;
 //! - full sync: compile the world and write the table in one transaction (median of 5);
-//! - one policy changed, 40 times: compile + write of the elements that changed, p50 and p99 (what the controller adds to the
-//!   API server's watch latency between a change and its enforcement);
+//! - one policy changed, 40 times: compile + write of what changed, p50 and p99, and the nft
+//!   transaction alone (what the controller adds to the API server's watch latency between a
+//!   change and its enforcement);
 //! - single-stream TCP throughput (iperf3, 5 s, median of 3) between two pods on the node's
 //!   bridge with br_netfilter on: without the table, then with the table enforcing the world
 //!   (the two pods selected by default-allow policies, so every packet walks the chains and set
