@@ -8,9 +8,11 @@ use weft_testkit::netlab;
 mod npclab;
 
 use npclab::{PolicyLab, Reachability, world};
+use weft::npc::compile::compile;
 use weft::npc::model::{Peer, Policy, PolicyPort, PortRef, Protocol, Rule, Selector, Target};
-use weft::npc::nft::{PolicyKernel, RULE_COUNT};
+use weft::npc::nft::PolicyKernel;
 use weft::npc::ranges::{parse_cidr, subtract};
+use weft::npc::render::rule_count;
 
 fn sel(key: &str, value: &str) -> Selector {
     Selector {
@@ -289,7 +291,10 @@ fn policy_changes_and_label_changes_apply_in_place() {
     expected.expect(Some("z/b"), Some("y/a"), None, None, true);
     expected.expect(Some("y/b"), Some("y/a"), None, None, true);
     lab.check("added", &world_now, &expected);
-    assert_eq!(lab.kernel.installed_rules().unwrap(), Some(RULE_COUNT));
+    assert_eq!(
+        lab.kernel.installed_rules().unwrap(),
+        Some(rule_count(&compile(&world_now, npclab::NODE).ruleset))
+    );
 
     world_now.policies = vec![allow_from_b("c")];
     let mut expected = Reachability::all(true);
@@ -308,6 +313,24 @@ fn policy_changes_and_label_changes_apply_in_place() {
     xc.labels.insert("pod".into(), "b".into());
     expected.expect(Some("x/c"), Some("y/c"), None, None, true);
     lab.check("a peer's labels changed", &world_now, &expected);
+
+    // The same policy gains a port (its rules change in kind: its chain is rewritten in place)
+    // and then an ipBlock peer besides the pods.
+    world_now.policies[0].ingress.as_mut().unwrap()[0].ports = vec![port(Protocol::Tcp, 80)];
+    expected.expect(None, Some("y/c"), None, None, false);
+    for peer in ["x/b", "y/b", "z/b", "x/c"] {
+        expected.expect(Some(peer), Some("y/c"), Some(80), TCP, true);
+    }
+    lab.check("the policy gained a port", &world_now, &expected);
+    assert_eq!(
+        lab.kernel.installed_rules().unwrap(),
+        Some(rule_count(&compile(&world_now, npclab::NODE).ruleset))
+    );
+    world_now.policies[0].ingress.as_mut().unwrap()[0]
+        .peers
+        .push(Peer::Block(vec![parse_cidr("10.40.1.1/32").unwrap()]));
+    expected.expect(Some("x/a"), Some("y/c"), Some(80), TCP, true);
+    lab.check("the policy gained a block", &world_now, &expected);
 
     world_now.policies.clear();
     lab.check("removed", &world_now, &Reachability::all(true));

@@ -204,6 +204,12 @@ fn policies_from_the_api_server_are_enforced_on_the_nodes_pods() {
         metrics.contains("weavenpc_blocked_connections_total{protocol=\"tcp\",dport=\"80\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(
+            "weavenpc_blocked_connections_by_policy_total{policy=\"x/deny-ingress\",direction=\"ingress\"}"
+        ),
+        "{metrics}"
+    );
 
     // Namespace AND pod selector, with a named port.
     policy(

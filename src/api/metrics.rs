@@ -2,6 +2,7 @@
 //! it had one (`weave_*`); our additions are `weft_*`. Labels come from enums, never from peer
 //! names or addresses, so the series count stays bounded.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +32,10 @@ const NPC_BLOCKED: &str = "weavenpc_blocked_connections_total";
 /// Distinct `dport` label values of the blocked counter: a port scan must not make 65,536
 /// series. Past this many, other ports count under `dport="other"`.
 const NPC_BLOCKED_PORT_LABELS: usize = 256;
+const NPC_BLOCKED_BY_POLICY: &str = "weavenpc_blocked_connections_by_policy_total";
+/// Distinct `policy` label values of the per-policy blocked counter: policies come and go, and
+/// a cluster may have thousands; past this many, other policies count under `policy="other"`.
+const NPC_BLOCKED_POLICY_LABELS: usize = 256;
 const NPC_POLICY_ERRORS: &str = "weavenpc_policy_enforcement_errors";
 const NPC_ELEMENTS: &str = "weft_npc_set_elements";
 const NPC_SYNC_SECONDS: &str = "weft_npc_sync_duration_seconds";
@@ -237,6 +242,10 @@ pub fn install() -> PrometheusHandle {
             describe_counter!(
                 NPC_BLOCKED,
                 "New connections dropped by network policy, by protocol and destination port."
+            );
+            describe_counter!(
+                NPC_BLOCKED_BY_POLICY,
+                "New connections dropped by network policy, by each policy isolating the pod that dropped them (<namespace>/<name>) and direction."
             );
             describe_gauge!(
                 NPC_POLICY_ERRORS,
@@ -454,6 +463,25 @@ pub fn npc_blocked(protocol: Option<crate::npc::model::Protocol>, dport: u16) {
     counter!(NPC_BLOCKED, "protocol" => protocol, "dport" => port).increment(1);
 }
 
+/// A new connection dropped by network policy, counted for one of the policies isolating the
+/// end that dropped it (none of them allowed it).
+pub fn npc_blocked_by_policy(policy: &str, direction: crate::npc::model::Direction) {
+    static POLICIES: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let label = {
+        let mut policies = POLICIES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if policies.contains(policy) || policies.len() < NPC_BLOCKED_POLICY_LABELS {
+            policies.insert(policy.to_string());
+            policy.to_string()
+        } else {
+            "other".to_string()
+        }
+    };
+    counter!(NPC_BLOCKED_BY_POLICY, "policy" => label, "direction" => direction.as_str())
+        .increment(1);
+}
+
 pub fn npc_policy_errors(count: usize) {
     gauge!(NPC_POLICY_ERRORS).set(count as f64);
 }
@@ -537,5 +565,45 @@ mod tests {
             .filter(|series| !text.lines().any(|line| line.starts_with(series.as_str())))
             .collect();
         assert!(missing.is_empty(), "not exported: {missing:?}\n{text}");
+    }
+
+    /// Each policy counts under its own name until the bound, then under "other".
+    #[test]
+    fn blocked_connections_by_policy_have_a_bounded_label_set() {
+        use crate::npc::model::Direction;
+        let handle = install();
+        npc_blocked_by_policy("x/deny-ingress", Direction::Ingress);
+        npc_blocked_by_policy("x/deny-ingress", Direction::Ingress);
+        npc_blocked_by_policy("x/deny-ingress", Direction::Egress);
+        for index in 0..NPC_BLOCKED_POLICY_LABELS + 10 {
+            npc_blocked_by_policy(&format!("many/p{index}"), Direction::Egress);
+        }
+        let text = handle.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with(&format!("{NPC_BLOCKED_BY_POLICY}{{")))
+            .collect();
+        let value = |labels: &str| {
+            series
+                .iter()
+                .find(|line| line.contains(labels))
+                .and_then(|line| line.rsplit(' ').next())
+                .map(|value| value.parse::<f64>().unwrap())
+        };
+        assert_eq!(
+            value("policy=\"x/deny-ingress\",direction=\"ingress\"")
+                .or(value("direction=\"ingress\",policy=\"x/deny-ingress\"")),
+            Some(2.0),
+            "{series:?}"
+        );
+        assert!(
+            series.len() <= NPC_BLOCKED_POLICY_LABELS + 2,
+            "{} series",
+            series.len()
+        );
+        assert!(
+            series.iter().any(|line| line.contains("policy=\"other\"")),
+            "past the bound: other"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! A blocked connection as the kernel reports it over NFLOG: the log prefix our rules set (which
-//! direction dropped it) and the start of the packet. Parsing is check-then-parse on borrowed
-//! bytes, bounded by the copy range the socket asks for, and never panics on any input.
+//! direction dropped it) and the start of the packet; and what the log line and the per-policy
+//! counter say of it (the policies isolating the end that dropped it). Parsing is
+//! check-then-parse on borrowed bytes, bounded by the copy range the socket asks for, and never
+//! panics on any input.
 
 use std::net::Ipv4Addr;
 
-use super::model::{Direction, Protocol};
+use super::model::{Direction, Protocol, World};
 use super::nft::TABLE;
 
 /// Bytes of each dropped packet the kernel copies to us: an IPv4 header with options (at most
@@ -108,6 +110,46 @@ impl FirstSightings {
     }
 }
 
+/// The policies isolating the end that dropped `blocked` (`<namespace>/<name>`): none of them
+/// allowed it.
+pub fn isolating_policies(world: &World, blocked: &Blocked) -> Vec<String> {
+    let subject = match blocked.direction {
+        Direction::Ingress => blocked.dst,
+        Direction::Egress => blocked.src,
+    };
+    world
+        .pod_at(subject)
+        .map(|pod| {
+            world
+                .policies
+                .iter()
+                .filter(|policy| policy.selects(pod) && policy.rules(blocked.direction).is_some())
+                .map(|policy| policy.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `blocked by network policy: x/b (10.40.1.2) -> x/a (10.40.1.1):80/tcp`, and which policies
+/// isolate the end that dropped it.
+pub fn describe_blocked(world: &World, blocked: &Blocked, isolating: &[String]) -> String {
+    let end = |ip: Ipv4Addr| match world.pod_at(ip) {
+        Some(pod) => format!("{}/{} ({ip})", pod.namespace, pod.name),
+        None => ip.to_string(),
+    };
+    let protocol = blocked
+        .protocol
+        .map_or("other", |protocol| protocol.as_str());
+    format!(
+        "blocked by network policy: {} -> {}:{}/{protocol} ({} isolated by {})",
+        end(blocked.src),
+        end(blocked.dst),
+        blocked.dport,
+        blocked.direction.as_str(),
+        isolating.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -173,6 +215,70 @@ mod tests {
             assert!(sightings.first(other, start + std::time::Duration::from_secs(12)));
             assert!(sightings.seen.len() <= 3);
         }
+    }
+
+    #[test]
+    fn a_blocked_connection_names_the_policies_isolating_the_end_that_dropped_it() {
+        use crate::npc::model::{Namespace, Pod, Policy, Selector, Target};
+        let pod = |namespace: &str, name: &str, ip: [u8; 4]| Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            ip: Some(Ipv4Addr::from(ip)),
+            labels: Default::default(),
+            node: Some("n1".into()),
+            host_network: false,
+            terminating: false,
+            ports: vec![],
+        };
+        let policy = |namespace: &str, name: &str, ingress: bool, egress: bool| Policy {
+            namespace: namespace.into(),
+            name: name.into(),
+            target: Target::Selector(Selector::default()),
+            ingress: ingress.then(Vec::new),
+            egress: egress.then(Vec::new),
+            broken: None,
+        };
+        let world = World {
+            namespaces: ["x", "y"]
+                .into_iter()
+                .map(|name| {
+                    (
+                        name.to_string(),
+                        Namespace {
+                            name: name.into(),
+                            labels: Default::default(),
+                        },
+                    )
+                })
+                .collect(),
+            pods: vec![pod("x", "a", [10, 40, 1, 1]), pod("y", "b", [10, 40, 2, 1])],
+            policies: vec![
+                policy("x", "deny-ingress", true, false),
+                policy("x", "deny-all", true, true),
+                policy("y", "elsewhere", true, true),
+            ],
+        };
+        let syn = parse(
+            b"weft-npc ingress ",
+            &tcp_syn([10, 40, 2, 1], [10, 40, 1, 1], 40000, 80),
+        )
+        .unwrap();
+        let isolating = isolating_policies(&world, &syn);
+        assert_eq!(isolating, ["x/deny-ingress", "x/deny-all"]);
+        assert_eq!(
+            describe_blocked(&world, &syn, &isolating),
+            "blocked by network policy: y/b (10.40.2.1) -> x/a (10.40.1.1):80/tcp (ingress isolated by x/deny-ingress, x/deny-all)"
+        );
+        let out = Blocked {
+            direction: Direction::Egress,
+            ..syn
+        };
+        assert_eq!(isolating_policies(&world, &out), ["y/elsewhere"]);
+        let unknown = Blocked {
+            dst: Ipv4Addr::new(10, 99, 0, 1),
+            ..syn
+        };
+        assert!(isolating_policies(&world, &unknown).is_empty());
     }
 
     proptest! {

@@ -1,13 +1,16 @@
 //! The compiler: the world and a node's name in, that node's [`Ruleset`] out. Only pods on the
 //! node are isolated here (egress is checked where a packet leaves, ingress where it arrives, so
 //! a cross-node connection is checked once per direction); peers are every pod in the cluster.
-//! Pure: the controller applies what it answers.
+//! Each policy compiles to its own sets, so its size is what it selects and names, never a
+//! product of the two. Pure: the controller applies what it answers.
 
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{Direction, Peer, Pod, Policy, PortRef, Rule, World};
-use super::ranges::IpRange;
-use super::ruleset::{AnyElement, DirectionRules, PortElement, PortRange, Ruleset};
+use super::ranges::{IpRange, merge};
+use super::ruleset::{
+    NamedPort, PeerSets, PolicyRules, PortRange, PortSets, ProtocolPorts, RuleSets, Ruleset,
+};
 
 /// A policy that could not be read, reported by the controller (it is enforced closed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,38 +25,43 @@ pub struct Compiled {
     pub errors: Vec<PolicyError>,
 }
 
-/// Where a rule's peers are: a range of addresses, or one pod (named ports of egress rules are
-/// resolved on the peer, so peer pods stay distinguishable).
-enum PeerAddresses<'a> {
-    Range(IpRange),
-    Pod(&'a Pod),
-}
+/// Hex digits of a policy's id: 48 bits of its name's hash, short enough that every set name
+/// built on it stays within the 32 bytes older kernels allow (NFT_SET_MAXNAMELEN before 4.14).
+const ID_DIGITS: usize = 12;
 
 pub fn compile(world: &World, node: &str) -> Compiled {
     let mut ruleset = Ruleset::default();
-    let local = world
+    let local: Vec<&Pod> = world
         .pods
         .iter()
-        .filter(|pod| pod.node.as_deref() == Some(node))
-        .filter_map(|pod| pod.policy_ip().map(|ip| (pod, ip)));
-    for (pod, ip) in local {
+        .filter(|pod| pod.node.as_deref() == Some(node) && pod.policy_ip().is_some())
+        .collect();
+    for (policy, id) in world.policies.iter().zip(policy_ids(&world.policies)) {
+        let targets: Vec<&Pod> = local
+            .iter()
+            .copied()
+            .filter(|pod| policy.selects(pod))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
         for direction in [Direction::Ingress, Direction::Egress] {
-            let rules = match direction {
-                Direction::Ingress => &mut ruleset.ingress,
-                Direction::Egress => &mut ruleset.egress,
+            let Some(rules) = policy.rules(direction) else {
+                continue;
             };
-            for policy in world.policies.iter().filter(|policy| policy.selects(pod)) {
-                let Some(policy_rules) = policy.rules(direction) else {
-                    continue;
-                };
-                rules.isolated.insert(ip);
-                for rule in policy_rules {
-                    compile_rule(world, policy, rule, direction, pod, ip, rules);
-                }
-            }
+            let compiled = PolicyRules {
+                name: policy.to_string(),
+                targets: targets.iter().filter_map(|pod| pod.policy_ip()).collect(),
+                rules: rules
+                    .iter()
+                    .map(|rule| compile_rule(world, policy, rule, direction, &targets))
+                    .collect(),
+            };
+            let out = ruleset.direction_mut(direction);
+            out.isolated.extend(compiled.targets.iter().copied());
+            out.policies.insert(id.clone(), compiled);
         }
     }
-    ruleset.normalise();
     let errors = world
         .policies
         .iter()
@@ -67,119 +75,118 @@ pub fn compile(world: &World, node: &str) -> Compiled {
     Compiled { ruleset, errors }
 }
 
+/// Each policy's id: a hash of `<namespace>/<name>`, so that it stays the same while other
+/// policies come and go (an index would shift, and with it every chain and set name); a
+/// collision (or two policies of one name, which only tests make) takes the next free value.
+fn policy_ids(policies: &[Policy]) -> Vec<String> {
+    let mut taken = BTreeSet::new();
+    policies
+        .iter()
+        .map(|policy| {
+            let mut hash = fnv1a(policy.to_string().as_bytes());
+            loop {
+                let id = format!(
+                    "{:0width$x}",
+                    hash >> (64 - 4 * ID_DIGITS),
+                    width = ID_DIGITS
+                );
+                if taken.insert(id.clone()) {
+                    return id;
+                }
+                hash = fnv1a(&hash.to_be_bytes());
+            }
+        })
+        .collect()
+}
+
+/// 64-bit FNV-1a: stable across builds and platforms, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
+}
+
 fn compile_rule(
     world: &World,
     policy: &Policy,
     rule: &Rule,
     direction: Direction,
-    subject: &Pod,
-    subject_ip: Ipv4Addr,
-    out: &mut DirectionRules,
-) {
-    let peers: Vec<PeerAddresses> = if rule.peers.is_empty() {
-        vec![PeerAddresses::Range(IpRange::ALL)]
-    } else {
-        rule.peers
-            .iter()
-            .flat_map(|peer| match peer {
-                Peer::Block(ranges) => ranges
-                    .iter()
-                    .copied()
-                    .map(PeerAddresses::Range)
-                    .collect::<Vec<_>>(),
-                Peer::Pods { .. } => world
-                    .pods
-                    .iter()
-                    .filter(|pod| {
-                        pod.policy_ip().is_some()
-                            && world.peer_selects_pod(peer, &policy.namespace, pod)
+    targets: &[&Pod],
+) -> RuleSets {
+    // The pods among the peers (all, without peers): egress resolves named ports on them.
+    let peer_pods = || {
+        world.pods.iter().filter(|pod| {
+            pod.policy_ip().is_some_and(|ip| {
+                rule.peers.is_empty()
+                    || rule.peers.iter().any(|peer| match peer {
+                        Peer::Block(ranges) => ranges.iter().any(|r| r.contains(u32::from(ip))),
+                        Peer::Pods { .. } => world.peer_selects_pod(peer, &policy.namespace, pod),
                     })
-                    .map(PeerAddresses::Pod)
-                    .collect(),
             })
-            .collect()
+        })
     };
-    let range_of = |peer: &PeerAddresses| match peer {
-        PeerAddresses::Range(range) => *range,
-        PeerAddresses::Pod(pod) => {
-            IpRange::single(pod.policy_ip().expect("peer pods have addresses"))
-        }
-    };
-    if rule.ports.is_empty() {
-        for peer in &peers {
-            out.any.push(AnyElement {
-                pod: subject_ip,
-                peer: range_of(peer),
-            });
-        }
-        return;
-    }
-    for spec in &rule.ports {
-        let numeric = match &spec.port {
-            None => Some(PortRange::ALL),
-            Some(PortRef::Number(port)) => Some(PortRange {
-                first: *port,
-                last: spec.end_port.unwrap_or(*port),
-            }),
-            Some(PortRef::Name(_)) => None,
-        };
-        if let Some(ports) = numeric {
-            for peer in &peers {
-                out.ports.push(PortElement {
-                    pod: subject_ip,
-                    peer: range_of(peer),
-                    protocol: spec.protocol,
-                    ports,
-                });
+    let peers = (!rule.peers.is_empty()).then(|| {
+        let mut pods = BTreeSet::new();
+        let mut blocks: Vec<IpRange> = Vec::new();
+        for peer in &rule.peers {
+            match peer {
+                Peer::Block(block) => blocks.extend(block.iter().copied()),
+                Peer::Pods { .. } => pods.extend(
+                    world
+                        .pods
+                        .iter()
+                        .filter(|pod| world.peer_selects_pod(peer, &policy.namespace, pod))
+                        .filter_map(Pod::policy_ip),
+                ),
             }
-            continue;
         }
-        let Some(PortRef::Name(name)) = &spec.port else {
-            continue;
-        };
-        match direction {
-            // The destination is the subject itself: one resolution for every peer.
-            Direction::Ingress => {
-                if let Some(port) = subject.named_port(name, spec.protocol) {
-                    for peer in &peers {
-                        out.ports.push(PortElement {
-                            pod: subject_ip,
-                            peer: range_of(peer),
+        PeerSets {
+            pods,
+            blocks: merge(blocks),
+        }
+    });
+    let ports = (!rule.ports.is_empty()).then(|| {
+        let mut numeric: BTreeMap<_, Vec<PortRange>> = BTreeMap::new();
+        let mut named = BTreeSet::new();
+        for spec in &rule.ports {
+            let range = match &spec.port {
+                None => PortRange::ALL,
+                Some(PortRef::Number(port)) => PortRange {
+                    first: *port,
+                    last: spec.end_port.unwrap_or(*port),
+                },
+                Some(PortRef::Name(name)) => {
+                    // Resolved on the destination: the target itself for ingress, each peer
+                    // pod for egress.
+                    let destinations: Vec<&Pod> = match direction {
+                        Direction::Ingress => targets.to_vec(),
+                        Direction::Egress => peer_pods().collect(),
+                    };
+                    named.extend(destinations.into_iter().filter_map(|pod| {
+                        Some(NamedPort {
+                            dst: pod.policy_ip()?,
                             protocol: spec.protocol,
-                            ports: PortRange::single(port),
-                        });
-                    }
+                            port: pod.named_port(name, spec.protocol)?,
+                        })
+                    }));
+                    continue;
                 }
-            }
-            // The destination is the peer: each peer pod resolves the name for itself, and a
-            // range holds only the pods inside it that have the name.
-            Direction::Egress => {
-                let mut destinations: Vec<&Pod> = Vec::new();
-                for peer in &peers {
-                    match peer {
-                        PeerAddresses::Pod(pod) => destinations.push(pod),
-                        PeerAddresses::Range(range) => {
-                            destinations.extend(world.pods.iter().filter(|pod| {
-                                pod.policy_ip()
-                                    .is_some_and(|ip| range.contains(u32::from(ip)))
-                            }))
-                        }
-                    }
-                }
-                for destination in destinations {
-                    if let (Some(ip), Some(port)) = (
-                        destination.policy_ip(),
-                        destination.named_port(name, spec.protocol),
-                    ) {
-                        out.ports.push(PortElement {
-                            pod: subject_ip,
-                            peer: IpRange::single(ip),
-                            protocol: spec.protocol,
-                            ports: PortRange::single(port),
-                        });
-                    }
-                }
-            }
+            };
+            numeric.entry(spec.protocol).or_default().push(range);
         }
-    }
+        PortSets {
+            numeric: numeric
+                .into_iter()
+                .flat_map(|(protocol, ranges)| {
+                    merge(ranges)
+                        .into_iter()
+                        .map(move |ports| ProtocolPorts { protocol, ports })
+                })
+                .collect(),
+            named,
+        }
+    });
+    RuleSets { peers, ports }
 }

@@ -2,7 +2,8 @@ use std::net::Ipv4Addr;
 
 use super::controller::{Controller, ControllerEvent};
 use super::mirror::WatchEvent;
-use super::model::{Namespace, Pod, Policy, Selector, Target};
+use super::model::{Direction, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector, Target};
+use super::verdict::{Packet, verdict};
 
 fn pod(name: &str, last_octet: u8) -> Pod {
     Pod {
@@ -12,6 +13,7 @@ fn pod(name: &str, last_octet: u8) -> Pod {
         labels: Default::default(),
         node: Some("n1".into()),
         host_network: false,
+        terminating: false,
         ports: vec![],
     }
 }
@@ -111,4 +113,157 @@ fn a_broken_policy_is_reported_once_until_it_changes() {
         "x/deny".into(),
     )));
     assert_eq!(controller.plan(false).unwrap().error_count, 0);
+}
+
+fn labelled(name: &str, last_octet: u8, app: &str) -> Pod {
+    Pod {
+        labels: [("app".to_string(), app.to_string())].into_iter().collect(),
+        ..pod(name, last_octet)
+    }
+}
+
+/// Isolates `app=old` pods for ingress (allowing nothing) and lets only `app=old` pods reach
+/// `a`.
+fn old_pods_policies() -> Vec<Policy> {
+    let app_old = Selector {
+        match_labels: [("app".to_string(), "old".to_string())]
+            .into_iter()
+            .collect(),
+        expressions: vec![],
+    };
+    vec![
+        Policy {
+            name: "isolate-old".into(),
+            target: Target::Selector(app_old.clone()),
+            ..deny_all(None)
+        },
+        Policy {
+            name: "a-from-old".into(),
+            target: Target::Selector(Selector {
+                match_labels: [("app".to_string(), "a".to_string())].into_iter().collect(),
+                expressions: vec![],
+            }),
+            ingress: Some(vec![Rule {
+                peers: vec![Peer::Pods {
+                    namespaces: None,
+                    pods: Some(app_old),
+                }],
+                ports: vec![],
+            }]),
+            ..deny_all(None)
+        },
+    ]
+}
+
+/// What the controller's current ruleset says of a new TCP connection to port 80.
+fn allowed(controller: &mut Controller, src: u8, dst: u8) -> bool {
+    let world = controller.world();
+    let ruleset = controller.plan(true).unwrap().ruleset.unwrap();
+    let packet = Packet {
+        src: Ipv4Addr::new(10, 0, 0, src),
+        dst: Ipv4Addr::new(10, 0, 0, dst),
+        protocol: Some(Protocol::Tcp),
+        port: 80,
+    };
+    let by_ruleset =
+        ruleset.allows(Direction::Egress, &packet) && ruleset.allows(Direction::Ingress, &packet);
+    assert_eq!(by_ruleset, verdict(&world, &packet), "{packet:?}");
+    by_ruleset
+}
+
+#[test]
+fn a_reused_address_is_the_new_pods_at_once_while_the_old_object_lingers() {
+    let mut controller = Controller::new("n1");
+    let old = labelled("old", 5, "old");
+    synced(
+        &mut controller,
+        vec![labelled("a", 1, "a"), old.clone(), labelled("c", 3, "c")],
+        old_pods_policies(),
+    );
+    controller.apply(ControllerEvent::Policy(WatchEvent::Synced));
+    assert!(allowed(&mut controller, 5, 1), "old may reach a");
+    assert!(!allowed(&mut controller, 3, 5), "old is isolated");
+    // The old pod is being deleted; its sandbox is gone and IPAM gives 10.0.0.5 to a new pod
+    // before the old object's final delete arrives.
+    controller.apply(ControllerEvent::Pod(WatchEvent::Applied(
+        "x/old".into(),
+        Pod {
+            terminating: true,
+            ..old.clone()
+        },
+    )));
+    controller.apply(ControllerEvent::Pod(WatchEvent::Applied(
+        "x/new".into(),
+        labelled("new", 5, "new"),
+    )));
+    let world = controller.world();
+    assert_eq!(
+        world.pod_at(Ipv4Addr::new(10, 0, 0, 5)).unwrap().name,
+        "new"
+    );
+    assert!(
+        !allowed(&mut controller, 5, 1),
+        "new is not granted old's access"
+    );
+    assert!(
+        allowed(&mut controller, 3, 5),
+        "new is not isolated as old was"
+    );
+    let ruleset = controller.plan(true).unwrap().ruleset.unwrap();
+    assert!(
+        !ruleset
+            .ingress
+            .isolated
+            .contains(&Ipv4Addr::new(10, 0, 0, 5))
+    );
+    // Even when the old object shows no sign of going (an update of it after the new pod's),
+    // the later claim keeps the address.
+    controller.apply(ControllerEvent::Pod(WatchEvent::Applied(
+        "x/old".into(),
+        Pod {
+            terminating: false,
+            labels: [
+                ("app".to_string(), "old".to_string()),
+                ("v".to_string(), "2".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..old.clone()
+        },
+    )));
+    assert!(!allowed(&mut controller, 5, 1));
+    controller.apply(ControllerEvent::Pod(WatchEvent::Deleted("x/old".into())));
+    assert!(!allowed(&mut controller, 5, 1));
+    assert!(allowed(&mut controller, 3, 5));
+}
+
+#[test]
+fn after_a_relist_a_reused_address_belongs_to_the_pod_not_being_deleted() {
+    let mut controller = Controller::new("n1");
+    // Listed in key order: "x/zombie" (terminating) is listed after "x/new" and so would be
+    // the later claim; being deleted, it yields the address.
+    synced(
+        &mut controller,
+        vec![
+            labelled("a", 1, "a"),
+            labelled("new", 5, "new"),
+            Pod {
+                terminating: true,
+                ..labelled("zombie", 5, "old")
+            },
+            labelled("c", 3, "c"),
+        ],
+        old_pods_policies(),
+    );
+    controller.apply(ControllerEvent::Policy(WatchEvent::Synced));
+    assert_eq!(
+        controller
+            .world()
+            .pod_at(Ipv4Addr::new(10, 0, 0, 5))
+            .unwrap()
+            .name,
+        "new"
+    );
+    assert!(!allowed(&mut controller, 5, 1));
+    assert!(allowed(&mut controller, 3, 5));
 }

@@ -66,6 +66,7 @@ pub fn pod(object: &KubePod) -> Option<Pod> {
         labels: object.metadata.labels.clone().unwrap_or_default(),
         node: spec.and_then(|spec| spec.node_name.clone()),
         host_network: spec.and_then(|spec| spec.host_network).unwrap_or(false),
+        terminating: object.metadata.deletion_timestamp.is_some(),
         ports,
     })
 }

@@ -79,4 +79,14 @@ impl<T: PartialEq> Mirror<T> {
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.objects.values()
     }
+
+    /// The objects with their keys.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &T)> {
+        self.objects.iter()
+    }
+
+    /// Whether `key` is mirrored now.
+    pub fn contains(&self, key: &str) -> bool {
+        self.objects.contains_key(key)
+    }
 }

@@ -4,7 +4,8 @@
 //! - `model`: namespaces, pods and policies in our own types; `ranges`: address ranges;
 //! - `verdict`: the semantics as a plain per-packet evaluator (the tests' oracle);
 //! - `compile` → `ruleset`: the world compiled to one node's sets of allowed tuples;
-//! - `nft`: the ruleset as one nftables JSON transaction, behind the [`nft::PolicyKernel`] trait;
+//! - `render`: the ruleset as nftables JSON, whole or as a change (pure);
+//! - `nft`: that JSON written in one transaction, behind the [`nft::PolicyKernel`] trait;
 //! - `mirror` + `controller`: the watched objects and what to write, without I/O;
 //! - `convert` and `run` (with the `kube` feature): Kubernetes objects in, the running command.
 
@@ -25,6 +26,9 @@ pub mod model;
 pub mod nflog;
 pub mod nft;
 pub mod ranges;
+pub mod render;
+#[cfg(test)]
+mod render_tests;
 pub mod ruleset;
 #[cfg(feature = "kube")]
 pub mod run;

@@ -113,6 +113,9 @@ pub struct Pod {
     pub node: Option<String>,
     /// Host-network pods share their node's address: policies never apply to them.
     pub host_network: bool,
+    /// Being deleted (`deletionTimestamp` set): still running and still enforced, but when
+    /// another pod shows the same address, the address is that pod's (see `controller`).
+    pub terminating: bool,
     pub ports: Vec<ContainerPort>,
 }
 

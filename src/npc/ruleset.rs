@@ -1,13 +1,16 @@
 //! What the compiler produces and the kernel enforces, as plain values: per direction, the local
-//! pods that are isolated and the (pod, peer[, protocol, ports]) tuples that are allowed. Elements
-//! are normalised to be disjoint, as nftables' concatenated interval sets require, and the
-//! ruleset can be interpreted here, packet by packet, for the property tests.
+//! pods that are isolated and, per policy that isolates some of them, its own small sets: the
+//! local pods it selects (its targets) and, per rule, the peer pods and address blocks, the numeric
+//! ports and the named ports resolved on each destination pod. A change of one policy touches
+//! only that policy's sets, and a pod's coming or going only the sets that name it. Interval
+//! sets' elements are normalised to be disjoint, as nftables requires, and the ruleset can be
+//! interpreted here, packet by packet, for the property tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::model::{Direction, Protocol};
-use super::ranges::{Inclusive, IpRange, merge};
+use super::ranges::{Inclusive, IpRange};
 use super::verdict::Packet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,130 +31,10 @@ impl PortRange {
             last: port,
         }
     }
-}
 
-/// Any traffic between a local pod and a range of peers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AnyElement {
-    pub pod: Ipv4Addr,
-    pub peer: IpRange,
-}
-
-/// Traffic of one protocol to a range of ports, between a local pod and a range of peers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortElement {
-    pub pod: Ipv4Addr,
-    pub peer: IpRange,
-    pub protocol: Protocol,
-    pub ports: PortRange,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DirectionRules {
-    /// Local pods isolated in this direction: only what the elements allow gets through.
-    pub isolated: BTreeSet<Ipv4Addr>,
-    pub any: Vec<AnyElement>,
-    pub ports: Vec<PortElement>,
-}
-
-impl DirectionRules {
-    /// Whether `pod` may exchange a new connection with `peer` in this direction.
-    pub fn allows(
-        &self,
-        pod: Ipv4Addr,
-        peer: Ipv4Addr,
-        protocol: Option<Protocol>,
-        port: u16,
-    ) -> bool {
-        if !self.isolated.contains(&pod) {
-            return true;
-        }
-        let peer = u32::from(peer);
-        self.any
-            .iter()
-            .any(|element| element.pod == pod && element.peer.contains(peer))
-            || protocol.is_some_and(|protocol| {
-                self.ports.iter().any(|element| {
-                    element.pod == pod
-                        && element.protocol == protocol
-                        && element.peer.contains(peer)
-                        && (element.ports.first..=element.ports.last).contains(&port)
-                })
-            })
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
     }
-
-    /// Makes the elements disjoint (and so as few as the allowed space permits).
-    pub fn normalise(&mut self) {
-        let mut any: BTreeMap<Ipv4Addr, Vec<IpRange>> = BTreeMap::new();
-        for element in self.any.drain(..) {
-            any.entry(element.pod).or_default().push(element.peer);
-        }
-        self.any = any
-            .into_iter()
-            .flat_map(|(pod, peers)| {
-                merge(peers)
-                    .into_iter()
-                    .map(move |peer| AnyElement { pod, peer })
-            })
-            .collect();
-        let mut ports: BTreeMap<(Ipv4Addr, Protocol), Vec<(IpRange, PortRange)>> = BTreeMap::new();
-        for element in self.ports.drain(..) {
-            ports
-                .entry((element.pod, element.protocol))
-                .or_default()
-                .push((element.peer, element.ports));
-        }
-        self.ports = ports
-            .into_iter()
-            .flat_map(|((pod, protocol), rectangles)| {
-                disjoint_rectangles(&rectangles)
-                    .into_iter()
-                    .map(move |(peer, ports)| PortElement {
-                        pod,
-                        peer,
-                        protocol,
-                        ports,
-                    })
-            })
-            .collect();
-    }
-}
-
-/// The union of `rectangles` (peers × ports) as disjoint rectangles: the peer axis is cut at
-/// every rectangle's edges, each piece gets the merged ports of the rectangles covering it, and
-/// neighbouring pieces with the same ports are joined again.
-fn disjoint_rectangles(rectangles: &[(IpRange, PortRange)]) -> Vec<(IpRange, PortRange)> {
-    let mut cuts: Vec<u64> = rectangles
-        .iter()
-        .flat_map(|(peer, _)| [u64::from(peer.first), u64::from(peer.last) + 1])
-        .collect();
-    cuts.sort_unstable();
-    cuts.dedup();
-    let mut strips: Vec<(IpRange, Vec<PortRange>)> = Vec::new();
-    for window in cuts.windows(2) {
-        let (first, last) = (window[0] as u32, (window[1] - 1) as u32);
-        let covering: Vec<PortRange> = rectangles
-            .iter()
-            .filter(|(peer, _)| peer.contains(first))
-            .map(|(_, ports)| *ports)
-            .collect();
-        if covering.is_empty() {
-            continue;
-        }
-        let ports = merge(covering);
-        match strips.last_mut() {
-            Some((previous, previous_ports))
-                if u64::from(previous.last) + 1 == u64::from(first) && *previous_ports == ports =>
-            {
-                previous.last = last;
-            }
-            _ => strips.push((IpRange { first, last }, ports)),
-        }
-    }
-    strips
-        .into_iter()
-        .flat_map(|(peer, ports)| ports.into_iter().map(move |range| (peer, range)))
-        .collect()
 }
 
 impl Inclusive for PortRange {
@@ -161,6 +44,156 @@ impl Inclusive for PortRange {
 
     fn set_last(&mut self, last: u64) {
         self.last = u16::try_from(last).expect("a merged end is one of the ends");
+    }
+}
+
+/// A range of ports of one protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProtocolPorts {
+    pub protocol: Protocol,
+    pub ports: PortRange,
+}
+
+/// A named port as one destination pod resolves it: traffic to `dst` on `protocol`/`port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamedPort {
+    pub dst: Ipv4Addr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// The ports of a rule: numeric ones (for any destination) or named ones (per destination).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortSets {
+    /// Sorted; disjoint within each protocol.
+    pub numeric: Vec<ProtocolPorts>,
+    pub named: BTreeSet<NamedPort>,
+}
+
+impl PortSets {
+    fn allow(&self, dst: Ipv4Addr, protocol: Protocol, port: u16) -> bool {
+        self.numeric
+            .iter()
+            .any(|range| range.protocol == protocol && range.ports.contains(port))
+            || self.named.contains(&NamedPort {
+                dst,
+                protocol,
+                port,
+            })
+    }
+}
+
+/// The peers of a rule: pods by address, and address blocks. Two sets, not one interval set of
+/// both: the `nft` tool (1.0.6) reads every element of every interval set in the kernel before
+/// each transaction, which made each change cost time in proportion to the number of peer pods
+/// in all policies; pod addresses in hash sets it leaves alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerSets {
+    pub pods: BTreeSet<Ipv4Addr>,
+    /// Sorted, disjoint ranges.
+    pub blocks: Vec<IpRange>,
+}
+
+impl PeerSets {
+    fn contains(&self, peer: Ipv4Addr) -> bool {
+        self.pods.contains(&peer)
+            || self
+                .blocks
+                .iter()
+                .any(|range| range.contains(u32::from(peer)))
+    }
+}
+
+/// One rule of a policy: a peer in `peers` and a port in `ports`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleSets {
+    /// `None`: every peer. Otherwise the peers (possibly none).
+    pub peers: Option<PeerSets>,
+    /// `None`: every port of every protocol, and protocols without ports.
+    pub ports: Option<PortSets>,
+}
+
+impl RuleSets {
+    fn allows(&self, peer: Ipv4Addr, dst: Ipv4Addr, protocol: Option<Protocol>, port: u16) -> bool {
+        self.peers.as_ref().is_none_or(|peers| peers.contains(peer))
+            && self.ports.as_ref().is_none_or(|ports| {
+                protocol.is_some_and(|protocol| ports.allow(dst, protocol, port))
+            })
+    }
+
+    /// Which sets the kernel needs for this rule (what must stay the same for an update to be
+    /// only a change of elements).
+    pub fn shape(&self) -> (bool, bool) {
+        (self.peers.is_some(), self.ports.is_some())
+    }
+}
+
+/// One policy's part of one direction on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRules {
+    /// `<namespace>/<name>`, for people reading the table.
+    pub name: String,
+    /// The local pods the policy selects (and so isolates in this direction); never empty.
+    pub targets: BTreeSet<Ipv4Addr>,
+    /// What it allows them; none: nothing.
+    pub rules: Vec<RuleSets>,
+}
+
+impl PolicyRules {
+    pub fn shape(&self) -> Vec<(bool, bool)> {
+        self.rules.iter().map(RuleSets::shape).collect()
+    }
+
+    fn element_count(&self) -> usize {
+        self.targets.len()
+            + self
+                .rules
+                .iter()
+                .map(|rule| {
+                    rule.peers
+                        .as_ref()
+                        .map_or(0, |peers| peers.pods.len() + peers.blocks.len())
+                        + rule
+                            .ports
+                            .as_ref()
+                            .map_or(0, |ports| ports.numeric.len() + ports.named.len())
+                })
+                .sum::<usize>()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectionRules {
+    /// Local pods isolated in this direction (every policy's targets): only what one of their
+    /// policies allows gets through.
+    pub isolated: BTreeSet<Ipv4Addr>,
+    /// By a short id, stable while the policy exists (it names the policy's chain and sets).
+    pub policies: BTreeMap<String, PolicyRules>,
+}
+
+impl DirectionRules {
+    /// Whether a new connection of local `pod` with `peer` (to `dst`, the destination of the
+    /// packet: `pod` for ingress, `peer` for egress) is allowed in this direction.
+    pub fn allows(
+        &self,
+        pod: Ipv4Addr,
+        peer: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: Option<Protocol>,
+        port: u16,
+    ) -> bool {
+        if !self.isolated.contains(&pod) {
+            return true;
+        }
+        self.policies
+            .values()
+            .filter(|policy| policy.targets.contains(&pod))
+            .any(|policy| {
+                policy
+                    .rules
+                    .iter()
+                    .any(|rule| rule.allows(peer, dst, protocol, port))
+            })
     }
 }
 
@@ -179,6 +212,13 @@ impl Ruleset {
         }
     }
 
+    pub fn direction_mut(&mut self, direction: Direction) -> &mut DirectionRules {
+        match direction {
+            Direction::Ingress => &mut self.ingress,
+            Direction::Egress => &mut self.egress,
+        }
+    }
+
     /// What this node's ruleset says of `packet` in `direction` (egress for a packet leaving a
     /// local pod, ingress for one arriving at a local pod).
     pub fn allows(&self, direction: Direction, packet: &Packet) -> bool {
@@ -187,19 +227,21 @@ impl Ruleset {
             Direction::Ingress => (packet.dst, packet.src),
         };
         self.direction(direction)
-            .allows(pod, peer, packet.protocol, packet.port)
-    }
-
-    pub fn normalise(&mut self) {
-        self.ingress.normalise();
-        self.egress.normalise();
+            .allows(pod, peer, packet.dst, packet.protocol, packet.port)
     }
 
     /// Elements in all sets: the size of what the kernel holds.
     pub fn element_count(&self) -> usize {
         [&self.ingress, &self.egress]
             .iter()
-            .map(|rules| rules.isolated.len() + rules.any.len() + rules.ports.len())
+            .map(|rules| {
+                rules.isolated.len()
+                    + rules
+                        .policies
+                        .values()
+                        .map(PolicyRules::element_count)
+                        .sum::<usize>()
+            })
             .sum()
     }
 }

@@ -26,12 +26,11 @@ use serde::de::DeserializeOwned;
 use tracing::{error, info, warn};
 
 use super::args::NpcArgs;
-use super::blocked::{Blocked, FirstSightings};
+use super::blocked::{FirstSightings, describe_blocked, isolating_policies};
 use super::controller::{Controller, ControllerEvent};
 use super::convert;
 use super::mirror::WatchEvent;
-use super::model::{Direction, World};
-use super::nft::{Nft, NpcKernelError, PolicyKernel, RULE_COUNT};
+use super::nft::{Nft, NpcKernelError, PolicyKernel};
 use super::ruleset::Ruleset;
 use crate::api::metrics::{self, KubeApiOp, SyncResult};
 use crate::kubernetes::client::{KubeError, WatchBackoff, connect};
@@ -141,8 +140,13 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
             _ = check.tick() => restore_if_flushed(&mut controller, &kernel, &health).await,
             Some(connection) = blocked.recv() => {
                 if sightings.first(connection, Instant::now()) {
+                    let world = controller.world();
+                    let isolating = isolating_policies(&world, &connection);
                     metrics::npc_blocked(connection.protocol, connection.dport);
-                    warn!("{}", describe_blocked(&controller.world(), &connection));
+                    for policy in &isolating {
+                        metrics::npc_blocked_by_policy(policy, connection.direction);
+                    }
+                    warn!("{}", describe_blocked(&world, &connection, &isolating));
                 }
             }
             () = crate::actors::router::wait_for_shutdown_signal() => {
@@ -225,15 +229,15 @@ async fn restore_if_flushed(
     kernel: &Arc<dyn PolicyKernel + Sync>,
     health: &Health,
 ) {
-    if controller.last_written().is_none() {
+    let Some(expected) = controller.last_written().map(super::render::rule_count) else {
         return;
-    }
+    };
     let reader = kernel.clone();
     let installed = tokio::task::spawn_blocking(move || reader.installed_rules())
         .await
         .expect("the nft reader does not panic");
     match installed {
-        Ok(Some(rules)) if rules == RULE_COUNT => {}
+        Ok(Some(rules)) if rules == expected => {}
         Ok(found) => {
             warn!(
                 "table inet {} was {} by someone else; restoring it",
@@ -248,41 +252,6 @@ async fn restore_if_flushed(
         }
         Err(err) => warn!("cannot check the npc table: {err}"),
     }
-}
-
-/// `blocked by network policy: x/b (10.40.1.2) -> x/a (10.40.1.1):80/tcp`, and which policies
-/// isolate the end that dropped it.
-fn describe_blocked(world: &World, blocked: &Blocked) -> String {
-    let end = |ip: std::net::Ipv4Addr| match world.pod_at(ip) {
-        Some(pod) => format!("{}/{} ({ip})", pod.namespace, pod.name),
-        None => ip.to_string(),
-    };
-    let protocol = blocked
-        .protocol
-        .map_or("other", |protocol| protocol.as_str());
-    let subject = match blocked.direction {
-        Direction::Ingress => blocked.dst,
-        Direction::Egress => blocked.src,
-    };
-    let isolating: Vec<String> = world
-        .pod_at(subject)
-        .map(|pod| {
-            world
-                .policies
-                .iter()
-                .filter(|policy| policy.selects(pod) && policy.rules(blocked.direction).is_some())
-                .map(|policy| policy.to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "blocked by network policy: {} -> {}:{}/{protocol} ({} isolated by {})",
-        end(blocked.src),
-        end(blocked.dst),
-        blocked.dport,
-        blocked.direction.as_str(),
-        isolating.join(", ")
-    )
 }
 
 /// The three watches as one stream of controller events.

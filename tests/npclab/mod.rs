@@ -169,6 +169,7 @@ pub fn world_on(layout: Layout, policies: Vec<Policy>) -> World {
                     labels: labels("pod", pod),
                     node: Some(layout.node_of(ns).to_string()),
                     host_network: false,
+                    terminating: false,
                     ports: PORTS
                         .iter()
                         .flat_map(|port| {
