@@ -190,3 +190,6 @@ fn compile_rule(
     });
     RuleSets { peers, ports }
 }
+
+#[cfg(test)]
+mod tests;

@@ -198,3 +198,6 @@ fn one_pod_per_address<'a>(pods: impl Iterator<Item = (&'a Pod, u64)>) -> Vec<Po
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -245,3 +245,6 @@ pub fn policy(object: &NetworkPolicy) -> Option<Policy> {
         broken,
     })
 }
+
+#[cfg(all(test, feature = "kube"))]
+mod tests;

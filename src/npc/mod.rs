@@ -12,23 +12,15 @@
 pub mod args;
 pub mod blocked;
 pub mod compile;
-#[cfg(test)]
-mod compile_tests;
 pub mod controller;
-#[cfg(test)]
-mod controller_tests;
 #[cfg(feature = "kube")]
 pub mod convert;
-#[cfg(all(test, feature = "kube"))]
-mod convert_tests;
 pub mod mirror;
 pub mod model;
 pub mod nflog;
 pub mod nft;
 pub mod ranges;
 pub mod render;
-#[cfg(test)]
-mod render_tests;
 pub mod ruleset;
 #[cfg(feature = "kube")]
 pub mod run;

@@ -653,3 +653,6 @@ fn matches(
 ) -> Statement<'static> {
     Statement::Match(Match { left, right, op })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,9 +1,11 @@
 use std::net::Ipv4Addr;
 
-use super::controller::{Controller, ControllerEvent};
-use super::mirror::WatchEvent;
-use super::model::{Direction, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector, Target};
-use super::verdict::{Packet, verdict};
+use crate::npc::controller::{Controller, ControllerEvent};
+use crate::npc::mirror::WatchEvent;
+use crate::npc::model::{
+    Direction, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector, Target,
+};
+use crate::npc::verdict::{Packet, verdict};
 
 fn pod(name: &str, last_octet: u8) -> Pod {
     Pod {

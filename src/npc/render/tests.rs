@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 
-use super::render::{render, render_update, rule_count};
-use super::ruleset::{PeerSets, PolicyRules, PortSets, RuleSets, Ruleset};
+use crate::npc::render::{render, render_update, rule_count};
+use crate::npc::ruleset::{PeerSets, PolicyRules, PortSets, RuleSets, Ruleset};
 
 fn policy(targets: &[u8], rules: Vec<RuleSets>) -> PolicyRules {
     PolicyRules {

@@ -6,11 +6,11 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::compile::compile;
-use super::model::*;
-use super::ranges::{IpRange, parse_cidr, subtract};
-use super::ruleset::Ruleset;
-use super::verdict::{Packet, verdict};
+use crate::npc::compile::compile;
+use crate::npc::model::*;
+use crate::npc::ranges::{IpRange, parse_cidr, subtract};
+use crate::npc::ruleset::Ruleset;
+use crate::npc::verdict::{Packet, verdict};
 
 const NODES: [&str; 2] = ["n1", "n2"];
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

@@ -3,10 +3,10 @@
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use super::convert::policy;
-use super::model::{Peer, PortRef, Protocol, Target};
+use crate::npc::convert::policy;
+use crate::npc::model::{Peer, PortRef, Protocol, Target};
 
-fn parse(spec: serde_json::Value) -> super::model::Policy {
+fn parse(spec: serde_json::Value) -> crate::npc::model::Policy {
     let object: NetworkPolicy = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "p", "namespace": "x"},
         "spec": spec,
