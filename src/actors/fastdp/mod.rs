@@ -98,7 +98,8 @@ pub struct Fastdp {
     stats: LinkStats,
     /// A reconciliation is under way: the next tick waits for it.
     busy: bool,
-    /// The links changed during a reconciliation: another follows at once.
+    /// The links changed during a reconciliation: another follows at once (a tick that finds
+    /// one under way is skipped, as the next tick comes soon enough).
     again: bool,
 }
 
@@ -131,7 +132,11 @@ impl Fastdp {
         let links = linked_peers(&status);
         if links != self.links {
             self.links = links;
-            self.reconcile(ctx);
+            if self.busy {
+                self.again = true;
+            } else {
+                self.reconcile(ctx);
+            }
         }
     }
 
@@ -227,7 +232,6 @@ impl Fastdp {
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
-            self.again = true;
             return;
         }
         self.busy = true;
