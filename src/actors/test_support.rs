@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::PeersChanged;
+use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::supervisor::{Fixed, RecipientSource, Supervised};
 use crate::api::metrics::ActorKind;
 use crate::topology::{PeerName, PeerRecord, PeerUid};
@@ -39,13 +39,22 @@ pub fn lone_record(n: u64) -> PeerRecord {
 
 /// A supervised gossip actor for peer `n`, alone in its mesh.
 pub fn lone_gossip(n: u64) -> Supervised<Gossip> {
+    lone_gossip_with_view(n).0
+}
+
+/// A supervised gossip actor for peer `n`, alone in its mesh, and the view it publishes.
+pub fn lone_gossip_with_view(n: u64) -> (Supervised<Gossip>, GossipView) {
     let maker: Arc<dyn RecipientSource<PeersChanged>> =
         Arc::new(Fixed(NullMaker.start().recipient()));
     let (hints, _) = tokio::sync::watch::channel(Vec::new());
+    let (view_tx, view) = crate::actors::gossip::view::channel();
     let record = lone_record(n);
-    Supervised::start(ActorKind::Gossip, move || {
-        Gossip::new(record.clone(), maker.clone(), hints.clone()).start()
-    })
+    let gossip = Supervised::start(ActorKind::Gossip, move || {
+        Gossip::new(record.clone(), maker.clone(), hints.clone())
+            .publishing_view(view_tx.clone())
+            .start()
+    });
+    (gossip, view)
 }
 
 /// Waits (at most two seconds) until `actor` was re-created at least once; its generation.

@@ -318,8 +318,8 @@ fn overlay_status(
 }
 
 /// A link is `established` once an overlay has proven the path to its peer for pod frames: the
-/// peer acked our sleeve heartbeats, or its fastdp heartbeats are healthy (as Weave Net showed
-/// it). The mesh handshake alone said `established` while no overlay carried anything yet, and
+/// peer acked our sleeve heartbeats and the sleeve routes to it, or its fastdp heartbeats are
+/// healthy and the kernel floods to it (as Weave Net showed it). The mesh handshake alone said `established` while no overlay carried anything yet, and
 /// a pod that pinged at once lost its first ping (issue 12, item 16). Without a data plane
 /// there is no overlay to wait for: the handshake establishes the link. `dataplane` is whether
 /// the router runs one; a `None` fastdp status there (the actor restarting) proves nothing.
@@ -334,9 +334,14 @@ fn link_state(
         let by_sleeve = sleeve
             .iter()
             .any(|link| link.peer == remote && link.established);
-        let by_fastdp = fastdp
-            .and_then(|status| status.peers.get(&remote))
-            .is_some_and(|peer| peer.healthy);
+        // Healthy heartbeats say the VXLAN path works; the kernel carries a pod's broadcast
+        // there only once the peer is in the flood list, which follows a moment later.
+        let by_fastdp = fastdp.is_some_and(|status| {
+            status
+                .peers
+                .get(&remote)
+                .is_some_and(|peer| peer.healthy && status.programmed.contains(&peer.ip))
+        });
         by_sleeve || by_fastdp
     };
     if handshake_done && (!dataplane || proven()) {

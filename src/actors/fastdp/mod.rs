@@ -1,5 +1,6 @@
-//! The `Fastdp` actor: the overlay switch and the kernel's forwarding tables. Every
-//! [`RECONCILE_INTERVAL`] it reads the established links (gossip) and the kernel's tables, runs
+//! The `Fastdp` actor: the overlay switch and the kernel's forwarding tables. It follows the
+//! established links as the gossip publishes them (reconciling at once when they change), and
+//! every [`RECONCILE_INTERVAL`] it reads the kernel's tables, runs
 //! the pure [`state::FastdpState::step`], and applies the result: the VXLAN flood list (peers on
 //! fastdp, plus departed peers during the grace of [`plan`]), the per-MAC bridge and VXLAN
 //! entries of [`fdb_plan`], the kernel-learned MACs reported to the `MacLearner`. Fastdp
@@ -25,10 +26,9 @@ use actix::prelude::*;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::actors::gossip::Gossip;
-use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::gossip::messages::GossipStatus;
+use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
-use crate::actors::supervisor::Supervised;
 use crate::api::metrics;
 use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
 use crate::dataplane::{LearnedFdb, LearnedFdbWatch, LinkOps, LinkStats, NetlinkLinkOps};
@@ -41,8 +41,8 @@ pub use switch::PeerOverlay;
 use state::FastdpState;
 use switch::{HEARTBEAT_INTERVAL, LinkedPeer, Switched};
 
-/// How often the kernel is reconciled with the links, the switch and the MAC table (a link or
-/// MAC change shows within this).
+/// How often the kernel is reconciled with the links, the switch and the MAC table (a MAC
+/// change or drift in the kernel shows within this; a link change is reconciled at once).
 const RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
 /// [`FastdpPeers`] is published again this often without changes, so a subscriber that
 /// restarted catches up.
@@ -85,7 +85,10 @@ pub struct HeartbeatAck(pub PeerName);
 pub struct Fastdp {
     ops: NetlinkLinkOps,
     config: FastdpConfig,
-    gossip: Supervised<Gossip>,
+    /// The mesh as the gossip publishes it.
+    view: GossipView,
+    /// The established links of the latest view.
+    links: Vec<LinkedPeer>,
     outputs: FastdpOutputs,
     state: FastdpState,
     programmed: BTreeSet<Ipv4Addr>,
@@ -95,20 +98,24 @@ pub struct Fastdp {
     stats: LinkStats,
     /// A reconciliation is under way: the next tick waits for it.
     busy: bool,
+    /// The links changed during a reconciliation: another follows at once (a tick that finds
+    /// one under way is skipped, as the next tick comes soon enough).
+    again: bool,
 }
 
 impl Fastdp {
     pub fn new(
         ops: NetlinkLinkOps,
         config: FastdpConfig,
-        gossip: Supervised<Gossip>,
+        view: GossipView,
         outputs: FastdpOutputs,
     ) -> Self {
         Self {
             ops,
             state: FastdpState::new(config.enabled),
             config,
-            gossip,
+            view,
+            links: Vec::new(),
             outputs,
             programmed: BTreeSet::new(),
             published: None,
@@ -116,6 +123,20 @@ impl Fastdp {
             heartbeater: None,
             stats: LinkStats::default(),
             busy: false,
+            again: false,
+        }
+    }
+
+    /// A new view of the mesh: when the established links changed, the kernel follows at once.
+    fn on_view(&mut self, ctx: &mut Context<Self>, status: Arc<GossipStatus>) {
+        let links = linked_peers(&status);
+        if links != self.links {
+            self.links = links;
+            if self.busy {
+                self.again = true;
+            } else {
+                self.reconcile(ctx);
+            }
         }
     }
 
@@ -207,24 +228,10 @@ impl Fastdp {
             return;
         }
         self.busy = true;
-        let status = self.gossip.addr().send(GetGossipStatus);
+        let links = self.links.clone();
         let ops = self.ops.clone();
         let devices = self.config.devices.clone();
         let observe = async move {
-            let status = status.await.ok()?;
-            let links: Vec<LinkedPeer> = status
-                .links
-                .iter()
-                .filter(|link| link.established)
-                .filter_map(|link| match link.remote_addr.ip() {
-                    IpAddr::V4(ip) => Some(LinkedPeer {
-                        name: link.remote,
-                        nickname: link.remote_nickname.clone(),
-                        ip,
-                    }),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
             match kernel::observe(&ops, &devices).await {
                 Ok((view, stats)) => Some((links, view, stats)),
                 Err(err) => {
@@ -264,14 +271,34 @@ impl Fastdp {
                 }
             }
             .into_actor(act)
-            .map(|(), act, _| {
+            .map(|(), act, ctx| {
                 act.busy = false;
                 // Published once the kernel follows the switch: the sleeve takes over (or lets
                 // go of) a peer when the bridge already sends its MACs the new way.
                 act.publish_peers(Instant::now());
+                if std::mem::take(&mut act.again) {
+                    act.reconcile(ctx);
+                }
             })
         }));
     }
+}
+
+/// The established links of a view, with the IPv4 address each peer's VXLAN traffic goes to.
+fn linked_peers(status: &GossipStatus) -> Vec<LinkedPeer> {
+    status
+        .links
+        .iter()
+        .filter(|link| link.established)
+        .filter_map(|link| match link.remote_addr.ip() {
+            IpAddr::V4(ip) => Some(LinkedPeer {
+                name: link.remote,
+                nickname: link.remote_nickname.clone(),
+                ip,
+            }),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 /// The overlay state as status, report and metrics show it.
@@ -344,6 +371,7 @@ impl Actor for Fastdp {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_heartbeats(ctx);
         self.watch_learning(ctx);
+        follow(self, ctx, self.view.clone(), Self::on_view);
         ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
     }
 }

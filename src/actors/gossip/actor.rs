@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::messages::*;
 use super::state::{Effect, GossipError, GossipState};
+use super::view::ViewSender;
 use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
 use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
@@ -32,6 +33,8 @@ pub struct Gossip {
     hints: watch::Sender<Vec<SocketAddr>>,
     /// Warnings any neighbour can trigger with every update it sends.
     log_limit: LogLimiter,
+    /// Where the view of the mesh is published on change (none in tests that do not follow it).
+    view: Option<ViewSender>,
 }
 
 impl Gossip {
@@ -47,6 +50,19 @@ impl Gossip {
             maker,
             hints,
             log_limit: LogLimiter::default(),
+            view: None,
+        }
+    }
+
+    /// Publishes the view of the mesh on `view` whenever it changes (and once at start).
+    pub fn publishing_view(mut self, view: ViewSender) -> Self {
+        self.view = Some(view);
+        self
+    }
+
+    fn publish_view(&mut self) {
+        if let Some(view) = &self.view {
+            super::view::publish_if_changed(&mut self.state, view);
         }
     }
 
@@ -115,6 +131,7 @@ impl Gossip {
             }
         }
         metrics::set_peers(self.state.topology().len());
+        self.publish_view();
     }
 
     fn publish_peers(&mut self) {
@@ -136,6 +153,7 @@ impl Actor for Gossip {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.publish_view();
         ctx.run_interval(TICK_INTERVAL, |act, _| {
             let effects = act.state.tick(Instant::now());
             act.apply(effects);
@@ -170,7 +188,9 @@ impl Handler<LinkEstablished> for Gossip {
     type Result = Result<(), GossipError>;
 
     fn handle(&mut self, msg: LinkEstablished, _: &mut Context<Self>) -> Self::Result {
-        self.state.link_established(msg.0, Instant::now())
+        let established = self.state.link_established(msg.0, Instant::now());
+        self.publish_view();
+        established
     }
 }
 
@@ -195,6 +215,8 @@ impl Handler<Received> for Gossip {
             }
             Err(err) => {
                 warn!("{err}");
+                // Part of the message may have been merged before the error.
+                self.publish_view();
                 Err(err)
             }
         }

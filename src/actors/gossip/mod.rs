@@ -3,7 +3,9 @@
 mod actor;
 pub mod messages;
 pub mod state;
+pub mod view;
 
 pub use actor::Gossip;
 #[cfg(test)]
 pub use actor::InjectPanic;
+pub use view::{GossipView, ViewSender};

@@ -175,6 +175,20 @@ impl GossipState {
             .collect()
     }
 
+    /// Whether `views` is what [`Self::links`] would return now, without building it.
+    pub fn links_equal(&self, views: &[LinkView]) -> bool {
+        self.links.len() == views.len()
+            && self.links.iter().zip(views).all(|((remote, entry), view)| {
+                view.id == entry.id
+                    && view.conn_uid == entry.conn_uid
+                    && view.remote == *remote
+                    && view.remote_nickname == entry.remote_nickname
+                    && view.remote_addr == entry.remote_addr
+                    && view.outbound == entry.outbound
+                    && view.established == entry.established
+            })
+    }
+
     /// The uid of the incarnation of `peer` we hold a link to.
     pub fn linked_uid(&self, peer: PeerName) -> Option<PeerUid> {
         self.links.get(&peer).map(|entry| entry.remote_uid)

@@ -10,10 +10,11 @@ use tracing::{error, info, warn};
 
 use super::snapshot::snapshot;
 use crate::actors::connection::ClosingReason;
-use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::{
-    Audience, ChannelGossip, ClosePeerLink, GetGossipStatus, RegisterChannel, SendChannelGossip,
+    Audience, ChannelGossip, ClosePeerLink, GossipStatus, RegisterChannel, SendChannelGossip,
 };
+use crate::actors::gossip::view::follow;
+use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::supervisor::Supervised;
 use crate::api::metrics;
 use crate::api::snapshot::IpamSnapshot;
@@ -36,6 +37,8 @@ pub struct IpamConfig {
     pub allocator: AllocatorConfig,
     pub store: Arc<Store>,
     pub gossip: Supervised<Gossip>,
+    /// The topology as the gossip publishes it: which peers are live.
+    pub view: GossipView,
 }
 
 /// Why an IPAM request or the actor's start failed.
@@ -249,25 +252,19 @@ impl Ipam {
             self.run(None, |allocator| allocator.cancel(id));
         }
         self.run(None, |allocator| allocator.tick(Instant::now()));
-        self.refresh_peers(ctx);
     }
 
-    /// Tells the allocator which peers are live. They come from the topology; asking once a tick
-    /// is cheap and never stale for long.
-    fn refresh_peers(&mut self, ctx: &mut Context<Self>) {
-        let status = self.config.gossip.addr().send(GetGossipStatus);
-        ctx.spawn(status.into_actor(self).map(|status, act, _| {
-            let Ok(status) = status else { return };
-            let live: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
-            let nicknames: BTreeMap<PeerName, String> = status
-                .peers
-                .iter()
-                .map(|p| (p.name, p.nickname.clone()))
-                .collect();
-            act.run(None, |allocator| {
-                allocator.peers_changed(&live, &nicknames, Instant::now())
-            });
-        }));
+    /// A new view of the mesh: tells the allocator which peers are live.
+    fn on_view(&mut self, _: &mut Context<Self>, status: Arc<GossipStatus>) {
+        let live: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
+        let nicknames: BTreeMap<PeerName, String> = status
+            .peers
+            .iter()
+            .map(|p| (p.name, p.nickname.clone()))
+            .collect();
+        self.run(None, |allocator| {
+            allocator.peers_changed(&live, &nicknames, Instant::now())
+        });
     }
 }
 
@@ -277,7 +274,7 @@ impl Actor for Ipam {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.ensure_registered(ctx);
-        self.refresh_peers(ctx);
+        follow(self, ctx, self.config.view.clone(), Self::on_view);
         ctx.run_interval(TICK_INTERVAL, |act, ctx| act.tick(ctx));
     }
 }
@@ -365,7 +362,7 @@ impl Handler<crate::actors::gossip::InjectPanic> for Ipam {
 mod tests {
     use super::*;
     use crate::actors::gossip::InjectPanic;
-    use crate::actors::test_support::{lone_gossip, recreated};
+    use crate::actors::test_support::{lone_gossip_with_view, recreated};
     use crate::api::metrics::ActorKind;
     use crate::ipam::InitMode;
     use crate::topology::PeerUid;
@@ -375,7 +372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&format!("{}/weave-net", dir.path().display())).unwrap());
         let name = PeerName::from_u64(9).unwrap();
-        let gossip = lone_gossip(9);
+        let (gossip, view) = lone_gossip_with_view(9);
         let universe = "10.32.0.0/12".parse().unwrap();
         let config = Arc::new(IpamConfig {
             allocator: AllocatorConfig {
@@ -391,6 +388,7 @@ mod tests {
             },
             store,
             gossip,
+            view,
         });
         let ipam = Supervised::start(ActorKind::Ipam, move || {
             Ipam::new(config.clone()).expect("restorable").start()

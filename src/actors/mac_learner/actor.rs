@@ -1,21 +1,22 @@
 //! The `MacLearner` actor: a thin shell around [`MacTable`]. It takes the batches of sightings
 //! the hot paths and the kernel's VXLAN learning report ([`MacsSeen`]), sweeps expired entries
-//! every [`EXPIRY_INTERVAL`], forgets the MACs of peers that left the topology, logs every change
+//! every [`EXPIRY_INTERVAL`], forgets the MACs of peers that left the topology (following the
+//! gossip's published view), logs every change
 //! in Weave Net's words, and publishes the table ([`MacTablePublished`]) to its subscribers:
 //! coalesced after changes, and again every [`REPUBLISH_INTERVAL`] so that a subscriber that
 //! restarted catches up.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::{info, warn};
 
 use super::state::{EXPIRY_INTERVAL, Location, MacEvent, MacTable, PeerNames};
-use crate::actors::gossip::Gossip;
-use crate::actors::gossip::messages::GetGossipStatus;
+use crate::actors::gossip::messages::GossipStatus;
+use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{MacTablePublished, MacsSeen, Subscribers};
-use crate::actors::supervisor::Supervised;
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
 
@@ -24,8 +25,6 @@ use crate::wire::MacAddr;
 pub const PUBLISH_DELAY: Duration = Duration::from_millis(100);
 /// The table is published again this often even without changes.
 pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the topology is read to forget the MACs of departed peers and learn nicknames.
-pub const TOPOLOGY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// At most one conflict line per this period: the hot path reports every such frame.
 pub const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -87,7 +86,8 @@ pub struct GetMacTable;
 pub struct MacLearner {
     table: MacTable,
     names: Names,
-    gossip: Supervised<Gossip>,
+    /// The topology as the gossip publishes it: departed peers and nicknames.
+    view: GossipView,
     subscribers: Subscribers<MacTablePublished>,
     pending: Vec<MacEvent>,
     publish_scheduled: bool,
@@ -97,7 +97,7 @@ pub struct MacLearner {
 impl MacLearner {
     pub fn new(
         local: PeerName,
-        gossip: Supervised<Gossip>,
+        view: GossipView,
         subscribers: Subscribers<MacTablePublished>,
     ) -> Self {
         Self {
@@ -106,7 +106,7 @@ impl MacLearner {
                 local,
                 nicknames: HashMap::new(),
             },
-            gossip,
+            view,
             subscribers,
             pending: Vec::new(),
             publish_scheduled: false,
@@ -132,22 +132,11 @@ impl MacLearner {
             _ => false,
         });
         if unnamed {
-            let to_log = events.clone();
-            let status = self.gossip.addr().send(GetGossipStatus);
-            ctx.spawn(status.into_actor(self).map(move |status, act, _| {
-                if let Ok(status) = status {
-                    act.names.nicknames.extend(
-                        status
-                            .peers
-                            .iter()
-                            .map(|record| (record.name, record.nickname.clone())),
-                    );
-                }
-                act.log(&to_log);
-            }));
-        } else {
-            self.log(&events);
+            // Its record may have come after the last view we handled: read the latest.
+            let status = Arc::clone(&self.view.borrow());
+            self.learn_nicknames(&status);
         }
+        self.log(&events);
         let changed = events
             .iter()
             .any(|event| !matches!(event, MacEvent::Conflict { .. }));
@@ -193,32 +182,35 @@ impl MacLearner {
         }
     }
 
-    fn poll_topology(&mut self, ctx: &mut Context<Self>) {
-        let status = self.gossip.addr().send(GetGossipStatus);
-        ctx.spawn(status.into_actor(self).map(|status, act, ctx| {
-            let Ok(status) = status else {
-                return;
-            };
-            act.names.nicknames = status
-                .peers
-                .iter()
-                .map(|record| (record.name, record.nickname.clone()))
-                .collect();
-            let present: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
-            let gone: BTreeSet<PeerName> = act
-                .table
-                .entries()
-                .iter()
-                .filter_map(|entry| match entry.location {
-                    Location::Remote(peer) if !present.contains(&peer) => Some(peer),
-                    _ => None,
-                })
-                .collect();
-            for peer in gone {
-                let events = act.table.forget_peer(peer);
-                act.record(events, ctx);
-            }
-        }));
+    fn learn_nicknames(&mut self, status: &GossipStatus) {
+        self.names.nicknames = status
+            .peers
+            .iter()
+            .map(|record| (record.name, record.nickname.clone()))
+            .collect();
+    }
+
+    /// A new view of the mesh: learn the nicknames, forget the MACs of peers no longer in it.
+    fn on_view(&mut self, ctx: &mut Context<Self>, status: Arc<GossipStatus>) {
+        self.learn_nicknames(&status);
+        self.forget_departed(&status, ctx);
+    }
+
+    fn forget_departed(&mut self, status: &GossipStatus, ctx: &mut Context<Self>) {
+        let present: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
+        let gone: BTreeSet<PeerName> = self
+            .table
+            .entries()
+            .iter()
+            .filter_map(|entry| match entry.location {
+                Location::Remote(peer) if !present.contains(&peer) => Some(peer),
+                _ => None,
+            })
+            .collect();
+        for peer in gone {
+            let events = self.table.forget_peer(peer);
+            self.record(events, ctx);
+        }
     }
 }
 
@@ -231,8 +223,7 @@ impl Actor for MacLearner {
             act.record(events, ctx);
         });
         ctx.run_interval(REPUBLISH_INTERVAL, |act, _| act.publish());
-        ctx.run_interval(TOPOLOGY_POLL_INTERVAL, |act, ctx| act.poll_topology(ctx));
-        self.poll_topology(ctx);
+        follow(self, ctx, self.view.clone(), Self::on_view);
     }
 }
 
@@ -242,6 +233,12 @@ impl Handler<MacsSeen> for MacLearner {
     fn handle(&mut self, seen: MacsSeen, ctx: &mut Context<Self>) {
         let events = self.table.observe_batch(&seen.0, Instant::now());
         self.record(events, ctx);
+        let remote = |(_, location): &(MacAddr, Location)| matches!(location, Location::Remote(_));
+        if seen.0.iter().any(remote) {
+            // A sighting at a peer the topology no longer holds goes as its other MACs went.
+            let status = Arc::clone(&self.view.borrow());
+            self.forget_departed(&status, ctx);
+        }
     }
 }
 
@@ -278,7 +275,7 @@ mod tests {
     use super::*;
     use crate::actors::overlay::Subscriber;
     use crate::actors::supervisor::Fixed;
-    use crate::actors::test_support::lone_gossip;
+    use crate::actors::test_support::lone_gossip_with_view;
 
     /// Keeps every publication it receives.
     struct Collector(Arc<Mutex<Vec<MacTablePublished>>>);
@@ -303,10 +300,11 @@ mod tests {
         subscribers.add(subscriber);
         let local = PeerName::from_u64(1).unwrap();
         let remote = PeerName::from_u64(2).unwrap();
-        let learner = MacLearner::new(local, lone_gossip(1), subscribers).start();
+        let (_gossip, view) = lone_gossip_with_view(1);
+        let learner = MacLearner::new(local, view, subscribers).start();
         let mac = |n: u8| MacAddr([0x0a, 0, 0, 0, 0, n]);
         // Three batches queued at once: handled before the publication delay runs out. The
-        // remote peer is not in the (lone) topology: its MAC is forgotten at the first poll.
+        // remote peer is not in the (lone) topology: its MAC is forgotten at once.
         for n in 1..=3 {
             learner
                 .try_send(MacsSeen(vec![(mac(n), Location::Local)]))

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::config::RouterArgs;
 use crate::actors::fastdp::{Devices, Fastdp, FastdpConfig, FastdpOutputs};
-use crate::actors::gossip::Gossip;
+use crate::actors::gossip::GossipView;
 use crate::actors::ipam::Submit;
 use crate::actors::mac_learner::MacLearner;
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
@@ -67,7 +67,7 @@ pub async fn start(
     args: &RouterArgs,
     name: PeerName,
     initial_peers: &[String],
-    gossip: Supervised<Gossip>,
+    view: GossipView,
     ipam: Option<&IpamApi>,
 ) -> Result<Dataplane, DataplaneError> {
     let ops = NetlinkLinkOps::new()?;
@@ -96,10 +96,10 @@ pub async fn start(
     let mac_table = Subscribers::<MacTablePublished>::default();
     let fastdp_peers = Subscribers::<FastdpPeers>::default();
     let mac_learner = {
-        let gossip = gossip.clone();
+        let view = view.clone();
         let mac_table = mac_table.clone();
         Supervised::start(ActorKind::MacLearner, move || {
-            MacLearner::new(name, gossip.clone(), mac_table.clone()).start()
+            MacLearner::new(name, view.clone(), mac_table.clone()).start()
         })
     };
     let macs_seen: Subscriber<MacsSeen> = Arc::new(mac_learner.clone());
@@ -118,7 +118,7 @@ pub async fn start(
         peers: fastdp_peers.clone(),
     };
     let fastdp = Supervised::start(ActorKind::Fastdp, move || {
-        Fastdp::new(ops.clone(), config.clone(), gossip.clone(), outputs.clone()).start()
+        Fastdp::new(ops.clone(), config.clone(), view.clone(), outputs.clone()).start()
     });
     mac_table.add(Arc::new(fastdp.clone()));
     if let Some(ipam) = ipam {

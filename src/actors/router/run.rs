@@ -217,6 +217,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         conn_limit: args.conn_limit,
         connections: Default::default(),
     };
+    let (view_tx, view) = crate::actors::gossip::view::channel();
     let gossip = {
         let maker_slot = maker_slot.clone();
         Supervised::start(ActorKind::Gossip, move || {
@@ -224,7 +225,9 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 version: initial_version(),
                 ..local_record.clone()
             };
-            Gossip::new(record, maker_slot.clone(), hints_tx.clone()).start()
+            Gossip::new(record, maker_slot.clone(), hints_tx.clone())
+                .publishing_view(view_tx.clone())
+                .start()
         })
     };
     gossip_slot.bind(gossip.clone());
@@ -263,6 +266,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 allocator,
                 store: store.clone(),
                 gossip: gossip.clone(),
+                view: view.clone(),
             });
             // The first incarnation is made here so that an unreadable database stops the start
             // with a clear error instead of a restart loop.
@@ -292,7 +296,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         None
     } else {
         let started =
-            super::dataplane::start(&args, name, &initial_peers, gossip.clone(), ipam.as_ref());
+            super::dataplane::start(&args, name, &initial_peers, view.clone(), ipam.as_ref());
         Some(started.await?)
     };
     // The sleeve runs beside fastdp; without it only fastdp peers are reachable, so a failure
@@ -307,6 +311,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 &dataplane.bridge,
                 dataplane,
                 gossip.clone(),
+                view.clone(),
             )
             .await;
             started.inspect_err(super::sleeve::report_failure).ok()

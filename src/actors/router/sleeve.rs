@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use super::dataplane::Dataplane;
-use crate::actors::gossip::Gossip;
+use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::overlay::{MacsSeen, Subscriber};
 use crate::actors::sleeve::{ControlReceived, Sleeve, SleeveIo};
 use crate::actors::supervisor::Supervised;
@@ -102,6 +102,7 @@ pub async fn start(
     bridge: &str,
     dataplane: &Dataplane,
     gossip: Supervised<Gossip>,
+    view: GossipView,
 ) -> Result<SleeveRuntime, DataplaneError> {
     let bind = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, mesh_port);
     let socket = SleeveSocket::bind(bind)?;
@@ -124,7 +125,15 @@ pub async fn start(
     });
     let max_mtu = u16::try_from(effective_mtu(underlay_mtu)).unwrap_or(u16::MAX);
     let actor = Supervised::start(ActorKind::Sleeve, move || {
-        Sleeve::new(name, max_mtu, mesh_port, io.clone(), gossip.clone()).start()
+        Sleeve::new(
+            name,
+            max_mtu,
+            mesh_port,
+            io.clone(),
+            gossip.clone(),
+            view.clone(),
+        )
+        .start()
     });
     dataplane.fastdp_peers.add(Arc::new(actor.clone()));
     dataplane.mac_table.add(Arc::new(actor.clone()));

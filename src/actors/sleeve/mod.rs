@@ -1,6 +1,7 @@
 //! The `Sleeve` actor: the control side of the userspace overlay. It keeps one heartbeat and
 //! path-MTU search per established mesh link, closes links whose UDP heartbeats stop, and
-//! publishes the forwarding table the hot path reads (neighbours, routes, fastdp set, MACs).
+//! publishes the forwarding table the hot path reads (neighbours, routes, fastdp set, MACs),
+//! rebuilt as soon as the gossip publishes new links or routes.
 //! Frames never pass through it: the I/O threads read and write the TAP and the socket, and
 //! hand it only control records. All decisions are in [`state::SleeveState`].
 
@@ -20,7 +21,8 @@ use tracing::{debug, info, warn};
 
 use crate::actors::connection::ClosingReason;
 use crate::actors::gossip::Gossip;
-use crate::actors::gossip::messages::{ClosePeerLink, GetGossipStatus, GossipStatus};
+use crate::actors::gossip::messages::{ClosePeerLink, GossipStatus};
+use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished};
 use crate::actors::supervisor::Supervised;
 use crate::dataplane::sleeve::ForwardingTable;
@@ -30,8 +32,6 @@ pub use state::{NeighbourLink, SleeveLinkStatus, SleeveOutput, SleeveState};
 
 /// Period of the heartbeat/probe clock: below every interval it drives (probes wait 200 ms).
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
-/// How often the links and routes are read from the gossip (a change shows within this).
-const GOSSIP_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the actor needs from the hot path: somewhere to publish the table, and a way to send a
 /// control datagram on the sleeve's socket.
@@ -61,9 +61,10 @@ pub struct Sleeve {
     state: SleeveState,
     io: Arc<dyn SleeveIo>,
     gossip: Supervised<Gossip>,
+    /// The links and routes, followed as the gossip publishes them.
+    view: GossipView,
     /// The mesh port peers listen on when their record does not say otherwise.
     mesh_port: u16,
-    polling: bool,
     datagram: Vec<u8>,
 }
 
@@ -75,32 +76,24 @@ impl Sleeve {
         mesh_port: u16,
         io: Arc<dyn SleeveIo>,
         gossip: Supervised<Gossip>,
+        view: GossipView,
     ) -> Self {
         Self {
             local,
             state: SleeveState::new(local, max_mtu),
             io,
             gossip,
+            view,
             mesh_port,
-            polling: false,
             datagram: Vec::new(),
         }
     }
 
-    fn poll_gossip(&mut self, ctx: &mut Context<Self>) {
-        if self.polling {
-            return;
-        }
-        self.polling = true;
-        let status = self.gossip.addr().send(GetGossipStatus);
-        ctx.spawn(status.into_actor(self).map(|status, act, _| {
-            act.polling = false;
-            if let Ok(status) = status {
-                let links = neighbour_links(&status, act.mesh_port);
-                act.state.set_links(links, &status.routes, Instant::now());
-                act.publish();
-            }
-        }));
+    /// A new view of the mesh: links and routes go into the table at once.
+    fn on_view(&mut self, _: &mut Context<Self>, status: Arc<GossipStatus>) {
+        let links = neighbour_links(&status, self.mesh_port);
+        self.state.set_links(links, &status.routes, Instant::now());
+        self.publish();
     }
 
     fn tick(&mut self) {
@@ -189,8 +182,7 @@ impl Actor for Sleeve {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.publish();
-        self.poll_gossip(ctx);
-        ctx.run_interval(GOSSIP_POLL_INTERVAL, |act, ctx| act.poll_gossip(ctx));
+        follow(self, ctx, self.view.clone(), Self::on_view);
         ctx.run_interval(TICK_INTERVAL, |act, _| act.tick());
     }
 }

@@ -63,7 +63,8 @@ pub enum SleeveOutput {
 pub struct SleeveLinkStatus {
     pub peer: PeerName,
     pub udp_addr: SocketAddr,
-    /// The peer acknowledged a heartbeat: the UDP path works both ways.
+    /// The peer acknowledged a heartbeat (the UDP path works both ways) and the routes send its
+    /// frames straight to it: the sleeve carries pod frames to it now.
     pub established: bool,
     /// The verified path MTU, once the search ended.
     pub verified_mtu: Option<u16>,
@@ -335,11 +336,26 @@ impl SleeveState {
             .map(|(&peer, link)| SleeveLinkStatus {
                 peer,
                 udp_addr: link.udp_addr,
-                established: link.heartbeats.acknowledged(),
+                established: link.heartbeats.acknowledged() && self.routes_through(peer),
                 verified_mtu: link.pmtu.verified(),
                 mtu: link.pmtu.assumed(),
             })
             .collect()
+    }
+}
+
+impl SleeveState {
+    /// Whether the table sends frames for `peer` straight to it, unicast and broadcast. The
+    /// gossip's routes use a link only once both ends' records list it as established, which
+    /// reaches us a moment after the link itself (and the peer's first heartbeat ack): until
+    /// then the hot path drops a pod's first ARP broadcast for lack of children, so the link
+    /// has not proven it carries pod frames yet.
+    fn routes_through(&self, peer: PeerName) -> bool {
+        self.next_hops.get(&peer) == Some(&peer)
+            && self
+                .broadcast_children
+                .get(&self.local)
+                .is_some_and(|children| children.contains(&peer))
     }
 }
 

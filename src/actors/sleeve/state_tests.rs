@@ -219,6 +219,30 @@ fn a_new_connection_to_the_same_peer_starts_afresh() {
     assert!(!state.status()[0].established);
 }
 
+/// Issue 12, item 16: the gossip reports a link as soon as its handshake is done, but routes it
+/// only once the peer's record lists the link too, a moment later. A heartbeat ack in between
+/// proves the UDP path, not that the table sends pod frames there: the link is not established
+/// until the routes reach the peer.
+#[test]
+fn an_acked_link_is_established_only_once_the_routes_reach_its_peer() {
+    let now = Instant::now();
+    let mut state = SleeveState::new(LOCAL, 1437);
+    let mut unrouted = Routes::default();
+    unrouted.broadcast.insert(LOCAL, vec![]);
+    state.set_links(vec![link(B, 7, 2)], &unrouted, now);
+    state.on_tick(now);
+    state.on_control(addr(2), B, Control::HeartbeatAck { connection_id: 7 }, now);
+    assert!(!state.status()[0].established, "acked, but no route to B");
+    let table = state.take_table().expect("the first table");
+    assert!(table.children_of(LOCAL).is_empty() && table.route(B).is_none());
+
+    state.set_links(vec![link(B, 7, 2)], &routes(), now);
+    assert!(state.status()[0].established);
+    let table = state.take_table().expect("the routes changed");
+    assert_eq!(table.children_of(LOCAL), &[B]);
+    assert_eq!(table.route(B).map(|(hop, _)| hop), Some(B));
+}
+
 #[test]
 fn the_table_carries_routes_fastdp_and_is_published_only_on_change() {
     let now = Instant::now();

@@ -42,6 +42,11 @@ fn fastdp_with(name: PeerName, healthy: bool) -> FastdpStatus {
     };
     FastdpStatus {
         enabled: true,
+        programmed: if healthy {
+            [overlay.ip].into_iter().collect()
+        } else {
+            Default::default()
+        },
         peers: [(name, overlay)].into_iter().collect(),
         ..FastdpStatus::default()
     }
@@ -70,7 +75,8 @@ fn a_link_is_pending_until_an_overlay_proved_the_path() {
         ConnectionState::Pending
     );
     assert_eq!(state(None, &[], true), ConnectionState::Pending);
-    // Either overlay proves it: sleeve heartbeats acked, or fastdp heartbeats healthy.
+    // Either overlay proves it: sleeve heartbeats acked (and routed), or fastdp heartbeats
+    // healthy with the peer in the flood list.
     assert_eq!(
         state(Some(&unproven), &sleeve_with(remote, true), true),
         ConnectionState::Established
@@ -78,6 +84,15 @@ fn a_link_is_pending_until_an_overlay_proved_the_path() {
     assert_eq!(
         state(Some(&fastdp_with(remote, true)), &[], true),
         ConnectionState::Established
+    );
+    // Healthy heartbeats before the kernel floods to the peer carry no broadcast yet.
+    let unprogrammed = FastdpStatus {
+        programmed: Default::default(),
+        ..fastdp_with(remote, true)
+    };
+    assert_eq!(
+        state(Some(&unprogrammed), &[], true),
+        ConnectionState::Pending
     );
     // Another peer's proof is not this one's.
     assert_eq!(
