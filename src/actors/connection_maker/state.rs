@@ -523,5 +523,4 @@ fn seconds_until(now: Instant, at: Instant) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -120,5 +120,4 @@ pub fn plan(
 }
 
 #[cfg(test)]
-#[path = "fdb_plan_tests.rs"]
 mod tests;

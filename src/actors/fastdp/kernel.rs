@@ -107,5 +107,4 @@ pub async fn apply<L: LinkOps>(ops: &L, devices: &Devices, flood: FloodPlan, fdb
 }
 
 #[cfg(test)]
-#[path = "kernel_tests.rs"]
 mod tests;

@@ -187,5 +187,4 @@ pub fn bridge_entries(vxlan: Vec<MacAddr>, tap: Vec<MacAddr>) -> BTreeMap<MacAdd
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -235,5 +235,4 @@ fn update(enabled: bool, health: &mut PeerHealth) -> Option<Switched> {
 }
 
 #[cfg(test)]
-#[path = "switch_tests.rs"]
 mod tests;

@@ -598,8 +598,6 @@ fn topology_messages(records: &[PeerRecord]) -> (Vec<ProtocolMsg>, Vec<Effect>) 
     (messages, effects)
 }
 
-#[path = "state_discovery.rs"]
 mod discovery;
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -389,9 +389,7 @@ fn touch(by_age: &mut BTreeSet<(Instant, MacAddr)>, mac: MacAddr, slot: &mut Slo
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "state_proptests.rs"]
 mod proptests;

@@ -8,8 +8,6 @@
 pub mod heartbeat;
 pub mod pmtu;
 pub mod state;
-#[cfg(test)]
-mod state_tests;
 
 use std::io;
 use std::net::SocketAddr;

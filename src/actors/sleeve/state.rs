@@ -367,3 +367,6 @@ fn verified(peer: PeerName, link: &SleeveLink, mtu: u16) -> SleeveOutput {
         mtu,
     }
 }
+
+#[cfg(test)]
+mod tests;

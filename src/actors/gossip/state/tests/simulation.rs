@@ -517,5 +517,4 @@ fn sixteen_peers_converge_from_a_cold_start_without_anti_entropy() {
     }
 }
 
-#[path = "simulation_checks.rs"]
 mod checks;

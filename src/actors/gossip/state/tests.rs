@@ -562,14 +562,10 @@ fn message_from_an_unregistered_link_is_unknown_link() {
     assert_eq!(state.topology().len(), 1);
 }
 
-#[path = "simulation_tests.rs"]
 mod simulation;
 
-#[path = "discovery_tests.rs"]
 mod discovery;
 
-#[path = "hostile_tests.rs"]
 mod hostile;
 
-#[path = "channel_tests.rs"]
 mod channels;

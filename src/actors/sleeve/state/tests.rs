@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::heartbeat::{FAST_HEARTBEAT, HEARTBEAT_TIMEOUT};
-use super::state::{NeighbourLink, SleeveOutput, SleeveState, payload_limit_for_mtu};
+use crate::actors::sleeve::heartbeat::{FAST_HEARTBEAT, HEARTBEAT_TIMEOUT};
+use crate::actors::sleeve::state::{
+    NeighbourLink, SleeveOutput, SleeveState, payload_limit_for_mtu,
+};
 use crate::topology::{PeerName, Routes};
 use crate::wire::sleeve::Control;
 

@@ -564,8 +564,6 @@ fn a_target_known_to_lead_to_a_linked_peer_is_not_dialled() {
     );
 }
 
-#[path = "state_properties.rs"]
 mod properties;
 
-#[path = "state_discovery_tests.rs"]
 mod discovery;
