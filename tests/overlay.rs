@@ -334,8 +334,8 @@ fn established_links(node: &Node) -> usize {
         .count()
 }
 
-/// Issue 12, item 16: a link said `established` before any overlay carried traffic, and a pod
-/// that pinged at once lost its first ping in 2 runs of 3. Now `established` means an overlay
+/// A link once said `established` before any overlay carried traffic, and a pod that pinged at
+/// once lost its first ping in 2 runs of 3. Now `established` means an overlay
 /// proved the path (the sleeve acked and routing to the peer, or the kernel flooding to it on
 /// fastdp): a fresh three-node cluster, two pods attached and one ping at once, 20 times in a
 /// row, none lost.

@@ -319,8 +319,8 @@ fn overlay_status(
 
 /// A link is `established` once an overlay has proven the path to its peer for pod frames: the
 /// peer acked our sleeve heartbeats and the sleeve routes to it, or its fastdp heartbeats are
-/// healthy and the kernel floods to it (as Weave Net showed it). The mesh handshake alone said `established` while no overlay carried anything yet, and
-/// a pod that pinged at once lost its first ping (issue 12, item 16). Without a data plane
+/// healthy and the kernel floods to it (as Weave Net showed it). The mesh handshake alone is not
+/// enough: a pod that pinged a peer's pod at once would lose its first ping. Without a data plane
 /// there is no overlay to wait for: the handshake establishes the link. `dataplane` is whether
 /// the router runs one; a `None` fastdp status there (the actor restarting) proves nothing.
 fn link_state(

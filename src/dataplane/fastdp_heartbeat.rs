@@ -135,6 +135,55 @@ impl HeartbeatSocket {
     }
 }
 
+/// How long a received ack may wait in the heartbeat thread for others: the acks of one round
+/// arrive together, and go to the actor as one message. One message per ack overflowed the
+/// actor's mailbox (actix's default holds 16) on a node with more fastdp peers than that, and
+/// the peers answering last lost their acks every round, so they fell back to sleeve and
+/// flapped. 50 ms is nothing against the fallback's timers (seconds).
+pub const ACK_BATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// The acks received and not yet handed over: each peer once, kept when the hand-over fails,
+/// so a full mailbox delays acks instead of losing them.
+#[derive(Debug, Default)]
+pub struct AckBatch {
+    pending: Vec<PeerName>,
+    since: Option<Instant>,
+}
+
+impl AckBatch {
+    /// An ack from `peer` received at `now`.
+    pub fn record(&mut self, peer: PeerName, now: Instant) {
+        if !self.pending.contains(&peer) {
+            self.pending.push(peer);
+        }
+        self.since.get_or_insert(now);
+    }
+
+    /// Whether the oldest pending ack has waited [`ACK_BATCH_DELAY`].
+    pub fn due(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|since| now.saturating_duration_since(since) >= ACK_BATCH_DELAY)
+    }
+
+    /// Hands the pending acks to `deliver`; what it gives back waits for the next try.
+    pub fn flush(
+        &mut self,
+        now: Instant,
+        deliver: &impl Fn(Vec<PeerName>) -> std::result::Result<(), Vec<PeerName>>,
+    ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match deliver(std::mem::take(&mut self.pending)) {
+            Ok(()) => self.since = None,
+            Err(back) => {
+                self.pending = back;
+                self.since = Some(now);
+            }
+        }
+    }
+}
+
 /// Counters of the heartbeat thread, for tests and logs.
 #[derive(Debug, Default)]
 pub struct HeartbeatCounters {
@@ -164,12 +213,13 @@ pub struct Heartbeater {
 
 impl Heartbeater {
     /// Starts the thread on `socket`. `targets` says whom to send heartbeats to (updated by the
-    /// overlay switch); `on_ack` is called on the thread for each ack received, with its sender.
+    /// overlay switch); `on_acks` is called on the thread with the senders of the acks received
+    /// (a batch per [`ACK_BATCH_DELAY`]), and gives back those it could not take.
     pub fn spawn(
         socket: HeartbeatSocket,
         config: HeartbeatConfig,
         targets: watch::Receiver<Vec<PeerName>>,
-        on_ack: impl Fn(PeerName) + Send + 'static,
+        on_acks: impl Fn(Vec<PeerName>) -> std::result::Result<(), Vec<PeerName>> + Send + 'static,
     ) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(HeartbeatCounters::default());
@@ -179,7 +229,7 @@ impl Heartbeater {
             .spawn({
                 let stop = stop.clone();
                 let counters = counters.clone();
-                move || run(&socket, &config, &targets, &on_ack, &stop, &counters)
+                move || run(&socket, &config, &targets, &on_acks, &stop, &counters)
             })
             .map_err(|source| DataplaneError::Io {
                 op: "spawn heartbeat thread for",
@@ -208,7 +258,7 @@ fn run(
     socket: &HeartbeatSocket,
     config: &HeartbeatConfig,
     targets: &watch::Receiver<Vec<PeerName>>,
-    on_ack: &impl Fn(PeerName),
+    on_acks: &impl Fn(Vec<PeerName>) -> std::result::Result<(), Vec<PeerName>>,
     stop: &AtomicBool,
     counters: &HeartbeatCounters,
 ) {
@@ -217,6 +267,7 @@ fn run(
     let mut buffer = vec![0; RECV_BUFFER_BYTES];
     let mut seq: u64 = 0;
     let mut next_round = Instant::now();
+    let mut acks = AckBatch::default();
     let send = |dst: PeerName, kind: Kind, seq: u64, size: usize| {
         let frame = Frame {
             dst: MacAddr(dst.to_bytes()),
@@ -239,6 +290,9 @@ fn run(
     };
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
+        if acks.due(now) {
+            acks.flush(now, on_acks);
+        }
         if now >= next_round {
             seq += 1;
             let round: Vec<PeerName> = targets.borrow().clone();
@@ -274,7 +328,7 @@ fn run(
             }
             Kind::Ack => {
                 counters.acked.fetch_add(1, Ordering::Relaxed);
-                on_ack(frame.sender);
+                acks.record(frame.sender, Instant::now());
             }
         }
     }

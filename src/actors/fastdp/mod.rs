@@ -77,10 +77,11 @@ pub struct FastdpOutputs {
 #[rtype(result = "()")]
 struct KernelLearned(LearnedFdb);
 
-/// An ack to one of our heartbeats, from the heartbeat thread.
+/// Acks to our heartbeats, from the heartbeat thread: the senders of those that arrived
+/// together.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct HeartbeatAck(pub PeerName);
+pub struct HeartbeatAcks(pub Vec<PeerName>);
 
 pub struct Fastdp {
     ops: NetlinkLinkOps,
@@ -157,10 +158,10 @@ impl Fastdp {
                 interval: HEARTBEAT_INTERVAL,
             };
             let started = opened.and_then(|socket| {
-                Heartbeater::spawn(socket, config, act.targets.subscribe(), move |peer| {
-                    // Bounded mailbox: a dropped ack is a missed heartbeat, which the
-                    // hysteresis tolerates.
-                    let _ = me.try_send(HeartbeatAck(peer));
+                Heartbeater::spawn(socket, config, act.targets.subscribe(), move |peers| {
+                    // A full mailbox hands the acks back: the thread retries them.
+                    me.try_send(HeartbeatAcks(peers))
+                        .map_err(|refused| refused.into_inner().0)
                 })
             });
             match started {
@@ -332,11 +333,15 @@ impl Handler<GetFastdpStatus> for Fastdp {
     }
 }
 
-impl Handler<HeartbeatAck> for Fastdp {
+impl Handler<HeartbeatAcks> for Fastdp {
     type Result = ();
 
-    fn handle(&mut self, HeartbeatAck(peer): HeartbeatAck, ctx: &mut Context<Self>) {
-        let switched = self.state.on_ack(peer, Instant::now());
+    fn handle(&mut self, HeartbeatAcks(peers): HeartbeatAcks, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let switched: Vec<_> = peers
+            .into_iter()
+            .flat_map(|peer| self.state.on_ack(peer, now))
+            .collect();
         if !switched.is_empty() {
             self.switched(switched);
             // Reprogram now rather than at the next tick (a reconciliation under way leaves it

@@ -102,8 +102,11 @@ fn start_at(
         mtu,
         interval: HEARTBEAT_INTERVAL,
     };
-    let hb = Heartbeater::spawn(socket, config, targets, move |from| {
-        let _ = acks_tx.try_send((from, Instant::now()));
+    let hb = Heartbeater::spawn(socket, config, targets, move |peers| {
+        for from in peers {
+            let _ = acks_tx.try_send((from, Instant::now()));
+        }
+        Ok(())
     })
     .expect("spawn");
     (hb, acks)
@@ -320,4 +323,37 @@ fn the_filter_passes_heartbeat_frames_only() {
         ops.link_stats(&vxlan).await.expect("stats")
     });
     assert!(stats.rx_packets >= 4, "{stats:?}");
+}
+
+fn peers(count: u8) -> Vec<PeerName> {
+    (1..=count).map(name).collect()
+}
+
+#[test]
+fn acks_go_over_in_batches_each_peer_once_and_a_refused_batch_is_kept() {
+    let start = Instant::now();
+    let mut batch = AckBatch::default();
+    assert!(!batch.due(start));
+    // A round's acks from 30 peers, one of them twice, arriving within a few milliseconds.
+    for (i, peer) in peers(30).into_iter().chain([name(7)]).enumerate() {
+        batch.record(peer, start + Duration::from_micros(100 * i as u64));
+    }
+    assert!(!batch.due(start + ACK_BATCH_DELAY / 2));
+    let later = start + ACK_BATCH_DELAY;
+    assert!(batch.due(later));
+    // The actor's mailbox is full: nothing is lost, the batch waits another delay.
+    let delivered = std::cell::RefCell::new(Vec::new());
+    batch.flush(later, &|refused| Err(refused));
+    assert!(!batch.due(later + ACK_BATCH_DELAY / 2));
+    assert!(batch.due(later + ACK_BATCH_DELAY));
+    batch.flush(later + ACK_BATCH_DELAY, &|peers| {
+        delivered.borrow_mut().push(peers);
+        Ok(())
+    });
+    assert_eq!(
+        *delivered.borrow(),
+        vec![peers(30)],
+        "one message, each peer once"
+    );
+    assert!(!batch.due(later + ACK_BATCH_DELAY * 10), "nothing pending");
 }

@@ -221,7 +221,7 @@ fn a_new_connection_to_the_same_peer_starts_afresh() {
     assert!(!state.status()[0].established);
 }
 
-/// Issue 12, item 16: the gossip reports a link as soon as its handshake is done, but routes it
+/// A pod's first frame must find its way: the gossip reports a link as soon as its handshake is done, but routes it
 /// only once the peer's record lists the link too, a moment later. A heartbeat ack in between
 /// proves the UDP path, not that the table sends pod frames there: the link is not established
 /// until the routes reach the peer.
