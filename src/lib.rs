@@ -11,8 +11,9 @@
 //!   plugin, `reset`), egress masquerading, the fastdp heartbeat, and the sleeve's hot path (its
 //!   sans-IO batching, forwarding, reassembly, checksums and ICMP, and the threads over the TAP
 //!   and the UDP socket);
-//! - [`actors`]: the control plane, one actor per subsystem and per peer link, and the router's
-//!   start-up ([`actors::router`]);
+//! - [`actors`]: the control plane, one actor per subsystem and per peer link;
+//! - [`router`]: the composition root of `weft router`: its flags, the wiring of the actors and
+//!   the start-up (not an actor);
 //! - [`api`]: the HTTP API, status texts, the report and the metrics;
 //! - [`cli`]: the `weave`/`weft` command-line client;
 //! - `kubernetes` (feature `kube`): the router's Kubernetes side, peers from Nodes and reclaim;
@@ -28,6 +29,7 @@ pub mod ipam;
 #[cfg(feature = "kube")]
 pub mod kubernetes;
 pub mod npc;
+pub mod router;
 #[cfg(test)]
 pub(crate) mod sim_cases;
 pub mod store;

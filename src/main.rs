@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weft::actors::router::{RouterArgs, run};
 use weft::cli::{self, CliCommand};
+use weft::router::{RouterArgs, run};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,5 +1,5 @@
 //! The control plane: one actor per subsystem and one per peer link, exchanging typed messages.
-//! Long-lived actors run under [`supervisor::Supervised`]; links are short-lived and re-dialled by
+//! Long-lived actors run under [`supervisor::SupervisedAddr`]; links are short-lived and re-dialled by
 //! the connection maker.
 
 pub mod connection;
@@ -11,7 +11,6 @@ pub mod listener;
 pub mod log_limit;
 pub mod mac_learner;
 pub mod overlay;
-pub mod router;
 pub mod sleeve;
 pub mod supervisor;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Supervision of long-lived actors: when one stops or panics it is re-created, with backoff, and
-//! everyone holding a [`Supervised`] handle reaches the new incarnation. A request to a dead
+//! everyone holding a [`SupervisedAddr`] handle reaches the new incarnation. A request to a dead
 //! incarnation fails with a mailbox error at once, so callers see an error, never a hang.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
 const STABLE_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A handle to whichever incarnation of a supervised actor is current.
-pub struct Supervised<A: Actor> {
+pub struct SupervisedAddr<A: Actor> {
     inner: Arc<Slot<A>>,
 }
 
@@ -28,7 +28,7 @@ struct Slot<A: Actor> {
     restarts: AtomicU64,
 }
 
-impl<A: Actor> Clone for Supervised<A> {
+impl<A: Actor> Clone for SupervisedAddr<A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -36,7 +36,7 @@ impl<A: Actor> Clone for Supervised<A> {
     }
 }
 
-impl<A: Actor> Supervised<A> {
+impl<A: Actor> SupervisedAddr<A> {
     /// The current incarnation's address.
     pub fn addr(&self) -> Addr<A> {
         match self.inner.addr.read() {
@@ -55,7 +55,7 @@ impl<A: Actor> Supervised<A> {
     }
 }
 
-impl<A: Actor> Supervised<A> {
+impl<A: Actor> SupervisedAddr<A> {
     /// Starts the actor with `factory` and keeps re-creating it with `factory` whenever it dies.
     /// Must be called inside an actix system.
     pub fn start<F>(name: crate::api::metrics::ActorKind, factory: F) -> Self
@@ -111,7 +111,7 @@ where
     fn recipient(&self) -> actix::Recipient<M>;
 }
 
-impl<A, M> RecipientSource<M> for Supervised<A>
+impl<A, M> RecipientSource<M> for SupervisedAddr<A>
 where
     A: Actor + actix::Handler<M>,
     A::Context: actix::dev::ToEnvelope<A, M>,
@@ -173,7 +173,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_panicking_actor_is_recreated_and_callers_get_an_error_not_a_hang() {
-        let supervised = Supervised::start(crate::api::metrics::ActorKind::Gossip, || {
+        let supervised = SupervisedAddr::start(crate::api::metrics::ActorKind::Gossip, || {
             Counter { count: 0 }.start()
         });
         assert_eq!(supervised.addr().send(Bump).await.unwrap(), 1);

@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use crate::actors::gossip::messages::PeersChanged;
 use crate::actors::gossip::{Gossip, GossipView};
-use crate::actors::supervisor::{Fixed, RecipientSource, Supervised};
+use crate::actors::supervisor::{Fixed, RecipientSource, SupervisedAddr};
 use crate::api::metrics::ActorKind;
 use crate::topology::{PeerName, PeerRecord, PeerUid};
 
@@ -38,18 +38,18 @@ pub fn lone_record(n: u64) -> PeerRecord {
 }
 
 /// A supervised gossip actor for peer `n`, alone in its mesh.
-pub fn lone_gossip(n: u64) -> Supervised<Gossip> {
+pub fn lone_gossip(n: u64) -> SupervisedAddr<Gossip> {
     lone_gossip_with_view(n).0
 }
 
 /// A supervised gossip actor for peer `n`, alone in its mesh, and the view it publishes.
-pub fn lone_gossip_with_view(n: u64) -> (Supervised<Gossip>, GossipView) {
+pub fn lone_gossip_with_view(n: u64) -> (SupervisedAddr<Gossip>, GossipView) {
     let maker: Arc<dyn RecipientSource<PeersChanged>> =
         Arc::new(Fixed(NullMaker.start().recipient()));
     let (hints, _) = tokio::sync::watch::channel(Vec::new());
     let (view_tx, view) = crate::actors::gossip::view::channel();
     let record = lone_record(n);
-    let gossip = Supervised::start(ActorKind::Gossip, move || {
+    let gossip = SupervisedAddr::start(ActorKind::Gossip, move || {
         Gossip::new(record.clone(), maker.clone(), hints.clone())
             .publishing_view(view_tx.clone())
             .start()
@@ -58,7 +58,7 @@ pub fn lone_gossip_with_view(n: u64) -> (Supervised<Gossip>, GossipView) {
 }
 
 /// Waits (at most two seconds) until `actor` was re-created at least once; its generation.
-pub async fn recreated<A: Actor>(actor: &Supervised<A>) -> u64 {
+pub async fn recreated<A: Actor>(actor: &SupervisedAddr<A>) -> u64 {
     for _ in 0..100 {
         if actor.generation() > 0 {
             break;

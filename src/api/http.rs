@@ -26,7 +26,7 @@ use crate::actors::gossip::messages::GetGossipStatus;
 use crate::actors::ipam::{GetIpamSnapshot, Ipam};
 use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
 use crate::actors::sleeve::{GetSleeveStatus, Sleeve, SleeveLinkStatus};
-use crate::actors::supervisor::{RecipientSource, Supervised};
+use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
 use crate::ipam::Cidr;
 use crate::topology::{PeerName, PeerRecord};
 use crate::wire::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
@@ -44,23 +44,23 @@ pub struct RouterInfo {
 /// The IPAM actor and what the API needs to know of its configuration.
 #[derive(Clone)]
 pub struct IpamApi {
-    pub actor: Supervised<Ipam>,
+    pub actor: SupervisedAddr<Ipam>,
     /// Where `POST /ip/{id}` allocates.
     pub default_subnet: Cidr,
 }
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub gossip: Supervised<Gossip>,
-    pub maker: Supervised<ConnectionMaker>,
+    pub gossip: SupervisedAddr<Gossip>,
+    pub maker: SupervisedAddr<ConnectionMaker>,
     /// None when the router runs without IP address management.
     pub ipam: Option<IpamApi>,
     /// None without a data plane.
-    pub fastdp: Option<Supervised<Fastdp>>,
+    pub fastdp: Option<SupervisedAddr<Fastdp>>,
     /// None without a data plane.
-    pub mac_learner: Option<Supervised<MacLearner>>,
+    pub mac_learner: Option<SupervisedAddr<MacLearner>>,
     /// None without a data plane, or when the sleeve could not start.
-    pub sleeve: Option<Supervised<Sleeve>>,
+    pub sleeve: Option<SupervisedAddr<Sleeve>>,
     /// The Kubernetes side, with `--kube-peers`.
     pub kube: Option<Arc<dyn RecipientSource<GetKubeStatus>>>,
     pub info: Arc<RouterInfo>,

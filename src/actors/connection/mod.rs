@@ -64,7 +64,7 @@ pub trait GossipSource: Send + Sync {
     fn current(&self) -> GossipPort;
 }
 
-impl GossipSource for crate::actors::supervisor::Supervised<crate::actors::gossip::Gossip> {
+impl GossipSource for crate::actors::supervisor::SupervisedAddr<crate::actors::gossip::Gossip> {
     fn current(&self) -> GossipPort {
         let addr = self.addr();
         GossipPort {

@@ -15,7 +15,7 @@ use crate::actors::gossip::messages::{
 };
 use crate::actors::gossip::view::follow;
 use crate::actors::gossip::{Gossip, GossipView};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::SupervisedAddr;
 use crate::api::metrics;
 use crate::api::snapshot::IpamSnapshot;
 use crate::ipam::{
@@ -36,7 +36,7 @@ const MAILBOX_CAPACITY: usize = 4096;
 pub struct IpamConfig {
     pub allocator: AllocatorConfig,
     pub store: Arc<Store>,
-    pub gossip: Supervised<Gossip>,
+    pub gossip: SupervisedAddr<Gossip>,
     /// The topology as the gossip publishes it: which peers are live.
     pub view: GossipView,
 }
@@ -390,7 +390,7 @@ mod tests {
             gossip,
             view,
         });
-        let ipam = Supervised::start(ActorKind::Ipam, move || {
+        let ipam = SupervisedAddr::start(ActorKind::Ipam, move || {
             Ipam::new(config.clone()).expect("restorable").start()
         });
         let allocate = Request::Allocate {

@@ -22,7 +22,7 @@ use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::{ClosePeerLink, GossipStatus};
 use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::SupervisedAddr;
 use crate::dataplane::sleeve::ForwardingTable;
 use crate::topology::PeerName;
 use crate::wire::sleeve::{Control, encode_control_datagram};
@@ -58,7 +58,7 @@ pub struct Sleeve {
     local: PeerName,
     state: SleeveState,
     io: Arc<dyn SleeveIo>,
-    gossip: Supervised<Gossip>,
+    gossip: SupervisedAddr<Gossip>,
     /// The links and routes, followed as the gossip publishes them.
     view: GossipView,
     /// The mesh port peers listen on when their record does not say otherwise.
@@ -73,7 +73,7 @@ impl Sleeve {
         max_mtu: u16,
         mesh_port: u16,
         io: Arc<dyn SleeveIo>,
-        gossip: Supervised<Gossip>,
+        gossip: SupervisedAddr<Gossip>,
         view: GossipView,
     ) -> Self {
         Self {

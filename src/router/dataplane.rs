@@ -23,7 +23,7 @@ use crate::actors::gossip::GossipView;
 use crate::actors::ipam::Submit;
 use crate::actors::mac_learner::MacLearner;
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::IpamApi;
 use crate::api::metrics::ActorKind;
 use crate::dataplane::{
@@ -41,10 +41,10 @@ pub use weft_client::EXPOSE_IDENT;
 /// The running data plane's actors and the registries the other overlay actors join.
 #[derive(Clone)]
 pub struct Dataplane {
-    pub fastdp: Supervised<Fastdp>,
-    pub mac_learner: Supervised<MacLearner>,
+    pub fastdp: SupervisedAddr<Fastdp>,
+    pub mac_learner: SupervisedAddr<MacLearner>,
     /// Receivers of the overlay switch's [`FastdpPeers`] (whole set, on every change and every
-    /// few seconds). Add the `Sleeve` actor (its `Supervised` handle, in an `Arc`).
+    /// few seconds). Add the `Sleeve` actor (its `SupervisedAddr` handle, in an `Arc`).
     pub fastdp_peers: Subscribers<FastdpPeers>,
     /// Receivers of the MAC table ([`MacTablePublished`], coalesced after changes and every few
     /// seconds). `Fastdp` is subscribed; add the `Sleeve` actor.
@@ -98,7 +98,7 @@ pub async fn start(
     let mac_learner = {
         let view = view.clone();
         let mac_table = mac_table.clone();
-        Supervised::start(ActorKind::MacLearner, move || {
+        SupervisedAddr::start(ActorKind::MacLearner, move || {
             MacLearner::new(name, view.clone(), mac_table.clone()).start()
         })
     };
@@ -117,7 +117,7 @@ pub async fn start(
         macs_seen: Some(macs_seen.clone()),
         peers: fastdp_peers.clone(),
     };
-    let fastdp = Supervised::start(ActorKind::Fastdp, move || {
+    let fastdp = SupervisedAddr::start(ActorKind::Fastdp, move || {
         Fastdp::new(ops.clone(), config.clone(), view.clone(), outputs.clone()).start()
     });
     mac_table.add(Arc::new(fastdp.clone()));

@@ -18,7 +18,7 @@ use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
 use crate::api::metrics::{self, ActorKind};
 use crate::identity::resolve_peer_name;
@@ -186,8 +186,8 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let limiter = ConnectionLimiter::new(args.conn_limit);
     let (hints_tx, hints_rx) = watch::channel(Vec::new());
     let shutdown = CancellationToken::new();
-    let gossip_slot = Arc::new(LateBound::<Supervised<Gossip>>::new());
-    let maker_slot = Arc::new(LateBound::<Supervised<ConnectionMaker>>::new());
+    let gossip_slot = Arc::new(LateBound::<SupervisedAddr<Gossip>>::new());
+    let maker_slot = Arc::new(LateBound::<SupervisedAddr<ConnectionMaker>>::new());
     let links = Arc::new(LinkContext {
         identity: LocalIdentity {
             name,
@@ -220,7 +220,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let (view_tx, view) = crate::actors::gossip::view::channel();
     let gossip = {
         let maker_slot = maker_slot.clone();
-        Supervised::start(ActorKind::Gossip, move || {
+        SupervisedAddr::start(ActorKind::Gossip, move || {
             let record = PeerRecord {
                 version: initial_version(),
                 ..local_record.clone()
@@ -239,7 +239,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         discovery: !args.no_discovery,
         store: store.clone(),
     });
-    let maker = Supervised::start(ActorKind::ConnectionMaker, move || {
+    let maker = SupervisedAddr::start(ActorKind::ConnectionMaker, move || {
         ConnectionMaker::new(maker_config.clone()).start()
     });
     maker_slot.bind(maker.clone());
@@ -271,7 +271,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             // The first incarnation is made here so that an unreadable database stops the start
             // with a clear error instead of a restart loop.
             let first = std::cell::Cell::new(Some(Ipam::new(config.clone())?));
-            let actor = Supervised::start(ActorKind::Ipam, move || {
+            let actor = SupervisedAddr::start(ActorKind::Ipam, move || {
                 let incarnation = match first.take() {
                     Some(ipam) => Ok(ipam),
                     None => Ipam::new(config.clone()),
@@ -317,7 +317,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             started.inspect_err(super::sleeve::report_failure).ok()
         }
     };
-    let _listener = Supervised::start(ActorKind::Listener, move || {
+    let _listener = SupervisedAddr::start(ActorKind::Listener, move || {
         let listener = mesh_listener
             .try_clone()
             .and_then(tokio::net::TcpListener::from_std);

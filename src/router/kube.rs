@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::config::KubeArgs;
 use crate::actors::connection_maker::ConnectionMaker;
 use crate::actors::ipam::Ipam;
-use crate::actors::supervisor::{RecipientSource, Supervised};
+use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
 use crate::api::http::GetKubeStatus;
 use crate::api::metrics::{self, ActorKind};
 use crate::kubernetes::client::WatchBackoff;
@@ -131,8 +131,8 @@ pub fn start(
     start: KubeStart,
     args: &KubeArgs,
     name: PeerName,
-    maker: Supervised<ConnectionMaker>,
-    ipam: Option<Supervised<Ipam>>,
+    maker: SupervisedAddr<ConnectionMaker>,
+    ipam: Option<SupervisedAddr<Ipam>>,
 ) -> Arc<dyn RecipientSource<GetKubeStatus>> {
     metrics::register_kube_series(&metrics::KubeApiOp::ROUTER);
     let config = Arc::new(KubePeersConfig {
@@ -148,7 +148,7 @@ pub fn start(
         ipam_status: ipam.map(|ipam| Arc::new(ipam) as Arc<dyn RecipientSource<_>>),
         reclaim_interval: args.kube_reclaim_interval,
     });
-    let actor = Supervised::start(ActorKind::Kube, move || {
+    let actor = SupervisedAddr::start(ActorKind::Kube, move || {
         KubePeers::new(config.clone()).start()
     });
     Arc::new(actor)

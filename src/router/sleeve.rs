@@ -17,7 +17,7 @@ use super::dataplane::Dataplane;
 use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::overlay::{MacsSeen, Subscriber};
 use crate::actors::sleeve::{ControlReceived, Sleeve, SleeveIo};
-use crate::actors::supervisor::Supervised;
+use crate::actors::supervisor::SupervisedAddr;
 use crate::api::metrics::{self, ActorKind, OverlayPath};
 use crate::dataplane::sleeve::{
     ForwardingTable, SharedTable, SleeveEngine, SleeveEvent, SleeveSocket, SleeveStats,
@@ -41,7 +41,7 @@ const EVENT_QUEUE: usize = 1024;
 
 /// The running sleeve: dropping it stops the I/O threads.
 pub struct SleeveRuntime {
-    pub actor: Supervised<Sleeve>,
+    pub actor: SupervisedAddr<Sleeve>,
     /// Dropped with the runtime: tells the pump to stop the engine and end.
     _stop: oneshot::Sender<()>,
 }
@@ -101,7 +101,7 @@ pub async fn start(
     underlay_mtu: u32,
     bridge: &str,
     dataplane: &Dataplane,
-    gossip: Supervised<Gossip>,
+    gossip: SupervisedAddr<Gossip>,
     view: GossipView,
 ) -> Result<SleeveRuntime, DataplaneError> {
     let bind = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, mesh_port);
@@ -124,7 +124,7 @@ pub async fn start(
         socket: parts.clone_socket()?,
     });
     let max_mtu = u16::try_from(effective_mtu(underlay_mtu)).unwrap_or(u16::MAX);
-    let actor = Supervised::start(ActorKind::Sleeve, move || {
+    let actor = SupervisedAddr::start(ActorKind::Sleeve, move || {
         Sleeve::new(
             name,
             max_mtu,
@@ -153,7 +153,7 @@ pub async fn start(
 /// The task between the engine and the actors: control records to the `Sleeve` actor, MACs to
 /// the `MacLearner`, counters to the metrics, and a new engine when one of its threads died.
 struct Pump {
-    sleeve: Supervised<Sleeve>,
+    sleeve: SupervisedAddr<Sleeve>,
     macs_seen: Subscriber<MacsSeen>,
     parts: EngineParts,
     engine: Option<SleeveEngine>,
