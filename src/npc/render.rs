@@ -40,24 +40,21 @@
 //! design), and the `nft` tool (1.0.6) reads every interval set's elements before each
 //! transaction (about 100 ms with 15,000 of them, 10 ms with as many in a hash set).
 
-use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
 
 use nftables::batch::Batch;
-use nftables::expr::{
-    CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Range,
-};
+use nftables::expr::{Expression, MetaKey};
 use nftables::schema::{
-    Chain, Element, FlushObject, NfCmd, NfListObject, Nftables, Rule, Set, SetFlag, SetType,
-    SetTypeValue, Table,
+    Chain, Element, FlushObject, NfCmd, NfListObject, Nftables, SetType, Table,
 };
-use nftables::stmt::{JumpTarget, Limit, Log, Match, Operator, Statement};
+use nftables::stmt::{JumpTarget, Limit, Log, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::model::Direction;
-use super::ranges::IpRange;
-use super::ruleset::{NamedPort, PolicyRules, ProtocolPorts, Ruleset};
+use super::ruleset::{PolicyRules, Ruleset};
+
+mod nft_json;
+use nft_json::*;
 
 /// Our table (family `inet`), and nothing else, is what `weft npc` writes.
 pub const TABLE: &str = "weft-npc";
@@ -506,152 +503,6 @@ fn policy_set(direction: Direction, id: &str, suffix: &str) -> String {
 
 fn rule_set(direction: Direction, id: &str, index: usize, suffix: &str) -> String {
     policy_set(direction, id, &format!("{index}-{suffix}"))
-}
-
-fn chain(name: &str) -> Chain<'static> {
-    Chain {
-        family: NfFamily::INet,
-        table: TABLE.into(),
-        name: name.to_string().into(),
-        ..Chain::default()
-    }
-}
-
-fn rule(chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
-    NfListObject::Rule(Rule {
-        family: NfFamily::INet,
-        table: TABLE.into(),
-        chain: chain.to_string().into(),
-        expr: expr.into(),
-        handle: None,
-        index: None,
-        comment: None,
-    })
-}
-
-fn set(
-    name: &str,
-    types: Vec<SetType>,
-    interval: bool,
-    elements: Vec<Expression<'static>>,
-) -> NfListObject<'static> {
-    NfListObject::Set(Box::new(Set {
-        family: NfFamily::INet,
-        table: TABLE.into(),
-        name: name.to_string().into(),
-        handle: None,
-        set_type: if types.len() == 1 {
-            SetTypeValue::Single(types[0])
-        } else {
-            SetTypeValue::Concatenated(types.into())
-        },
-        policy: None,
-        flags: interval.then(|| HashSet::from([SetFlag::Interval])),
-        // nft refuses an empty element list: an empty set has none at all.
-        elem: (!elements.is_empty()).then(|| elements.into()),
-        timeout: None,
-        gc_interval: None,
-        size: None,
-        comment: None,
-    }))
-}
-
-fn addresses<'a>(pods: impl Iterator<Item = &'a Ipv4Addr>) -> Vec<Expression<'static>> {
-    pods.map(|ip| text(ip.to_string())).collect()
-}
-
-fn ranges<'a>(ranges: impl Iterator<Item = &'a IpRange>) -> Vec<Expression<'static>> {
-    ranges.copied().map(ip_range).collect()
-}
-
-fn numeric_ports<'a>(ports: impl Iterator<Item = &'a ProtocolPorts>) -> Vec<Expression<'static>> {
-    ports.copied().map(numeric_port).collect()
-}
-
-fn named_ports<'a>(ports: impl Iterator<Item = &'a NamedPort>) -> Vec<Expression<'static>> {
-    ports.copied().map(named_port).collect()
-}
-
-fn numeric_port(element: ProtocolPorts) -> Expression<'static> {
-    let ports = if element.ports.first == element.ports.last {
-        Expression::Number(u32::from(element.ports.first))
-    } else {
-        range(
-            Expression::Number(u32::from(element.ports.first)),
-            Expression::Number(u32::from(element.ports.last)),
-        )
-    };
-    concat(vec![text(element.protocol.as_str()), ports])
-}
-
-fn named_port(element: NamedPort) -> Expression<'static> {
-    concat(vec![
-        text(element.dst.to_string()),
-        text(element.protocol.as_str()),
-        Expression::Number(u32::from(element.port)),
-    ])
-}
-
-fn set_ref(name: &str) -> Expression<'static> {
-    text(format!("@{name}"))
-}
-
-fn text(value: impl Into<Cow<'static, str>>) -> Expression<'static> {
-    Expression::String(value.into())
-}
-
-fn range(first: Expression<'static>, last: Expression<'static>) -> Expression<'static> {
-    Expression::Range(Box::new(Range {
-        range: [first, last],
-    }))
-}
-
-fn ip_range(peer: IpRange) -> Expression<'static> {
-    if peer.first == peer.last {
-        text(peer.first_addr().to_string())
-    } else {
-        range(
-            text(peer.first_addr().to_string()),
-            text(peer.last_addr().to_string()),
-        )
-    }
-}
-
-fn concat(parts: Vec<Expression<'static>>) -> Expression<'static> {
-    Expression::Named(NamedExpression::Concat(parts))
-}
-
-fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: protocol.into(),
-            field: field.into(),
-        },
-    )))
-}
-
-fn ip(field: &'static str) -> Expression<'static> {
-    payload("ip", field)
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn ct(key: &'static str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: key.into(),
-        family: None,
-        dir: None,
-    }))
-}
-
-fn matches(
-    left: Expression<'static>,
-    right: Expression<'static>,
-    op: Operator,
-) -> Statement<'static> {
-    Statement::Match(Match { left, right, op })
 }
 
 #[cfg(test)]
