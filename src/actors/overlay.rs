@@ -41,7 +41,14 @@ impl fmt::Display for Overlay {
 /// to right now. Every other peer is the sleeve's. Sent whole on every switch.
 #[derive(Message, Clone, PartialEq, Eq, Debug, Default)]
 #[rtype(result = "()")]
-pub struct FastdpPeers(pub BTreeSet<PeerName>);
+pub struct FastdpPeers {
+    /// The kernel floods to these peers and the bridge sends their MACs to the VXLAN port.
+    pub carried: BTreeSet<PeerName>,
+    /// Those of `carried` whose MACs moved to the VXLAN port moments ago: frames the bridge
+    /// queued on the sleeve's TAP before the move may still be read there, and the kernel did
+    /// not carry them, so the sleeve still sends captured unicast to these peers.
+    pub draining: BTreeSet<PeerName>,
+}
 
 /// From a hot path to the `MacLearner`: source MACs seen, with where they live.
 #[derive(Message, Clone, PartialEq, Eq, Debug, Default)]

@@ -12,6 +12,7 @@
 //! restarted router adopts what it finds (a peer the kernel already floods to starts on fastdp).
 
 pub mod fdb_plan;
+pub mod handover;
 pub mod kernel;
 pub mod plan;
 pub mod state;
@@ -38,6 +39,7 @@ pub use kernel::Devices;
 pub use plan::{FloodPlan, FloodTracker};
 pub use switch::PeerOverlay;
 
+use handover::SleeveHandover;
 use state::FastdpState;
 use switch::{HEARTBEAT_INTERVAL, LinkedPeer, Switched};
 
@@ -93,14 +95,19 @@ pub struct Fastdp {
     outputs: FastdpOutputs,
     state: FastdpState,
     programmed: BTreeSet<Ipv4Addr>,
-    published: Option<(BTreeSet<PeerName>, Instant)>,
+    /// What the sleeve has been told, in step with what the kernel carries.
+    handover: SleeveHandover,
+    /// When the sleeve was last told.
+    published: Option<Instant>,
+    /// The timer that ends the next drain.
+    drain_timer: Option<SpawnHandle>,
     targets: watch::Sender<Vec<PeerName>>,
     heartbeater: Option<Heartbeater>,
     stats: LinkStats,
     /// A reconciliation is under way: the next tick waits for it.
     busy: bool,
-    /// The links changed during a reconciliation: another follows at once (a tick that finds
-    /// one under way is skipped, as the next tick comes soon enough).
+    /// The links or the switch changed during a reconciliation: another follows at once (a tick
+    /// that finds one under way is skipped, as the next tick comes soon enough).
     again: bool,
 }
 
@@ -119,7 +126,9 @@ impl Fastdp {
             links: Vec::new(),
             outputs,
             programmed: BTreeSet::new(),
+            handover: SleeveHandover::default(),
             published: None,
+            drain_timer: None,
             targets: watch::channel(Vec::new()).0,
             heartbeater: None,
             stats: LinkStats::default(),
@@ -133,11 +142,17 @@ impl Fastdp {
         let links = linked_peers(&status);
         if links != self.links {
             self.links = links;
-            if self.busy {
-                self.again = true;
-            } else {
-                self.reconcile(ctx);
-            }
+            self.reconcile_soon(ctx);
+        }
+    }
+
+    /// Reconciles now, or right after the reconciliation under way: its step may have been
+    /// taken before what changed.
+    fn reconcile_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.again = true;
+        } else {
+            self.reconcile(ctx);
         }
     }
 
@@ -207,21 +222,29 @@ impl Fastdp {
         }
     }
 
-    fn publish_peers(&mut self, now: Instant) {
-        let peers = self.state.switch().fastdp_peers();
-        let due = match &self.published {
-            Some((last, at)) => {
-                *last != peers || now.saturating_duration_since(*at) >= REPUBLISH_INTERVAL
-            }
-            None => true,
-        };
-        if due {
-            self.outputs.peers.publish(&FastdpPeers(peers.clone()));
-            self.published = Some((peers, now));
+    /// Tells the sleeve `peers` now, or what it was told last when that was long enough ago.
+    fn tell_sleeve(&mut self, peers: Option<FastdpPeers>, now: Instant) {
+        let due = self
+            .published
+            .is_none_or(|at| now.saturating_duration_since(at) >= REPUBLISH_INTERVAL);
+        if let Some(peers) = peers.or_else(|| due.then(|| self.handover.told().clone())) {
+            self.outputs.peers.publish(&peers);
+            self.published = Some(now);
         }
-        // Send failures are harmless: the watch keeps the latest value for the thread.
-        self.targets
-            .send_replace(self.state.switch().heartbeat_targets());
+    }
+
+    /// Ends the drains due by now, and sets the timer for the next one.
+    fn end_drains(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let message = self.handover.drained(now);
+        self.tell_sleeve(message, now);
+        if let Some(timer) = self.drain_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(end) = self.handover.next_drain_end() {
+            let wait = end.saturating_duration_since(now);
+            self.drain_timer = Some(ctx.run_later(wait, |act, ctx| act.end_drains(ctx)));
+        }
     }
 
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
@@ -246,6 +269,11 @@ impl Fastdp {
                 let now = Instant::now();
                 let step = act.state.step(&links, &view, now);
                 act.switched(step.switched);
+                // The peers the kernel carries once this step is applied; those it stops
+                // carrying go back to the sleeve before the kernel moves their MACs.
+                let carried = act.state.switch().fastdp_peers();
+                let first = act.handover.before_kernel(&carried);
+                act.tell_sleeve(first, now);
                 act.stats = stats;
                 metrics::record_overlay_traffic(metrics::OverlayPath::Fastdp, &stats);
                 act.programmed = view
@@ -262,21 +290,30 @@ impl Fastdp {
                     // The next reconciliation reports them again while they stay fresh.
                     tracing::debug!("fastdp: the MAC learner's mailbox is full");
                 }
-                (step.flood, step.fdb)
+                (step.flood, step.fdb, carried)
             });
             let ops = act.ops.clone();
             let devices = act.config.devices.clone();
             async move {
-                if let Some((flood, fdb)) = plans {
-                    kernel::apply(&ops, &devices, flood, fdb).await;
-                }
+                let (flood, fdb, carried) = plans?;
+                kernel::apply(&ops, &devices, flood, fdb).await;
+                Some(carried)
             }
             .into_actor(act)
-            .map(|(), act, ctx| {
+            .map(|applied, act, ctx| {
                 act.busy = false;
-                // Published once the kernel follows the switch: the sleeve takes over (or lets
-                // go of) a peer when the bridge already sends its MACs the new way.
-                act.publish_peers(Instant::now());
+                let now = Instant::now();
+                // The peers the kernel took over reach the sleeve only now, when the bridge
+                // already sends their MACs to the VXLAN port (see `handover`).
+                let told = applied.and_then(|carried| act.handover.after_kernel(&carried, now));
+                let drains = told.as_ref().is_some_and(|told| !told.draining.is_empty());
+                act.tell_sleeve(told, now);
+                if drains {
+                    act.end_drains(ctx);
+                }
+                // Send failures are harmless: the watch keeps the latest value for the thread.
+                act.targets
+                    .send_replace(act.state.switch().heartbeat_targets());
                 if std::mem::take(&mut act.again) {
                     act.reconcile(ctx);
                 }
@@ -344,9 +381,8 @@ impl Handler<HeartbeatAcks> for Fastdp {
             .collect();
         if !switched.is_empty() {
             self.switched(switched);
-            // Reprogram now rather than at the next tick (a reconciliation under way leaves it
-            // to the next tick).
-            self.reconcile(ctx);
+            // The kernel follows now rather than at the next tick.
+            self.reconcile_soon(ctx);
         }
     }
 }

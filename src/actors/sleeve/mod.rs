@@ -201,7 +201,7 @@ impl Handler<FastdpPeers> for Sleeve {
     type Result = ();
 
     fn handle(&mut self, msg: FastdpPeers, _: &mut Context<Self>) {
-        self.state.set_fastdp(msg.0);
+        self.state.set_fastdp(msg);
         self.publish();
     }
 }

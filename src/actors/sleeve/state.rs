@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::heartbeat::Heartbeats;
 use super::pmtu::{PmtuProber, ProbeOutcome};
 use crate::actors::mac_learner::state::MacSnapshot;
+use crate::actors::overlay::FastdpPeers;
 use crate::dataplane::sleeve::{ForwardingTable, Neighbour};
 use crate::topology::{PeerName, Routes};
 use crate::wire::sleeve::{
@@ -94,7 +95,7 @@ pub struct SleeveState {
     links: BTreeMap<PeerName, SleeveLink>,
     next_hops: HashMap<PeerName, PeerName>,
     broadcast_children: HashMap<PeerName, Vec<PeerName>>,
-    fastdp: BTreeSet<PeerName>,
+    fastdp: FastdpPeers,
     macs: Arc<MacSnapshot>,
     /// Something the forwarding table is built from changed since it was last built.
     dirty: bool,
@@ -118,7 +119,7 @@ impl SleeveState {
             links: BTreeMap::new(),
             next_hops: HashMap::new(),
             broadcast_children: HashMap::new(),
-            fastdp: BTreeSet::new(),
+            fastdp: FastdpPeers::default(),
             macs: Arc::new(MacSnapshot::default()),
             dirty: true,
         }
@@ -167,7 +168,7 @@ impl SleeveState {
     }
 
     /// The overlay switch's current fastdp peers.
-    pub fn set_fastdp(&mut self, peers: BTreeSet<PeerName>) {
+    pub fn set_fastdp(&mut self, peers: FastdpPeers) {
         if peers != self.fastdp {
             self.fastdp = peers;
             self.dirty = true;
@@ -262,7 +263,7 @@ impl SleeveState {
             if link.heartbeats.timed_out(now) {
                 // A link fails only when no overlay carries it (as in Weave Net): while fastdp
                 // works the mesh link stays, and sleeve keeps trying in case fastdp stops.
-                if !fastdp.contains(&peer) {
+                if !fastdp.carried.contains(&peer) {
                     link.failed = true;
                     out.push(SleeveOutput::Failed {
                         peer,
@@ -316,7 +317,8 @@ impl SleeveState {
                 let neighbour = Neighbour {
                     udp_addr: link.udp_addr,
                     payload_limit: payload_limit_for_mtu(link.pmtu.assumed()),
-                    fastdp: self.fastdp.contains(&peer),
+                    fastdp: self.fastdp.carried.contains(&peer),
+                    draining: self.fastdp.draining.contains(&peer),
                 };
                 (peer, neighbour)
             })

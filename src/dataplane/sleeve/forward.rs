@@ -125,8 +125,9 @@ pub fn forward_received(
 }
 
 /// The action sending a frame for `peer` along the unicast route. A captured frame to a fastdp
-/// next hop that is the destination itself was carried by the kernel; a relayed one was not (it
-/// came to us over sleeve), so it goes over sleeve too.
+/// next hop that is the destination itself was carried by the kernel, unless the kernel took that
+/// peer over so recently that the frame was queued on the TAP before (it drains); a relayed one
+/// was not (it came to us over sleeve), so it goes over sleeve too.
 fn unicast_towards(
     table: &ForwardingTable,
     peer: PeerName,
@@ -136,7 +137,12 @@ fn unicast_towards(
     let Some((hop, _)) = table.route(peer) else {
         return Action::Drop(DropReason::NoRoute);
     };
-    if captured && table.neighbours.get(&peer).is_some_and(|n| n.fastdp) {
+    if captured
+        && table
+            .neighbours
+            .get(&peer)
+            .is_some_and(|n| n.fastdp && !n.draining)
+    {
         return Action::Drop(DropReason::KernelCarries);
     }
     if Some(hop) == sender {

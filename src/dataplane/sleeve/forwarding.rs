@@ -33,6 +33,9 @@ pub struct Neighbour {
     pub payload_limit: usize,
     /// The overlay switch chose fastdp for this peer: the kernel carries our frames to it.
     pub fastdp: bool,
+    /// The kernel took this fastdp peer over moments ago: unicast frames captured for it were
+    /// queued on the TAP before the bridge moved its MACs, so the sleeve still sends them.
+    pub draining: bool,
 }
 
 /// Everything the hot path forwards by; immutable once published.

@@ -1,10 +1,10 @@
 //! Tests of the sleeve's control state: heartbeats answered and timed out, path MTU verified,
 //! and the forwarding table it publishes.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::actors::overlay::FastdpPeers;
 use crate::actors::sleeve::heartbeat::{FAST_HEARTBEAT, HEARTBEAT_TIMEOUT};
 use crate::actors::sleeve::state::{
     NeighbourLink, SleeveOutput, SleeveState, payload_limit_for_mtu,
@@ -46,6 +46,13 @@ fn routes() -> Routes {
     routes.broadcast.insert(LOCAL, vec![B]);
     routes.broadcast.insert(C, vec![]);
     routes
+}
+
+fn carried_draining(carried: &[PeerName], draining: &[PeerName]) -> FastdpPeers {
+    FastdpPeers {
+        carried: carried.iter().copied().collect(),
+        draining: draining.iter().copied().collect(),
+    }
 }
 
 fn with_b(now: Instant) -> SleeveState {
@@ -260,8 +267,12 @@ fn the_table_carries_routes_fastdp_and_is_published_only_on_change() {
     state.set_links(vec![link(B, 7, 2)], &routes(), now);
     assert!(state.take_table().is_none(), "the same links and routes");
 
-    state.set_fastdp(BTreeSet::from([B]));
-    assert!(state.take_table().expect("fastdp changed").neighbours[&B].fastdp);
+    state.set_fastdp(carried_draining(&[B], &[B]));
+    let table = state.take_table().expect("fastdp changed");
+    assert!(table.neighbours[&B].fastdp && table.neighbours[&B].draining);
+    state.set_fastdp(carried_draining(&[B], &[]));
+    let table = state.take_table().expect("the drain ended");
+    assert!(table.neighbours[&B].fastdp && !table.neighbours[&B].draining);
 
     state.set_links(Vec::new(), &Routes::default(), now);
     let table = state.take_table().expect("the link went");
@@ -273,7 +284,7 @@ fn the_table_carries_routes_fastdp_and_is_published_only_on_change() {
 fn silence_on_a_fastdp_link_is_reported_but_does_not_fail_it_until_fastdp_goes() {
     let now = Instant::now();
     let mut state = with_b(now);
-    state.set_fastdp(BTreeSet::from([B]));
+    state.set_fastdp(carried_draining(&[B], &[]));
     let later = now + HEARTBEAT_TIMEOUT;
     let outputs = state.on_tick(later);
     assert!(
@@ -296,7 +307,7 @@ fn silence_on_a_fastdp_link_is_reported_but_does_not_fail_it_until_fastdp_goes()
         "reported once"
     );
     // Fastdp stops too: now no overlay carries the link.
-    state.set_fastdp(BTreeSet::new());
+    state.set_fastdp(FastdpPeers::default());
     let outputs = state.on_tick(later + FAST_HEARTBEAT * 2);
     assert!(
         outputs

@@ -154,6 +154,7 @@ fn publish(
                 udp_addr: SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), MESH_PORT)),
                 payload_limit: datagram_payload_limit(UNDERLAY_MTU),
                 fastdp: false,
+                draining: false,
             },
         );
     }

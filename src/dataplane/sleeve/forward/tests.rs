@@ -65,6 +65,7 @@ impl Mesh {
                     udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 6783)),
                     payload_limit: 1472,
                     fastdp: self.links[me][b] == Some(true),
+                    draining: false,
                 },
             );
         }
@@ -308,4 +309,33 @@ fn captured_unicast_decisions() {
         &mut out,
     );
     assert_eq!(out, vec![Action::Drop(DropReason::NoChildren)]);
+}
+
+#[test]
+fn captured_unicast_to_a_draining_fastdp_peer_still_goes_over_sleeve_but_broadcasts_do_not() {
+    // 0 - 1 (fastdp, taken over by the kernel moments ago): frames on our TAP for 1's MACs were
+    // queued before the bridge moved them, so the kernel did not carry them.
+    let mesh = Mesh {
+        links: vec![vec![None, Some(true)], vec![Some(true), None]],
+    };
+    let mut table = mesh.table(0, &macs_as_seen_by(0, 2));
+    table
+        .neighbours
+        .get_mut(&peer(1))
+        .expect("1 is a neighbour")
+        .draining = true;
+    let mut out = Vec::new();
+    forward_captured(&table, pod_mac(1), &mut out);
+    forward_captured(&table, MacAddr::BROADCAST, &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Action::Send {
+                hop: peer(1),
+                destination: RecordDestination::Peer(peer(1))
+            },
+            // The kernel floods to 1 already, and 1 relays for nobody.
+            Action::Drop(DropReason::NoChildren),
+        ]
+    );
 }
