@@ -19,7 +19,7 @@ pub mod state;
 pub mod switch;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ pub use plan::{FloodPlan, FloodTracker};
 pub use switch::PeerOverlay;
 
 use handover::SleeveHandover;
-use state::FastdpState;
+use state::{FastdpState, linked_peers};
 use switch::{HEARTBEAT_INTERVAL, LinkedPeer, Switched};
 
 /// How often the kernel is reconciled with the links, the switch and the MAC table (a MAC
@@ -269,20 +269,13 @@ impl Fastdp {
                 let now = Instant::now();
                 let step = act.state.step(&links, &view, now);
                 act.switched(step.switched);
-                // The peers the kernel carries once this step is applied; those it stops
-                // carrying go back to the sleeve before the kernel moves their MACs.
-                let carried = act.state.switch().fastdp_peers();
-                let first = act.handover.before_kernel(&carried);
+                // The peers the kernel stops carrying go back to the sleeve before the kernel
+                // moves their MACs.
+                let first = act.handover.before_kernel(&step.carried);
                 act.tell_sleeve(first, now);
                 act.stats = stats;
                 metrics::record_overlay_traffic(metrics::OverlayPath::Fastdp, &stats);
-                act.programmed = view
-                    .flood
-                    .iter()
-                    .chain(&step.flood.add)
-                    .filter(|remote| !step.flood.remove.contains(remote))
-                    .copied()
-                    .collect();
+                act.programmed = step.flooded;
                 if !step.seen.is_empty()
                     && let Some(macs_seen) = &act.outputs.macs_seen
                     && macs_seen.recipient().try_send(MacsSeen(step.seen)).is_err()
@@ -290,7 +283,7 @@ impl Fastdp {
                     // The next reconciliation reports them again while they stay fresh.
                     tracing::debug!("fastdp: the MAC learner's mailbox is full");
                 }
-                (step.flood, step.fdb, carried)
+                (step.flood, step.fdb, step.carried)
             });
             let ops = act.ops.clone();
             let devices = act.config.devices.clone();
@@ -320,23 +313,6 @@ impl Fastdp {
             })
         }));
     }
-}
-
-/// The established links of a view, with the IPv4 address each peer's VXLAN traffic goes to.
-fn linked_peers(status: &GossipStatus) -> Vec<LinkedPeer> {
-    status
-        .links
-        .iter()
-        .filter(|link| link.established)
-        .filter_map(|link| match link.remote_addr.ip() {
-            IpAddr::V4(ip) => Some(LinkedPeer {
-                name: link.remote,
-                nickname: link.remote_nickname.clone(),
-                ip,
-            }),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
 }
 
 /// The overlay state as status, report and metrics show it.

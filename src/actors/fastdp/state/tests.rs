@@ -28,6 +28,10 @@ fn apply(kernel: &mut KernelView, step: &Step) {
     for ip in &step.flood.remove {
         kernel.flood.remove(ip);
     }
+    assert_eq!(
+        kernel.flood, step.flooded,
+        "the step's account of the flood list"
+    );
     let Some(fdb) = &step.fdb else { return };
     for (mac, port) in &fdb.bridge_set {
         kernel.entries.bridge.insert(*mac, *port);
@@ -71,6 +75,7 @@ fn a_new_peer_goes_sleeve_then_fastdp_and_its_entries_follow() {
     let step = state.step(&links, &kernel, t0 + HEARTBEAT_INTERVAL * 3);
     apply(&mut kernel, &step);
     assert_eq!(kernel.flood, BTreeSet::from([b.ip]));
+    assert_eq!(step.carried, BTreeSet::from([b.name]));
     assert_eq!(kernel.entries.bridge.get(&POD), Some(&Port::Vxlan));
     assert_eq!(kernel.entries.vxlan.get(&POD), Some(&b.ip));
     // Steady: nothing more to do.
@@ -83,6 +88,7 @@ fn a_new_peer_goes_sleeve_then_fastdp_and_its_entries_follow() {
     let step = state.step(&links, &kernel, late);
     apply(&mut kernel, &step);
     assert!(step.switched[0].fallback);
+    assert!(step.carried.is_empty());
     assert!(kernel.flood.is_empty());
     assert_eq!(kernel.entries.bridge.get(&POD), Some(&Port::Tap));
     assert_eq!(kernel.entries.vxlan.get(&POD), None);
