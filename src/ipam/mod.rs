@@ -20,6 +20,7 @@
 
 mod address;
 mod allocator;
+pub mod durable;
 mod error;
 mod ident;
 pub mod messages;

@@ -18,9 +18,10 @@ use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::metrics;
 use crate::api::snapshot::IpamSnapshot;
+use crate::ipam::durable::{DurableAllocator, RestoreError, WriteHealth};
 use crate::ipam::{
-    Address, AddressCidr, Allocator, AllocatorConfig, Effect, IpamError, PersistedState, Reply,
-    Request, RequestId, decode_message, encode_message,
+    Address, AddressCidr, Allocator, AllocatorConfig, Effect, IpamError, Reply, Request, RequestId,
+    decode_message, encode_message,
 };
 use crate::store::Store;
 use crate::topology::PeerName;
@@ -57,7 +58,7 @@ pub enum IpamActorError {
 type Answer = Result<Reply, IpamActorError>;
 
 pub struct Ipam {
-    allocator: Allocator,
+    durable: DurableAllocator,
     config: Arc<IpamConfig>,
     next_request: RequestId,
     waiting: HashMap<RequestId, oneshot::Sender<Answer>>,
@@ -65,102 +66,64 @@ pub struct Ipam {
     registered_with: Option<u64>,
     /// Something the operator must know about (split brain, adoption), shown in the status.
     warning: Option<String>,
-    /// The last write of the state failed: logged once, and again when one succeeds.
-    persist_failing: bool,
 }
 
 impl Ipam {
     /// A new incarnation, restored from the store.
     pub fn new(config: Arc<IpamConfig>) -> Result<Self, IpamActorError> {
-        let restored = match config.store.ipam_state() {
-            Ok(Some(bytes)) => match rmp_serde::from_slice::<PersistedState>(&bytes) {
-                Ok(state) => Some(state),
-                Err(err) => {
-                    return Err(IpamActorError::Restore(format!(
-                        "the IPAM state in {} cannot be read ({err}); refusing to start rather than hand out addresses twice",
-                        config.store.path().display()
-                    )));
-                }
-            },
-            Ok(None) => None,
-            Err(err) => return Err(IpamActorError::Restore(err.to_string())),
-        };
-        let allocator = Allocator::new(config.allocator.clone(), restored)?;
+        let stored = config
+            .store
+            .ipam_state()
+            .map_err(|err| IpamActorError::Restore(err.to_string()))?;
+        let durable = DurableAllocator::restore(config.allocator.clone(), stored.as_deref())
+            .map_err(|err| match err {
+                RestoreError::Ipam(err) => IpamActorError::Ipam(err),
+                err @ RestoreError::Undecodable(_) => IpamActorError::Restore(format!(
+                    "{err} in {}; refusing to start rather than hand out addresses twice",
+                    config.store.path().display()
+                )),
+            })?;
         Ok(Self {
-            allocator,
+            durable,
             config,
             next_request: 1,
             waiting: HashMap::new(),
             registered_with: None,
             warning: None,
-            persist_failing: false,
         })
     }
 
-    /// Runs one call of the allocator and carries out its effects, on the rule that nothing
-    /// depending on a state is said (replies, gossip) before that state is on disk.
-    ///
-    /// Design choice: the allocator is cloned before the call, and when the call's `Persist`
-    /// fails the clone, which is what the disk holds, replaces it. Memory then never runs ahead
-    /// of the disk, so a retried or repeated request cannot be answered from an allocation a
-    /// restart would lose. The call's other effects are dropped: its gossip is not sent (a
-    /// donation that was not written must not be announced), and every request it answered, and
-    /// the one `submitted` with it, gets the persistence error and is dropped from the allocator.
-    /// A clone costs about what encoding the state for `Persist` costs, which every change pays.
+    /// Runs one call of the allocator (see [`DurableAllocator::run`]: nothing is said before
+    /// the state it depends on is written) and carries out what it leaves to do.
     fn run(
         &mut self,
         submitted: Option<RequestId>,
         call: impl FnOnce(&mut Allocator) -> Vec<Effect>,
     ) {
-        let persisted = self.allocator.clone();
-        let effects = call(&mut self.allocator);
-        let written = effects.iter().find_map(|effect| match effect {
-            Effect::Persist(state) => Some(self.persist(state)),
-            _ => None,
-        });
-        match written {
-            Some(Err(err)) => {
-                self.allocator = persisted;
-                if !self.persist_failing {
-                    error!(
-                        "cannot persist the IPAM state: {err}; requests fail until it can be written"
-                    );
-                    self.persist_failing = true;
-                }
-                self.refuse(effects, submitted, &err);
+        let store = Arc::clone(&self.config.store);
+        let mut write = |bytes: &[u8]| store.set_ipam_state(bytes).map_err(|err| err.to_string());
+        let outcome = self.durable.run(submitted, call, &mut write);
+        for health in outcome.health {
+            match health {
+                WriteHealth::Failing(err) => error!(
+                    "cannot persist the IPAM state: {err}; requests fail until it can be written"
+                ),
+                WriteHealth::Recovered => info!("the IPAM state is written again"),
             }
-            Some(Ok(())) => {
-                if self.persist_failing {
-                    info!("the IPAM state is written again");
-                    self.persist_failing = false;
-                }
-                self.apply(effects);
-            }
-            None => self.apply(effects),
         }
-    }
-
-    /// Answers the requests of a call whose state could not be written, and drops them from
-    /// the (restored) allocator, where they may still wait from before the call.
-    fn refuse(&mut self, effects: Vec<Effect>, submitted: Option<RequestId>, err: &str) {
-        let answered = effects.into_iter().filter_map(|effect| match effect {
-            Effect::Reply { id, .. } => Some(id),
-            _ => None,
-        });
-        let ids: BTreeSet<RequestId> = answered.chain(submitted).collect();
-        for id in ids {
+        for (id, err) in outcome.refused {
             if let Some(waiter) = self.waiting.remove(&id) {
-                let _ = waiter.send(Err(IpamActorError::Persistence(err.to_string())));
+                let _ = waiter.send(Err(IpamActorError::Persistence(err)));
             }
-            self.run(None, |allocator| allocator.cancel(id));
         }
+        self.apply(outcome.effects);
     }
 
     /// Carries out the effects of a call whose state, if it changed, is on disk.
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                // Written by `run` before any effect was carried out.
+                // Written before any effect was carried out.
                 Effect::Persist(_) => {}
                 Effect::Reply { id, result } => {
                     if let Some(waiter) = self.waiting.remove(&id) {
@@ -198,14 +161,6 @@ impl Ipam {
                 }
             }
         }
-    }
-
-    fn persist(&self, state: &PersistedState) -> Result<(), String> {
-        let bytes = rmp_serde::to_vec_named(state).map_err(|err| err.to_string())?;
-        self.config
-            .store
-            .set_ipam_state(&bytes)
-            .map_err(|err| err.to_string())
     }
 
     fn gossip(&self, audience: Audience, msg: &crate::ipam::IpamMessage) {
@@ -308,7 +263,7 @@ impl Handler<Lookup> for Ipam {
     type Result = MessageResult<Lookup>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.allocator.lookup(&msg.0))
+        MessageResult(self.durable.allocator().lookup(&msg.0))
     }
 }
 
@@ -320,7 +275,7 @@ impl Handler<Owned> for Ipam {
     type Result = MessageResult<Owned>;
 
     fn handle(&mut self, _: Owned, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.allocator.owned().clone())
+        MessageResult(self.durable.allocator().owned().clone())
     }
 }
 
@@ -332,7 +287,10 @@ impl Handler<GetIpamSnapshot> for Ipam {
     type Result = MessageResult<GetIpamSnapshot>;
 
     fn handle(&mut self, _: GetIpamSnapshot, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(snapshot(&self.allocator.status(), self.warning.clone()))
+        MessageResult(snapshot(
+            &self.durable.allocator().status(),
+            self.warning.clone(),
+        ))
     }
 }
 
