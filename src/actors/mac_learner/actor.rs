@@ -1,8 +1,7 @@
 //! The `MacLearner` actor: a thin shell around [`MacTable`]. It takes the batches of sightings
 //! the hot paths and the kernel's VXLAN learning report ([`MacsSeen`]), sweeps expired entries
 //! every [`EXPIRY_INTERVAL`], forgets the MACs of peers that left the topology (following the
-//! gossip's published view), logs every change
-//! in Weave Net's words, and publishes the table ([`MacTablePublished`]) to its subscribers:
+//! gossip's published view), logs what [`super::journal`] says of each change, and publishes the table ([`MacTablePublished`]) to its subscribers:
 //! coalesced after changes, and again every [`REPUBLISH_INTERVAL`] so that a subscriber that
 //! restarted catches up.
 
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tracing::{info, warn};
 
+use super::journal::{Journal, LogLine, names_an_unknown_peer};
 use super::state::{EXPIRY_INTERVAL, Location, MacEvent, MacTable, PeerNames};
 use crate::actors::gossip::messages::GossipStatus;
 use crate::actors::gossip::view::{GossipView, follow};
@@ -25,32 +25,6 @@ use crate::wire::MacAddr;
 pub const PUBLISH_DELAY: Duration = Duration::from_millis(100);
 /// The table is published again this often even without changes.
 pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
-/// At most one conflict line per this period: the hot path reports every such frame.
-pub const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Rate limit for the conflict log line: the first one logs, then one per interval with the
-/// number suppressed in between.
-#[derive(Debug, Default)]
-pub struct ConflictLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl ConflictLog {
-    /// `Some(suppressed count)` when this conflict should be logged now.
-    pub fn admit(&mut self, now: Instant) -> Option<u64> {
-        let due = self
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= CONFLICT_LOG_INTERVAL);
-        if !due {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// Our name and the peers' nicknames, as last read from the topology.
 #[derive(Debug)]
 struct Names {
@@ -91,7 +65,7 @@ pub struct MacLearner {
     subscribers: Subscribers<MacTablePublished>,
     pending: Vec<MacEvent>,
     publish_scheduled: bool,
-    conflicts: ConflictLog,
+    journal: Journal,
 }
 
 impl MacLearner {
@@ -110,7 +84,7 @@ impl MacLearner {
             subscribers,
             pending: Vec::new(),
             publish_scheduled: false,
-            conflicts: ConflictLog::default(),
+            journal: Journal::default(),
         }
     }
 
@@ -118,25 +92,18 @@ impl MacLearner {
         if events.is_empty() {
             return;
         }
-        // A peer we have no nickname for yet (its record arrived after our last read): read the
-        // topology first, so the line names it as operators know it.
-        let unnamed = events.iter().any(|event| match event {
-            MacEvent::Discovered {
-                at: Location::Remote(peer),
-                ..
-            }
-            | MacEvent::Moved {
-                to: Location::Remote(peer),
-                ..
-            } => self.names.nickname(*peer).is_none(),
-            _ => false,
-        });
-        if unnamed {
-            // Its record may have come after the last view we handled: read the latest.
+        // Read the latest topology first when a line would name a peer we have no nickname
+        // for, so the line names it as operators know it.
+        if names_an_unknown_peer(&events, &self.names) {
             let status = Arc::clone(&self.view.borrow());
             self.learn_nicknames(&status);
         }
-        self.log(&events);
+        for line in self.journal.lines(&events, &self.names, Instant::now()) {
+            match line {
+                LogLine::Info(line) => info!("{line}"),
+                LogLine::Warn(line) => warn!("{line}"),
+            }
+        }
         let changed = events
             .iter()
             .any(|event| !matches!(event, MacEvent::Conflict { .. }));
@@ -148,24 +115,6 @@ impl MacLearner {
         if changed && !self.publish_scheduled {
             self.publish_scheduled = true;
             ctx.run_later(PUBLISH_DELAY, |act, _| act.publish());
-        }
-    }
-
-    fn log(&mut self, events: &[MacEvent]) {
-        let now = Instant::now();
-        for event in events {
-            match event {
-                MacEvent::Conflict { .. } => {
-                    if let Some(suppressed) = self.conflicts.admit(now) {
-                        let line = event.log_line(&self.names);
-                        match suppressed {
-                            0 => warn!("{line}"),
-                            n => warn!("{line} ({n} more since the last such line)"),
-                        }
-                    }
-                }
-                _ => info!("{}", event.log_line(&self.names)),
-            }
         }
     }
 
@@ -198,19 +147,8 @@ impl MacLearner {
 
     fn forget_departed(&mut self, status: &GossipStatus, ctx: &mut Context<Self>) {
         let present: BTreeSet<PeerName> = status.peers.iter().map(|p| p.name).collect();
-        let gone: BTreeSet<PeerName> = self
-            .table
-            .entries()
-            .iter()
-            .filter_map(|entry| match entry.location {
-                Location::Remote(peer) if !present.contains(&peer) => Some(peer),
-                _ => None,
-            })
-            .collect();
-        for peer in gone {
-            let events = self.table.forget_peer(peer);
-            self.record(events, ctx);
-        }
+        let events = self.table.forget_departed(&present);
+        self.record(events, ctx);
     }
 }
 
@@ -341,17 +279,5 @@ mod tests {
         assert_eq!(rows[0].mac, mac(1));
         assert_eq!(rows[0].peer, local);
         assert_eq!(rows[0].nickname.as_deref(), Some("peer1"));
-    }
-
-    #[test]
-    fn conflicts_log_once_per_interval_with_the_count_in_between() {
-        let t0 = Instant::now();
-        let mut log = ConflictLog::default();
-        assert_eq!(log.admit(t0), Some(0));
-        for i in 1..=5 {
-            assert_eq!(log.admit(t0 + Duration::from_secs(i)), None);
-        }
-        assert_eq!(log.admit(t0 + CONFLICT_LOG_INTERVAL), Some(5));
-        assert_eq!(log.admit(t0 + CONFLICT_LOG_INTERVAL), None);
     }
 }

@@ -4,6 +4,7 @@
 //! frames never pass through the actor.
 
 pub mod actor;
+pub mod journal;
 pub mod state;
 
 pub use actor::{GetMacTable, MacLearner, MacRow};

@@ -297,6 +297,22 @@ impl MacTable {
             .collect()
     }
 
+    /// Drops every MAC at a peer not in `present` (the peers the topology holds).
+    pub fn forget_departed(&mut self, present: &BTreeSet<PeerName>) -> Vec<MacEvent> {
+        let departed: BTreeSet<PeerName> = self
+            .slots
+            .values()
+            .filter_map(|slot| match slot.location {
+                Location::Remote(peer) if !present.contains(&peer) => Some(peer),
+                _ => None,
+            })
+            .collect();
+        departed
+            .into_iter()
+            .flat_map(|peer| self.forget_peer(peer))
+            .collect()
+    }
+
     /// The table as an immutable map for the hot paths. Rebuilt only when a location changed
     /// since the last call; otherwise the same `Arc` again, so publishing is cheap to repeat.
     pub fn snapshot(&mut self) -> Arc<MacSnapshot> {

@@ -1,7 +1,7 @@
 //! Tests of [`MacTable`]: each rule on its own, with injected instants. The properties over
 //! arbitrary sequences of operations are in `state_proptests.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use super::*;
@@ -253,6 +253,33 @@ fn forgetting_a_peer_drops_only_its_macs() {
     assert!(table.forget_peer(peer(1)).is_empty());
     // The age index forgot them too: nothing left to expire but the two survivors.
     assert_eq!(table.expire(now + 2 * MAX_AGE).len(), 2);
+}
+
+#[test]
+fn the_macs_of_peers_the_topology_no_longer_holds_are_forgotten() {
+    let now = Instant::now();
+    let mut table = MacTable::new();
+    table.observe(mac(1), remote(1), now);
+    table.observe(mac(2), remote(2), now);
+    table.observe(mac(3), remote(3), now);
+    table.observe(mac(4), Location::Local, now);
+    let present = BTreeSet::from([peer(2)]);
+    assert_eq!(
+        table.forget_departed(&present),
+        vec![
+            MacEvent::Forgotten {
+                mac: mac(1),
+                at: peer(1)
+            },
+            MacEvent::Forgotten {
+                mac: mac(3),
+                at: peer(3)
+            },
+        ]
+    );
+    assert_eq!(table.lookup(mac(2)), Some(remote(2)));
+    assert_eq!(table.lookup(mac(4)), Some(Location::Local), "ours stay");
+    assert!(table.forget_departed(&present).is_empty());
 }
 
 #[test]
