@@ -14,7 +14,9 @@
 //! - [`actors`]: the control plane, one actor per subsystem and per peer link;
 //! - [`router`]: the composition root of `weft router`: its flags, the wiring of the actors and
 //!   the start-up (not an actor);
-//! - [`api`]: the HTTP API, status texts, the report and the metrics;
+//! - [`api`]: the HTTP API, the status texts and the report;
+//! - [`metrics`]: every metric of both processes, declared once; [`snapshot`]: the router's state
+//!   as the API, the texts and the gauges show it (both below every layer that fills them);
 //! - [`cli`]: the `weave`/`weft` command-line client;
 //! - `kubernetes` (feature `kube`): the router's Kubernetes side, peers from Nodes and reclaim;
 //! - [`npc`]: the network-policy controller, `weft npc`;
@@ -28,10 +30,12 @@ pub mod identity;
 pub mod ipam;
 #[cfg(feature = "kube")]
 pub mod kubernetes;
+pub mod metrics;
 pub mod npc;
 pub mod router;
 #[cfg(test)]
 pub(crate) mod sim_cases;
+pub mod snapshot;
 pub mod store;
 pub mod topology;
 pub mod wire;

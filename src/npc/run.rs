@@ -32,8 +32,8 @@ use super::convert;
 use super::mirror::WatchEvent;
 use super::nft::{Nft, NpcKernelError, PolicyKernel};
 use super::ruleset::Ruleset;
-use crate::api::metrics::{self, KubeApiOp, SyncResult};
 use crate::kubernetes::client::{KubeError, WatchBackoff, connect};
+use crate::metrics::{self, KubeApiOp, SyncResult};
 
 /// Blocked connections waiting for the log; more are dropped (the kernel's log rule is
 /// rate-limited to 20 a second per direction already).

@@ -20,8 +20,8 @@ use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
-use crate::api::metrics::{self, ActorKind};
 use crate::identity::resolve_peer_name;
+use crate::metrics::{self, ActorKind};
 use crate::store::{Store, StoreError};
 use crate::topology::{PeerRecord, PeerUid};
 

@@ -29,9 +29,9 @@ use tracing::{info, warn};
 use crate::actors::gossip::messages::GossipStatus;
 use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
-use crate::api::metrics;
 use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
 use crate::dataplane::{LearnedFdb, LearnedFdbWatch, LinkOps, LinkStats, NetlinkLinkOps};
+use crate::metrics;
 use crate::topology::PeerName;
 
 pub use kernel::Devices;

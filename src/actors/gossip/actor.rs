@@ -16,7 +16,7 @@ use super::view::ViewSender;
 use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
 use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
-use crate::api::metrics;
+use crate::metrics;
 use crate::topology::PeerRecord;
 use crate::wire::MAX_TOPOLOGY_PAYLOAD_BYTES;
 

@@ -15,7 +15,7 @@ use super::limiter::ConnectionLimiter;
 use super::pending::{PendingFull, PendingHandshakes};
 use crate::actors::connection::{Connection, Direction, LinkContext, LinkSlot, refuse};
 use crate::actors::log_limit::LogLimiter;
-use crate::api::metrics;
+use crate::metrics;
 use crate::wire::{Refusal, RefusalReason};
 
 pub struct Listener {
