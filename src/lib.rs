@@ -6,6 +6,8 @@
 //! - [`topology`]: peers, merge rules and routes (pure logic);
 //! - [`ipam`]: IP address management: the ring CRDT, space, consensus, allocator (pure logic);
 //! - [`wire`]: every byte format on the mesh's TCP links and sleeve's UDP datagrams;
+//! - [`mesh`]: the vocabulary links, the listener, the connection maker and gossip share: link
+//!   ids, why a link ended, the connection limit;
 //! - [`dataplane`]: the kernel's side: bridge, VXLAN, veth and TAP devices, FDB entries,
 //!   addresses, routes and MTU over rtnetlink, node setup and pod wiring (`weft attach`, the CNI
 //!   plugin, `reset`), egress masquerading, the fastdp heartbeat, and the sleeve's hot path (its
@@ -30,6 +32,7 @@ pub mod identity;
 pub mod ipam;
 #[cfg(feature = "kube")]
 pub mod kubernetes;
+pub mod mesh;
 pub mod metrics;
 pub mod npc;
 pub mod router;
