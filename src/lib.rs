@@ -22,11 +22,13 @@
 //! - [`cli`]: the `weave`/`weft` command-line client;
 //! - `kubernetes` (feature `kube`): the router's Kubernetes side, peers from Nodes and reclaim;
 //! - [`npc`]: the network-policy controller, `weft npc`;
-//! - [`store`] and [`identity`]: the persisted state (redb) and our peer name.
+//! - [`store`] and [`identity`]: the persisted state (redb) and our peer name;
+//! - [`daemon`]: what both daemons share at the process edge (duration flags, the stop signal).
 
 pub mod actors;
 pub mod api;
 pub mod cli;
+pub mod daemon;
 pub mod dataplane;
 pub mod identity;
 pub mod ipam;

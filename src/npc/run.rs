@@ -149,7 +149,7 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
                     warn!("{}", describe_blocked(&world, &connection, &isolating));
                 }
             }
-            () = crate::router::wait_for_shutdown_signal() => {
+            () = crate::daemon::wait_for_shutdown_signal() => {
                 // The table stays: the pods stay protected until the next npc takes over.
                 info!("Shutting down; the table inet {} stays in force", super::nft::TABLE);
                 return Ok(());
