@@ -26,7 +26,7 @@ use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
 use crate::ipam::Cidr;
 use crate::metrics;
 use crate::snapshot::{
-    BroadcastRoute, ConnectionState, ConnectionStatus, KubeStatus, MacStatus, OverlayStatus,
+    BroadcastRoute, ConnectionState, ConnectionStatus, GetKubeStatus, MacStatus, OverlayStatus,
     PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
 };
 use crate::topology::{PeerName, PeerRecord};
@@ -70,11 +70,6 @@ pub struct ApiState {
     /// Shared by both listeners, so a storm on either costs one snapshot a second.
     pub gauge_refresh: Arc<GaugeRefresh>,
 }
-
-/// Asks the Kubernetes side (`--kube-peers`) for its state.
-#[derive(actix::Message)]
-#[rtype(result = "KubeStatus")]
-pub struct GetKubeStatus;
 
 /// Errors a handler answers with.
 #[derive(Debug, thiserror::Error)]
