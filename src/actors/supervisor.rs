@@ -58,7 +58,7 @@ impl<A: Actor> SupervisedAddr<A> {
 impl<A: Actor> SupervisedAddr<A> {
     /// Starts the actor with `factory` and keeps re-creating it with `factory` whenever it dies.
     /// Must be called inside an actix system.
-    pub fn start<F>(name: crate::api::metrics::ActorKind, factory: F) -> Self
+    pub fn start<F>(name: crate::metrics::ActorKind, factory: F) -> Self
     where
         F: Fn() -> Addr<A> + 'static,
     {
@@ -90,7 +90,7 @@ impl<A: Actor> SupervisedAddr<A> {
                 }
                 watched.inner.generation.fetch_add(1, Ordering::AcqRel);
                 watched.inner.restarts.fetch_add(1, Ordering::Relaxed);
-                crate::api::metrics::actor_restarted(name);
+                crate::metrics::actor_restarted(name);
                 info!("{name} restarted");
                 born = Instant::now();
                 delay = (delay * 2).min(MAX_RESTART_DELAY);
@@ -173,7 +173,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_panicking_actor_is_recreated_and_callers_get_an_error_not_a_hang() {
-        let supervised = SupervisedAddr::start(crate::api::metrics::ActorKind::Gossip, || {
+        let supervised = SupervisedAddr::start(crate::metrics::ActorKind::Gossip, || {
             Counter { count: 0 }.start()
         });
         assert_eq!(supervised.addr().send(Bump).await.unwrap(), 1);

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use crate::actors::gossip::messages::PeersChanged;
 use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::supervisor::{Fixed, RecipientSource, SupervisedAddr};
-use crate::api::metrics::ActorKind;
+use crate::metrics::ActorKind;
 use crate::topology::{PeerName, PeerRecord, PeerUid};
 
 /// A connection maker that ignores what it is told.

@@ -14,11 +14,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::gauge_refresh::GaugeRefresh;
-use super::snapshot::{
-    BroadcastRoute, ConnectionState, ConnectionStatus, KubeStatus, MacStatus, OverlayStatus,
-    PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
-};
-use super::{metrics, status_text};
+use super::status_text;
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
 use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
 use crate::actors::gossip::Gossip;
@@ -28,6 +24,11 @@ use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
 use crate::actors::sleeve::{GetSleeveStatus, Sleeve, SleeveLinkStatus};
 use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
 use crate::ipam::Cidr;
+use crate::metrics;
+use crate::snapshot::{
+    BroadcastRoute, ConnectionState, ConnectionStatus, GetKubeStatus, MacStatus, OverlayStatus,
+    PeerConnectionStatus, PeerStatus, RouterStatus, UnicastRoute, rfc3339_utc,
+};
 use crate::topology::{PeerName, PeerRecord};
 use crate::wire::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
 
@@ -69,11 +70,6 @@ pub struct ApiState {
     /// Shared by both listeners, so a storm on either costs one snapshot a second.
     pub gauge_refresh: Arc<GaugeRefresh>,
 }
-
-/// Asks the Kubernetes side (`--kube-peers`) for its state.
-#[derive(actix::Message)]
-#[rtype(result = "KubeStatus")]
-pub struct GetKubeStatus;
 
 /// Errors a handler answers with.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::snapshot::IpamSnapshot;
+use crate::snapshot::IpamSnapshot;
 
 /// Width of the label column of `weave status` (labels are right-aligned to column 16).
 const LABEL_WIDTH: usize = 15;
@@ -55,7 +55,7 @@ pub fn ranges(ipam: &IpamSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::snapshot::IpamShare;
+    use crate::snapshot::IpamShare;
 
     fn snapshot() -> IpamSnapshot {
         IpamSnapshot {

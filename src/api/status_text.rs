@@ -7,7 +7,7 @@
 
 use std::fmt::{self, Display, Write as _};
 
-use super::snapshot::{ConnectionState, KubeStatus, PeerStatus, RouterStatus};
+use crate::snapshot::{ConnectionState, KubeStatus, PeerStatus, RouterStatus};
 use crate::topology::PeerName;
 
 /// Width of the right-aligned label column of `weave status` (the colon sits in column 16).

@@ -14,6 +14,8 @@
 //!   [`garp`] announcing the pod's address with a gratuitous ARP;
 //! - [`masquerade`]: the nftables table (`ip weft`) that masquerades pod traffic leaving the
 //!   pod range, never traffic between pods;
+//! - [`mac_table`]: which peer each MAC lives behind, the table both overlays forward by (kept
+//!   by the `MacLearner` actor, read by the hot paths as a [`mac_table::MacSnapshot`]);
 //! - [`sleeve`]: the userspace path: frames batched into UDP datagrams, the TAP, the socket and
 //!   the hot-path threads.
 //!
@@ -27,6 +29,7 @@ pub use weft_netdev::{attach, error, garp, link, netlink, netns, packet_socket};
 
 pub mod fastdp_frame;
 pub mod fastdp_heartbeat;
+pub mod mac_table;
 pub mod masquerade;
 pub mod node;
 pub mod sleeve;

@@ -17,8 +17,8 @@ use super::state::{ApiTransition, KubeState};
 use crate::actors::connection_maker::Connect;
 use crate::actors::ipam::{GetIpamSnapshot, Submit};
 use crate::actors::supervisor::RecipientSource;
-use crate::api::http::GetKubeStatus;
-use crate::api::metrics;
+use crate::metrics;
+use crate::snapshot::GetKubeStatus;
 
 /// How often the network condition is retried until it is set: IPAM usually becomes ready
 /// within a few seconds of the mesh forming.

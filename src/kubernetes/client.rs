@@ -19,7 +19,7 @@ use kube::{Api, Client, Config};
 
 use super::nodes::{NodeEvent, NodeInfo};
 use super::peer_list::{CONFIGMAP_NAME, PEERS_ANNOTATION, PeerList};
-use crate::api::metrics::KubeApiOp as ApiOp;
+use crate::metrics::KubeApiOp as ApiOp;
 
 /// The condition we clear, and the reason Weave Net gave (operators and tools look for it).
 const NETWORK_CONDITION: &str = "NetworkUnavailable";
@@ -239,7 +239,7 @@ impl KubeClient {
 
     /// Sets `NetworkUnavailable=False` on `node`, as Weave Net did.
     pub async fn mark_network_up(&self, node: &str) -> Result<(), KubeError> {
-        let now = crate::api::snapshot::rfc3339_utc(std::time::SystemTime::now());
+        let now = crate::snapshot::rfc3339_utc(std::time::SystemTime::now());
         let patch = serde_json::json!({
             "status": {
                 "conditions": [{

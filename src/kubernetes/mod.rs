@@ -19,7 +19,7 @@
 //! - `configmaps`: `create` — the record is made by the first router (RBAC cannot limit `create`
 //!   by name).
 //!
-//! [`KubeStatus`]: crate::api::snapshot::KubeStatus
+//! [`KubeStatus`]: crate::snapshot::KubeStatus
 
 pub mod actor;
 pub mod client;

@@ -12,8 +12,8 @@ use super::client::{KubeClient, KubeError, Written};
 use super::peer_list::{Me, Orphaned, PeerEntry, Step};
 use crate::actors::ipam::{IpamActorError, Submit};
 use crate::actors::supervisor::RecipientSource;
-use crate::api::metrics;
 use crate::ipam::{IpamError, Reply, Request};
+use crate::metrics;
 
 /// Steps in one round, so that a record that keeps changing under us cannot keep us busy.
 const MAX_STEPS_PER_ROUND: usize = 16;

@@ -3,7 +3,7 @@
 //! network condition is set. The actor feeds it events and carries out what it answers.
 
 use super::nodes::{NodeEvent, NodeSet};
-use crate::api::snapshot::KubeStatus;
+use crate::snapshot::KubeStatus;
 
 /// What an event asks the actor to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::router::parse_duration;
+use crate::daemon::parse_duration;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct NpcArgs {

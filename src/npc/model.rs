@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use super::ranges::IpRange;
+use crate::metrics::LabelValue;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -48,6 +49,13 @@ impl Protocol {
         [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
             .into_iter()
             .find(|protocol| protocol.number() == number)
+    }
+}
+
+/// The `protocol` label of the blocked counter.
+impl LabelValue for Protocol {
+    fn label(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -229,6 +237,13 @@ impl Direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",
         }
+    }
+}
+
+/// The `direction` label of the per-policy blocked counter.
+impl LabelValue for Direction {
+    fn label(self) -> &'static str {
+        self.as_str()
     }
 }
 

@@ -32,8 +32,8 @@ use super::convert;
 use super::mirror::WatchEvent;
 use super::nft::{Nft, NpcKernelError, PolicyKernel};
 use super::ruleset::Ruleset;
-use crate::api::metrics::{self, KubeApiOp, SyncResult};
 use crate::kubernetes::client::{KubeError, WatchBackoff, connect};
+use crate::metrics::{self, KubeApiOp, SyncResult};
 
 /// Blocked connections waiting for the log; more are dropped (the kernel's log rule is
 /// rate-limited to 20 a second per direction already).
@@ -149,7 +149,7 @@ pub async fn run(args: NpcArgs) -> Result<(), NpcError> {
                     warn!("{}", describe_blocked(&world, &connection, &isolating));
                 }
             }
-            () = crate::router::wait_for_shutdown_signal() => {
+            () = crate::daemon::wait_for_shutdown_signal() => {
                 // The table stays: the pods stay protected until the next npc takes over.
                 info!("Shutting down; the table inet {} stays in force", super::nft::TABLE);
                 return Ok(());

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::daemon::parse_duration;
 use crate::topology::PeerName;
 
 /// Mesh port (Weave Net's 6783); fastdp uses port + 1.
@@ -159,40 +160,9 @@ impl Password {
     }
 }
 
-/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let input = input.trim();
-    let (number, scale) = if let Some(ms) = input.strip_suffix("ms") {
-        (ms, 0.001)
-    } else if let Some(s) = input.strip_suffix('s') {
-        (s, 1.0)
-    } else if let Some(m) = input.strip_suffix('m') {
-        (m, 60.0)
-    } else {
-        (input, 1.0)
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {input:?} (use e.g. 500ms, 10s, 2m)"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("invalid duration {input:?}"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     #[test]
     fn a_password_never_reaches_the_logged_options() {

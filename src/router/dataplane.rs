@@ -25,12 +25,12 @@ use crate::actors::mac_learner::MacLearner;
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::IpamApi;
-use crate::api::metrics::ActorKind;
 use crate::dataplane::{
     DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, masquerade, setup_node,
     sleeve_tap_name,
 };
 use crate::ipam::{Cidr, Reply, Request};
+use crate::metrics::ActorKind;
 use crate::topology::PeerName;
 
 /// VXLAN network identifier of the overlay. One VNI for the whole mesh: peers are told apart by

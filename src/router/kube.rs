@@ -11,12 +11,12 @@ use super::config::KubeArgs;
 use crate::actors::connection_maker::ConnectionMaker;
 use crate::actors::ipam::Ipam;
 use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
-use crate::api::http::GetKubeStatus;
-use crate::api::metrics::{self, ActorKind};
 use crate::kubernetes::client::WatchBackoff;
 use crate::kubernetes::nodes::{NodeEvent, NodeSet};
 use crate::kubernetes::peer_list::Me;
 use crate::kubernetes::{KubeClient, KubeError, KubePeers, KubePeersConfig};
+use crate::metrics::{self, ActorKind};
+use crate::snapshot::GetKubeStatus;
 use crate::topology::PeerName;
 
 /// One list attempt; an unreachable address otherwise waits for the TCP connect timeout.

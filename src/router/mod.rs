@@ -10,6 +10,6 @@ mod late;
 mod run;
 mod sleeve;
 
-pub use config::{DEFAULT_PORT, KubeArgs, RouterArgs, parse_duration};
+pub use config::{DEFAULT_PORT, KubeArgs, RouterArgs};
 pub use dataplane::EXPOSE_IDENT;
-pub use run::{RouterError, run, wait_for_shutdown_signal};
+pub use run::{RouterError, run};

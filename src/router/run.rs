@@ -20,8 +20,9 @@ use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
-use crate::api::metrics::{self, ActorKind};
+use crate::daemon::wait_for_shutdown_signal;
 use crate::identity::resolve_peer_name;
+use crate::metrics::{self, ActorKind};
 use crate::store::{Store, StoreError};
 use crate::topology::{PeerRecord, PeerUid};
 
@@ -391,21 +392,5 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
 async fn serve_logged(what: &'static str, listener: tokio::net::TcpListener, router: axum::Router) {
     if let Err(err) = http::serve(listener, router).await {
         error!("{what} server stopped: {err}");
-    }
-}
-
-/// SIGTERM (the kubelet stopping the container) or SIGINT; `weft npc` waits on the same.
-pub async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

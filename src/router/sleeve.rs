@@ -18,12 +18,12 @@ use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::overlay::{MacsSeen, Subscriber};
 use crate::actors::sleeve::{ControlReceived, Sleeve, SleeveIo};
 use crate::actors::supervisor::SupervisedAddr;
-use crate::api::metrics::{self, ActorKind, OverlayPath};
 use crate::dataplane::sleeve::{
     ForwardingTable, SharedTable, SleeveEngine, SleeveEvent, SleeveSocket, SleeveStats,
     ensure_sleeve_tap,
 };
 use crate::dataplane::{DataplaneError, LinkStats, NetlinkLinkOps};
+use crate::metrics::{self, ActorKind, OverlayPath};
 use crate::topology::PeerName;
 use crate::wire::sleeve::effective_mtu;
 

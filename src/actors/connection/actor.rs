@@ -23,7 +23,7 @@ use super::state::{LinkOutput, LinkState};
 use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing};
 use crate::actors::gossip::messages::{LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
-use crate::api::metrics;
+use crate::metrics;
 use crate::wire::{LinkNonce, MAX_FRAME_BYTES, ProtocolMsg};
 
 /// Writes queued for the socket writer before further sends are dropped (and counted).

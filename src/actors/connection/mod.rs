@@ -4,7 +4,6 @@
 
 mod actor;
 mod handshake;
-mod reason;
 mod refuse;
 mod report;
 mod slot;
@@ -12,16 +11,16 @@ pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::{Message, Recipient};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::mesh::ClosingReason;
+pub use crate::mesh::LinkId;
 pub use actor::{Connection, Direction};
 pub use handshake::MAX_HELLO_BYTES;
-pub use reason::ClosingReason;
 pub use refuse::refuse;
 pub use slot::LinkSlot;
 pub use state::{LinkEnd, LinkOutput, LinkState};
@@ -29,17 +28,6 @@ pub use state::{LinkEnd, LinkOutput, LinkState};
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::supervisor::RecipientSource;
 use crate::topology::{PeerName, PeerUid};
-
-/// Identifies one link actor within this process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LinkId(pub u64);
-
-impl LinkId {
-    pub fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Self(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
 
 /// What gossip sends to a link.
 #[derive(Message, Debug)]

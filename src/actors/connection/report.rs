@@ -10,7 +10,7 @@ use tracing::info;
 use super::state::LinkEnd;
 use super::{ClosingReason, LinkEvent, LinkId};
 use crate::actors::gossip::messages::LinkClosed;
-use crate::api::metrics;
+use crate::metrics;
 
 /// Who must hear of a link's end.
 pub(super) struct EndReport {

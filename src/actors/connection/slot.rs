@@ -6,7 +6,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{ClosingReason, LinkContext};
 use crate::actors::listener::{ConnectionLimiter, PendingPermit};
-use crate::api::metrics;
+use crate::metrics;
 use crate::wire::{Refusal, RefusalReason};
 
 #[derive(Debug)]

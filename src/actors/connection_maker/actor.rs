@@ -16,7 +16,7 @@ use crate::actors::connection::{
 
 use crate::actors::gossip::messages::PeersChanged;
 use crate::actors::listener::ConnectionLimiter;
-use crate::api::snapshot::ConnectionStatus;
+use crate::snapshot::ConnectionStatus;
 use crate::store::Store;
 
 /// How often due targets are looked at (besides right after every change).

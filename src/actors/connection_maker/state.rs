@@ -25,7 +25,7 @@ use super::discovery_limits::{BackoffMemory, DialBudget, MAX_DISCOVERED_TARGETS,
 pub use super::target::{Target, TargetSource, TargetState};
 use super::target_address::socket_target;
 pub use super::target_address::{TargetError, normalise_target};
-use crate::api::snapshot::{ConnectionState, ConnectionStatus};
+use crate::snapshot::{ConnectionState, ConnectionStatus};
 use crate::topology::PeerName;
 
 /// First retry interval after a failure (Weave Net: 2 s).

@@ -19,7 +19,7 @@ pub mod state;
 pub mod switch;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,9 +30,9 @@ use tracing::{info, warn};
 use crate::actors::gossip::messages::GossipStatus;
 use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
-use crate::api::metrics;
 use crate::dataplane::fastdp_heartbeat::{HeartbeatConfig, HeartbeatSocket, Heartbeater};
 use crate::dataplane::{LearnedFdb, LearnedFdbWatch, LinkOps, LinkStats, NetlinkLinkOps};
+use crate::metrics;
 use crate::topology::PeerName;
 
 pub use kernel::Devices;
@@ -40,7 +40,7 @@ pub use plan::{FloodPlan, FloodTracker};
 pub use switch::PeerOverlay;
 
 use handover::SleeveHandover;
-use state::{FastdpState, linked_peers};
+use state::FastdpState;
 use switch::{HEARTBEAT_INTERVAL, LinkedPeer, Switched};
 
 /// How often the kernel is reconciled with the links, the switch and the MAC table (a MAC
@@ -313,6 +313,24 @@ impl Fastdp {
             })
         }));
     }
+}
+
+/// The established links of a view of the mesh, with the IPv4 address each peer's VXLAN traffic
+/// goes to (the VXLAN device has no IPv6 underlay).
+pub fn linked_peers(status: &GossipStatus) -> Vec<LinkedPeer> {
+    status
+        .links
+        .iter()
+        .filter(|link| link.established)
+        .filter_map(|link| match link.remote_addr.ip() {
+            IpAddr::V4(ip) => Some(LinkedPeer {
+                name: link.remote,
+                nickname: link.remote_nickname.clone(),
+                ip,
+            }),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 /// The overlay state as status, report and metrics show it.

@@ -4,14 +4,13 @@
 //! kernel, calls [`FastdpState::step`], and applies what it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fdb_plan::{self, Carriers, FdbPlan, Port, Present};
 use super::plan::{FloodPlan, FloodTracker};
 use super::switch::{LinkedPeer, OverlaySwitch, Switched};
-use crate::actors::gossip::messages::GossipStatus;
 use crate::actors::mac_learner::state::{Location, MacSnapshot};
 use crate::actors::overlay::Overlay;
 use crate::dataplane::{LearnedFdb, MacAddr};
@@ -183,24 +182,6 @@ impl FastdpState {
             })
             .collect()
     }
-}
-
-/// The established links of a view of the mesh, with the IPv4 address each peer's VXLAN traffic
-/// goes to (the VXLAN device has no IPv6 underlay).
-pub fn linked_peers(status: &GossipStatus) -> Vec<LinkedPeer> {
-    status
-        .links
-        .iter()
-        .filter(|link| link.established)
-        .filter_map(|link| match link.remote_addr.ip() {
-            IpAddr::V4(ip) => Some(LinkedPeer {
-                name: link.remote,
-                nickname: link.remote_nickname.clone(),
-                ip,
-            }),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
 }
 
 /// The bridge entries present on the overlay ports, from the two ports' lists.

@@ -13,10 +13,11 @@ use tracing::{debug, info, warn};
 use super::messages::*;
 use super::state::{Effect, GossipError, GossipState};
 use super::view::ViewSender;
-use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
+use crate::actors::connection::Outgoing;
 use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
-use crate::api::metrics;
+use crate::mesh::{ClosingReason, LinkId};
+use crate::metrics;
 use crate::topology::PeerRecord;
 use crate::wire::MAX_TOPOLOGY_PAYLOAD_BYTES;
 

@@ -3,7 +3,8 @@
 use actix::{Message, Recipient};
 
 use super::state::{GossipError, LinkView, NewLink};
-use crate::actors::connection::{ClosingReason, LinkId, Outgoing};
+use crate::actors::connection::Outgoing;
+use crate::mesh::{ClosingReason, LinkId};
 use crate::topology::{PeerName, PeerRecord, Routes};
 use crate::wire::ProtocolMsg;
 
@@ -95,5 +96,5 @@ pub struct PeersChanged {
 #[rtype(result = "()")]
 pub struct ClosePeerLink {
     pub peer: PeerName,
-    pub reason: crate::actors::connection::ClosingReason,
+    pub reason: ClosingReason,
 }

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde_bytes::ByteBuf;
 
-use crate::actors::connection::{ClosingReason, LinkId};
+use crate::mesh::{ClosingReason, LinkId};
 use crate::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid, Routes, Topology};
 use crate::wire::{ProtocolMsg, decode_topology, encode_topology_pieces};
 

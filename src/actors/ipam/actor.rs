@@ -16,13 +16,13 @@ use crate::actors::gossip::messages::{
 use crate::actors::gossip::view::follow;
 use crate::actors::gossip::{Gossip, GossipView};
 use crate::actors::supervisor::SupervisedAddr;
-use crate::api::metrics;
-use crate::api::snapshot::IpamSnapshot;
 use crate::ipam::durable::{DurableAllocator, RestoreError, WriteHealth};
 use crate::ipam::{
     Address, AddressCidr, Allocator, AllocatorConfig, Effect, IpamError, Reply, Request, RequestId,
     decode_message, encode_message,
 };
+use crate::metrics;
+use crate::snapshot::IpamSnapshot;
 use crate::store::Store;
 use crate::topology::PeerName;
 
@@ -321,8 +321,8 @@ mod tests {
     use super::*;
     use crate::actors::gossip::InjectPanic;
     use crate::actors::test_support::{lone_gossip_with_view, recreated};
-    use crate::api::metrics::ActorKind;
     use crate::ipam::InitMode;
+    use crate::metrics::ActorKind;
     use crate::topology::PeerUid;
 
     #[actix_rt::test]

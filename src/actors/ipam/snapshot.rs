@@ -1,7 +1,7 @@
 //! The allocator's status as the API shows it (texts, report, metrics).
 
-use crate::api::snapshot::{IpamShare, IpamSnapshot};
 use crate::ipam::IpamStatus;
+use crate::snapshot::{IpamShare, IpamSnapshot};
 
 pub fn snapshot(status: &IpamStatus, warning: Option<String>) -> IpamSnapshot {
     IpamSnapshot {

@@ -11,11 +11,11 @@ use actix::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use super::limiter::ConnectionLimiter;
 use super::pending::{PendingFull, PendingHandshakes};
 use crate::actors::connection::{Connection, Direction, LinkContext, LinkSlot, refuse};
 use crate::actors::log_limit::LogLimiter;
-use crate::api::metrics;
+use crate::mesh::ConnectionLimiter;
+use crate::metrics;
 use crate::wire::{Refusal, RefusalReason};
 
 pub struct Listener {

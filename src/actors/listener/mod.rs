@@ -1,9 +1,9 @@
-//! The `Listener` actor, the connection limit it enforces and the bound on handshakes under way.
+//! The `Listener` actor and the bound on handshakes under way. The connection limit it enforces
+//! is the mesh's ([`crate::mesh::limit`]), shared with the connection maker and gossip.
 
 mod actor;
-mod limiter;
 mod pending;
 
+pub use crate::mesh::{ConnectionLimiter, discovery_ceiling};
 pub use actor::Listener;
-pub use limiter::{ConnectionLimiter, discovery_ceiling};
 pub use pending::{PendingFull, PendingHandshakes, PendingPermit};

@@ -104,7 +104,7 @@ fn raw(addr: std::net::SocketAddr, head: &str) -> String {
 async fn the_cli_passes_and_a_web_page_is_refused_with_403() {
     let addr = guarded_server().await;
     let cli = tokio::task::spawn_blocking(move || {
-        crate::cli::client::Client::new(&addr.to_string()).post_form("/connect", &[("peer", "x")])
+        weft_client::client::Client::new(&addr.to_string()).post_form("/connect", &[("peer", "x")])
     })
     .await
     .unwrap();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::snapshot::{ConnectionStatus, PeerConnectionStatus};
+use crate::snapshot::{ConnectionStatus, PeerConnectionStatus};
 use crate::topology::PeerUid;
 
 const HOST1: &str = "4a:0f:f6:ec:1c:93";

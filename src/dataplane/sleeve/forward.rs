@@ -5,7 +5,7 @@
 //! property-tested over whole simulated meshes.
 
 use super::forwarding::ForwardingTable;
-use crate::actors::mac_learner::state::Location;
+use crate::dataplane::mac_table::Location;
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
 use crate::wire::sleeve::RecordDestination;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::actors::mac_learner::state::MacSnapshot;
+use crate::dataplane::mac_table::MacSnapshot;
 use crate::topology::PeerName;
 
 /// A peer we hold an established mesh connection with.

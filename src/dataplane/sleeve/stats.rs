@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::forward::DropReason;
 use super::reassembly::Reassembler;
+use crate::metrics::LabelValue;
 
 /// Why the engine dropped a frame or datagram, one counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +91,13 @@ impl DropCause {
         DropCause::ReassemblyTimeout,
         DropCause::ReassemblyEvicted,
     ];
+}
+
+/// The `cause` label of the sleeve's drop counter.
+impl LabelValue for DropCause {
+    fn label(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 /// Live counters, shared by `Arc` between the engine's threads and its owner.

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use rand::seq::SliceRandom;
 
 use super::{GossipState, REFUSAL_HINTS};
-use crate::actors::listener::discovery_ceiling;
+use crate::mesh::discovery_ceiling;
 use crate::topology::{PeerName, PeerRecord};
 
 impl GossipState {

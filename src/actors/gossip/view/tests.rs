@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use super::{channel, publish_if_changed};
-use crate::actors::connection::LinkId;
 use crate::actors::gossip::state::{GossipState, NewLink};
+use crate::mesh::LinkId;
 use crate::topology::{PeerName, PeerRecord, PeerUid};
 
 fn name(n: u64) -> PeerName {

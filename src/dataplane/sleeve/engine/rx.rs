@@ -10,7 +10,7 @@ use super::{
     BURST_FRAMES, BatchOutcome, MacReporter, Outbound, QUEUE_FLUSH_BYTES, Shared, SleeveEvent,
     mac_at, wait_readable,
 };
-use crate::actors::mac_learner::state::Location;
+use crate::dataplane::mac_table::Location;
 use crate::dataplane::sleeve::checksum::VIRTIO_NET_HDR_LEN;
 use crate::dataplane::sleeve::forward::{Action, forward_received};
 use crate::dataplane::sleeve::forwarding::ForwardingTable;

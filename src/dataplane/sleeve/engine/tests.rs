@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
-use crate::actors::mac_learner::state::{Location, MacTable};
 use crate::dataplane::attach::{AttachRequest, attach_pod};
 use crate::dataplane::link::{LinkKind, LinkOps, MacAddr};
+use crate::dataplane::mac_table::{Location, MacTable};
 use crate::dataplane::netlink::NetlinkLinkOps;
 use crate::dataplane::node::reset_node;
 use crate::dataplane::sleeve::{

@@ -14,7 +14,7 @@ use super::{
     BURST_FRAMES, BatchOutcome, MacReporter, Outbound, QUEUE_FLUSH_BYTES, Shared, mac_at,
     wait_readable,
 };
-use crate::actors::mac_learner::state::Location;
+use crate::dataplane::mac_table::Location;
 use crate::dataplane::sleeve::checksum::{VIRTIO_NET_HDR_LEN, VirtioNetHdr};
 use crate::dataplane::sleeve::forward::{Action, forward_captured};
 use crate::dataplane::sleeve::forwarding::ForwardingTable;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::*;
-use crate::actors::mac_learner::state::MacTable;
+use crate::dataplane::mac_table::MacTable;
 use crate::dataplane::sleeve::forwarding::Neighbour;
 use proptest::prelude::*;
 
@@ -55,7 +55,7 @@ impl Mesh {
     fn table(
         &self,
         me: usize,
-        macs: &Arc<crate::actors::mac_learner::state::MacSnapshot>,
+        macs: &Arc<crate::dataplane::mac_table::MacSnapshot>,
     ) -> ForwardingTable {
         let mut table = ForwardingTable::alone(peer(me));
         for b in self.neighbours(me) {
@@ -100,7 +100,7 @@ fn pod_mac(index: usize) -> MacAddr {
 }
 
 /// What each peer's MAC table says: pod `i` lives at peer `i`.
-fn macs_as_seen_by(me: usize, n: usize) -> Arc<crate::actors::mac_learner::state::MacSnapshot> {
+fn macs_as_seen_by(me: usize, n: usize) -> Arc<crate::dataplane::mac_table::MacSnapshot> {
     let mut table = MacTable::new();
     let now = Instant::now();
     for i in 0..n {

@@ -1,5 +1,6 @@
 //! The router's state as the API shows it: one snapshot type that the status texts, the JSON
-//! report and the metrics are all rendered from, so the three never disagree.
+//! report and the metrics are all rendered from, so the three never disagree. The actors and the
+//! Kubernetes side fill its parts, so it sits below them.
 
 use serde::Serialize;
 
@@ -57,6 +58,13 @@ pub struct KubeStatus {
     /// The last API failure, while the API is unreachable or refusing us.
     pub error: Option<String>,
 }
+
+/// Asks the Kubernetes side (`--kube-peers`) for its state. Declared with its answer, below both
+/// the API that asks and the `KubePeers` actor that answers (which exists only with the `kube`
+/// feature, while the API's question does not depend on it).
+#[derive(actix::Message)]
+#[rtype(result = "KubeStatus")]
+pub struct GetKubeStatus;
 
 /// One MAC table row, as Weave Net's report showed it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

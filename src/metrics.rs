@@ -1,6 +1,10 @@
-//! Every metric the router exports, declared here and only here. Names kept from Weave Net where
-//! it had one (`weave_*`); our additions are `weft_*`. Labels come from enums, never from peer
-//! names or addresses, so the series count stays bounded.
+//! Every metric the router and `weft npc` export, declared here and only here. Names kept from
+//! Weave Net where it had one (`weave_*`); our additions are `weft_*`. Labels come from enums,
+//! never from peer names or addresses, so the series count stays bounded.
+//!
+//! This module sits below every layer that records a metric, so it names none of their types:
+//! an enum of a higher layer that labels a series (the sleeve's drop causes, npc's protocols and
+//! directions) implements [`LabelValue`], and the stats it reads come from the crates below.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -9,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::snapshot::{ConnectionState, IpamSnapshot, RouterStatus};
+use crate::snapshot::{ConnectionState, IpamSnapshot, RouterStatus};
 
 const CONNECTIONS: &str = "weave_connections";
 const TERMINATIONS: &str = "weave_connection_terminations_total";
@@ -50,6 +54,12 @@ const KUBE_API_ERRORS: &str = "weft_kube_api_errors_total";
 static TERMINATION_COUNT: AtomicU64 = AtomicU64::new(0);
 static REFUSED_FOR_LIMIT_COUNT: AtomicU64 = AtomicU64::new(0);
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// An enum whose variants label a series: each variant is one fixed string, so the series count
+/// is bounded by the enum. Implemented next to the enum, by the layer that owns it.
+pub trait LabelValue: Copy {
+    fn label(self) -> &'static str;
+}
 
 /// Why a connection was turned away.
 #[derive(Clone, Copy, Debug)]
@@ -400,7 +410,7 @@ pub fn overlay_fallback() {
 
 /// Sets the traffic counters of `path` from its device's own counters (the kernel counts
 /// fastdp frames; nothing is counted twice in userspace).
-pub fn record_overlay_traffic(path: OverlayPath, stats: &crate::dataplane::LinkStats) {
+pub fn record_overlay_traffic(path: OverlayPath, stats: &weft_netdev::link::LinkStats) {
     let path = path.as_str();
     counter!(OVERLAY_FRAMES, "path" => path, "direction" => "rx").absolute(stats.rx_packets);
     counter!(OVERLAY_FRAMES, "path" => path, "direction" => "tx").absolute(stats.tx_packets);
@@ -409,9 +419,9 @@ pub fn record_overlay_traffic(path: OverlayPath, stats: &crate::dataplane::LinkS
 }
 
 /// Sets the sleeve's drop counters from the engine's own (one series per cause).
-pub fn record_sleeve_drops(drops: &[(crate::dataplane::sleeve::DropCause, u64)]) {
+pub fn record_sleeve_drops(drops: &[(impl LabelValue, u64)]) {
     for (cause, count) in drops {
-        counter!(SLEEVE_DROPPED, "cause" => cause.as_str()).absolute(*count);
+        counter!(SLEEVE_DROPPED, "cause" => cause.label()).absolute(*count);
     }
 }
 
@@ -444,9 +454,9 @@ pub fn npc_synced(seconds: f64, result: SyncResult, elements: usize) {
 }
 
 /// A new connection dropped by network policy (Weave Net's counter and labels).
-pub fn npc_blocked(protocol: Option<crate::npc::model::Protocol>, dport: u16) {
+pub fn npc_blocked(protocol: Option<impl LabelValue>, dport: u16) {
     static PORTS: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let protocol = protocol.map_or("other", |protocol| protocol.as_str());
+    let protocol = protocol.map_or("other", LabelValue::label);
     let port = {
         let mut ports = PORTS
             .lock()
@@ -465,7 +475,7 @@ pub fn npc_blocked(protocol: Option<crate::npc::model::Protocol>, dport: u16) {
 
 /// A new connection dropped by network policy, counted for one of the policies isolating the
 /// end that dropped it (none of them allowed it).
-pub fn npc_blocked_by_policy(policy: &str, direction: crate::npc::model::Direction) {
+pub fn npc_blocked_by_policy(policy: &str, direction: impl LabelValue) {
     static POLICIES: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
     let label = {
         let mut policies = POLICIES
@@ -478,7 +488,7 @@ pub fn npc_blocked_by_policy(policy: &str, direction: crate::npc::model::Directi
             "other".to_string()
         }
     };
-    counter!(NPC_BLOCKED_BY_POLICY, "policy" => label, "direction" => direction.as_str())
+    counter!(NPC_BLOCKED_BY_POLICY, "policy" => label, "direction" => direction.label())
         .increment(1);
 }
 

@@ -52,7 +52,20 @@ fn event_counters_are_exported_before_their_first_event() {
 /// Each policy counts under its own name until the bound, then under "other".
 #[test]
 fn blocked_connections_by_policy_have_a_bounded_label_set() {
-    use crate::npc::model::Direction;
+    // npc's direction, as its own enum labels the series (this module sits below npc).
+    #[derive(Clone, Copy)]
+    enum Direction {
+        Ingress,
+        Egress,
+    }
+    impl LabelValue for Direction {
+        fn label(self) -> &'static str {
+            match self {
+                Direction::Ingress => "ingress",
+                Direction::Egress => "egress",
+            }
+        }
+    }
     let handle = install();
     npc_blocked_by_policy("x/deny-ingress", Direction::Ingress);
     npc_blocked_by_policy("x/deny-ingress", Direction::Ingress);

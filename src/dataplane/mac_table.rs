@@ -4,6 +4,10 @@
 //! time-injected: the actor feeds it the batches the hot paths report, sweeps it every
 //! [`EXPIRY_INTERVAL`], logs the [`MacEvent`]s it returns and hands the overlays the
 //! [`MacSnapshot`] they forward by, without locks.
+//!
+//! The table belongs to the data plane, below the actors, because the sleeve's hot path forwards
+//! by its [`Location`] and [`MacSnapshot`]; the `MacLearner` actor (`crate::actors::mac_learner`)
+//! is its shell.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
