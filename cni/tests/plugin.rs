@@ -486,3 +486,80 @@ fn del_frees_the_address_when_the_namespace_file_is_left_empty() {
         host_veths(&node)
     );
 }
+
+/// `ip -n <netns> neigh show <address>`.
+fn neighbour_entry(netns: &str, address: &str) -> String {
+    run("ip", &["-n", netns, "neigh", "show", address])
+}
+
+#[test]
+fn a_reused_address_is_announced_to_the_node_and_the_pods_beside_it() {
+    let mut lab = Lab::new("announce");
+    let node = lab.single_node("node");
+    let pid = std::process::id();
+    let (neighbour, first, second) = (lab.netns("nb"), lab.netns("first"), lab.netns("second"));
+    let add = |pod: &str, id: &str| {
+        let answer = plugin(&node, "ADD", &pod_env(id, &netns_path(pod)), &conf("1.0.0"));
+        assert!(answer.ok, "{answer:?}");
+        answer.json.clone()
+    };
+    add(&neighbour, &format!("nb{pid}"));
+    let first_id = format!("first{pid}");
+    let first_result = add(&first, &first_id);
+    let address = first_result["ips"][0]["address"]
+        .as_str()
+        .expect("an address");
+    let address = address
+        .split('/')
+        .next()
+        .expect("ADDRESS/PREFIX")
+        .to_string();
+    // The node and the neighbour pod knew the address at the first pod's MAC.
+    assert!(pings(&neighbour, &address), "the first pod answers");
+    run(
+        "ip",
+        &[
+            "-n",
+            &node,
+            "neigh",
+            "replace",
+            &address,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "weave",
+            "nud",
+            "stale",
+        ],
+    );
+    let del = plugin(
+        &node,
+        "DEL",
+        &pod_env(&first_id, &netns_path(&first)),
+        &with_prev(conf("1.0.0"), &first_result),
+    );
+    assert!(del.ok, "{del:?}");
+
+    // The next pod gets the freed address: both must learn its MAC at once, not when their
+    // entry goes stale.
+    let second_result = add(&second, &format!("second{pid}"));
+    assert_eq!(
+        second_result["ips"][0]["address"]
+            .as_str()
+            .map(|a| a.starts_with(&format!("{address}/"))),
+        Some(true),
+        "the freed address is handed out again: {second_result}"
+    );
+    let mac = second_result["interfaces"][1]["mac"]
+        .as_str()
+        .expect("the pod's MAC")
+        .to_string();
+    for netns in [&node, &neighbour] {
+        assert!(
+            wait_until(Duration::from_secs(3), || neighbour_entry(netns, &address)
+                .contains(&mac)),
+            "{netns}: {} (the second pod is {mac})",
+            neighbour_entry(netns, &address)
+        );
+    }
+}

@@ -23,6 +23,8 @@ use crate::actors::ipam::{GetIpamSnapshot, Ipam};
 use crate::actors::mac_learner::{GetMacTable, MacLearner, MacRow};
 use crate::actors::sleeve::{GetSleeveStatus, Sleeve, SleeveLinkStatus};
 use crate::actors::supervisor::{RecipientSource, SupervisedAddr};
+use crate::dataplane::NetlinkLinkOps;
+use crate::dataplane::garp::BridgeAnnouncer;
 use crate::ipam::Cidr;
 use crate::metrics;
 use crate::snapshot::{
@@ -60,6 +62,8 @@ pub struct ApiState {
     pub fastdp: Option<SupervisedAddr<Fastdp>>,
     /// None without a data plane.
     pub mac_learner: Option<SupervisedAddr<MacLearner>>,
+    /// Announces wired pods from the bridge; none without a data plane.
+    pub announcer: Option<Arc<BridgeAnnouncer<NetlinkLinkOps>>>,
     /// None without a data plane, or when the sleeve could not start.
     pub sleeve: Option<SupervisedAddr<Sleeve>>,
     /// The Kubernetes side, with `--kube-peers`.
@@ -106,6 +110,7 @@ pub fn control_router(state: ApiState, bound: SocketAddr) -> Router {
         .route("/forget", post(forget))
         .route("/metrics", get(render_metrics))
         .merge(super::ipam_http::routes())
+        .merge(super::announce_http::routes())
         .with_state(state);
     super::host_check::guarded(router, bound)
 }

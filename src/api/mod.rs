@@ -2,6 +2,7 @@
 //! metrics themselves are declared in [`crate::metrics`], the snapshot they and the texts are
 //! rendered from in [`crate::snapshot`].
 
+pub mod announce_http;
 pub mod gauge_refresh;
 pub mod host_check;
 pub mod http;

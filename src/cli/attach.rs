@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::dataplane::garp::BridgeAnnouncer;
 use crate::dataplane::{
     AttachRequest, DataplaneError, NetlinkLinkOps, attach_pod, detach_pod, masquerade,
     reset_node_for_port,
@@ -87,7 +88,16 @@ pub fn attach(args: &AttachArgs, out: &mut dyn Write) -> Result<(), CliError> {
     };
     let wired = block_on(async {
         let ops = NetlinkLinkOps::new()?;
-        attach_pod(&ops, &request).await
+        let wired = attach_pod(&ops, &request).await?;
+        if let (Some((address, _)), Some(mac)) = (request.address, wired.pod.mac) {
+            // Best effort: without it, neighbours that cached the address's previous owner
+            // learn the new MAC only when their entry goes stale.
+            let announced = BridgeAnnouncer::open(ops, request.bridge.clone());
+            if let Err(e) = async { announced?.announce(mac, address).await }.await {
+                tracing::warn!(%e, "gratuitous ARP for the pod failed");
+            }
+        }
+        Ok::<_, DataplaneError>(wired)
     })?;
     let verb = if wired.existing {
         "already attached"

@@ -1,12 +1,13 @@
 //! Tests of what the CNI plugin added to pod wiring, against the real kernel in throwaway
 //! namespaces: a container-named host veth, removal from inside the pod, the read-back of
-//! addresses and routes, the gratuitous ARP that refreshes a neighbour's stale entry, and the
-//! masquerading table's install and removal.
+//! addresses and routes, the gratuitous ARP from the bridge that refreshes the node's and a
+//! neighbour pod's stale entries, and the masquerading table's install and removal.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::attach::{AttachRequest, attach_pod, container_veth_name, detach_pod_interface};
+use super::garp::BridgeAnnouncer;
 use super::link::{LinkOps, MacAddr};
 use super::masquerade;
 use super::netlink::NetlinkLinkOps;
@@ -17,6 +18,7 @@ use super::testns::TestNs;
 const STALE_MAC: &str = "02:00:00:00:00:99";
 
 const POD_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 7);
+const NEIGHBOUR_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 8);
 const BRIDGE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
 
 fn node_with_bridge(node: &TestNs) {
@@ -33,23 +35,37 @@ fn node_with_bridge(node: &TestNs) {
     });
 }
 
+/// Polls `ns`'s ARP entry for 10.32.0.7 on `dev` until it names `mac` (3 s at most).
+fn neighbour_entry_becomes(ns: &TestNs, dev: &str, mac: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let entry = ns.ip(&["neigh", "show", "10.32.0.7", "dev", dev]);
+        if entry.contains(mac) || Instant::now() > deadline {
+            return entry;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
     let node = TestNs::new("cni-garp");
     let pod = TestNs::new("cni-garp-pod");
+    let neighbour = TestNs::new("cni-garp-nb");
     node_with_bridge(&node);
-    // The node still believes the address belongs to a pod that is gone.
-    node.ip(&[
-        "neigh",
-        "replace",
-        "10.32.0.7",
-        "lladdr",
-        STALE_MAC,
-        "dev",
-        "weave",
-        "nud",
-        "stale",
-    ]);
+    let neighbour_request = AttachRequest {
+        address: Some((NEIGHBOUR_ADDRESS, 12)),
+        ..AttachRequest::new(neighbour.path())
+    };
+    let neighbour_port = node.run(move || async move {
+        let ops = NetlinkLinkOps::new().expect("netlink");
+        let attached = attach_pod(&ops, &neighbour_request).await;
+        attached.expect("attach the neighbour").host.name
+    });
+    // The node and the neighbour pod still believe the address belongs to a pod that is gone.
+    let stale = ["neigh", "replace", "10.32.0.7", "lladdr", STALE_MAC];
+    node.ip(&[&stale[..], &["dev", "weave", "nud", "stale"]].concat());
+    neighbour.ip(&[&stale[..], &["dev", "eth0", "nud", "stale"]].concat());
     let host_name = container_veth_name("0123456789abcdef", "eth0");
     let request = AttachRequest {
         address: Some((POD_ADDRESS, 12)),
@@ -58,9 +74,24 @@ fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
         ..AttachRequest::new(pod.path())
     };
     let pod_path = pod.path();
+    // The announcement floods from the bridge: the neighbour's port must forward by then.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !node
+        .ip(&["-d", "link", "show", "dev", &neighbour_port])
+        .contains("bridge_slave state forwarding")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the neighbour's port never forwards"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (attached, addresses, routes) = node.run(move || async move {
         let ops = NetlinkLinkOps::new().expect("netlink");
         let attached = attach_pod(&ops, &request).await.expect("attach");
+        let (address, mac) = (POD_ADDRESS, attached.pod.mac.expect("pod MAC"));
+        let announcer = BridgeAnnouncer::open(ops.clone(), "weave").expect("packet socket");
+        announcer.announce(mac, address).await.expect("announce");
         let pod_ops = ops.in_netns(&pod_path).await.expect("pod netlink");
         let addresses = pod_ops.ipv4_addresses("eth0").await.expect("addresses");
         let routes = pod_ops.ipv4_routes().await.expect("routes");
@@ -76,20 +107,15 @@ fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
         "{routes:?}"
     );
 
-    // The gratuitous ARP replaced the stale MAC with the new pod's.
+    // The announcement replaced the stale MAC with the new pod's, at the node (set directly)
+    // and at the neighbour pod (by the frame the bridge flooded).
     let pod_mac = attached.pod.mac.expect("pod MAC").to_string();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut neighbour = String::new();
-    while Instant::now() < deadline {
-        neighbour = node.ip(&["neigh", "show", "10.32.0.7", "dev", "weave"]);
-        if neighbour.contains(&pod_mac) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let at_node = neighbour_entry_becomes(&node, "weave", &pod_mac);
+    assert!(at_node.contains(&pod_mac), "{at_node} (pod MAC {pod_mac})");
+    let at_neighbour = neighbour_entry_becomes(&neighbour, "eth0", &pod_mac);
     assert!(
-        neighbour.contains(&pod_mac),
-        "{neighbour} (pod MAC {pod_mac})"
+        at_neighbour.contains(&pod_mac),
+        "{at_neighbour} (pod MAC {pod_mac})"
     );
 
     let pod_path = pod.path();
@@ -101,7 +127,7 @@ fn a_container_named_pod_is_read_back_announced_and_removed_from_inside() {
     });
     assert!(removed && !removed_again);
     assert!(
-        !node.ip(&["link"]).contains("vethwepl"),
+        !node.ip(&["link"]).contains(&host_name),
         "host end went too"
     );
 }

@@ -25,6 +25,7 @@ use crate::actors::mac_learner::MacLearner;
 use crate::actors::overlay::{FastdpPeers, MacTablePublished, MacsSeen, Subscriber, Subscribers};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::IpamApi;
+use crate::dataplane::garp::BridgeAnnouncer;
 use crate::dataplane::{
     DataplaneError, LinkOps, MacAddr, NetlinkLinkOps, NodeConfig, masquerade, setup_node,
     sleeve_tap_name,
@@ -60,6 +61,8 @@ pub struct Dataplane {
     /// The sleeve TAP's name (`sleeve-<mesh port>`), where the bridge entries of MACs at sleeve
     /// peers point.
     pub tap: String,
+    /// Announces pods the CNI plugin wired (`POST /announce`); none if its socket cannot open.
+    pub announcer: Option<Arc<BridgeAnnouncer<NetlinkLinkOps>>>,
 }
 
 /// Sets up the node's devices and starts programming them. Must run inside the actix system.
@@ -117,6 +120,16 @@ pub async fn start(
         macs_seen: Some(macs_seen.clone()),
         peers: fastdp_peers.clone(),
     };
+    let announcer = match BridgeAnnouncer::open(ops.clone(), node.bridge.clone()) {
+        Ok(announcer) => Some(Arc::new(announcer)),
+        Err(err) => {
+            warn!(
+                "pods will not be announced (gratuitous ARP) on {}: {err}",
+                node.bridge
+            );
+            None
+        }
+    };
     let fastdp = SupervisedAddr::start(ActorKind::Fastdp, move || {
         Fastdp::new(ops.clone(), config.clone(), view.clone(), outputs.clone()).start()
     });
@@ -134,6 +147,7 @@ pub async fn start(
         underlay_mtu: state.underlay_mtu,
         bridge: node.bridge.clone(),
         tap,
+        announcer,
     })
 }
 

@@ -353,6 +353,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         ipam,
         fastdp: dataplane.as_ref().map(|d| d.fastdp.clone()),
         mac_learner: dataplane.as_ref().map(|d| d.mac_learner.clone()),
+        announcer: dataplane.as_ref().and_then(|d| d.announcer.clone()),
         sleeve: sleeve.as_ref().map(|s| s.actor.clone()),
         kube: kube_status,
         info: Arc::new(RouterInfo {

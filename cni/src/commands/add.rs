@@ -75,6 +75,13 @@ fn wire(
         ..AttachRequest::new(netns)
     };
     let attachment = kernel.attach(&request)?;
+    if let Some(mac) = attachment.pod.mac {
+        // Best effort: without it, neighbours that cached the address's previous owner learn
+        // the new MAC only when their entry goes stale. Said on stderr, the runtime's log.
+        if let Err(e) = router.announce(lease.address.0, &mac.to_string()) {
+            eprintln!("weave-net: the pod's gratuitous ARP was not sent: {e}");
+        }
+    }
     let ours = result_of(&request, &attachment, lease.address, gateway, inv);
     let result = match &inv.conf.prev_result {
         Some(previous) => previous.clone().chain(ours),

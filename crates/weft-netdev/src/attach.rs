@@ -1,7 +1,7 @@
 //! Wiring a pod's network namespace to the bridge: a veth pair whose host end (`vethwepl<id>`)
 //! is a bridge port and whose other end is the pod's `eth0`, with its address and default route.
 //! Free of CLI concerns: `weft attach` and the CNI plugin both call [`attach_pod`] /
-//! [`detach_pod`].
+//! [`detach_pod`], and then have the pod announced from the bridge ([`crate::garp`]).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use nix::libc;
 
 use crate::error::{DataplaneError, Result};
-use crate::garp::announce;
 use crate::link::{Link, LinkKind, LinkOps, PortMode, VethSpec};
 
 /// The bridge every pod and the VXLAN device hang off (Weave Net's name, kept so existing
@@ -180,19 +179,11 @@ pub async fn attach_pod<L: LinkOps>(ops: &L, req: &AttachRequest) -> Result<Atta
 
     let wired = configure(ops, &pod_ops, req, &host_name).await;
     match wired {
-        Ok((host, pod)) => {
-            if let (Some((address, _)), Some(mac)) = (req.address, pod.mac) {
-                // Best effort: a lost announcement only means neighbours learn the MAC by asking.
-                if let Err(e) = announce(&req.netns_path, pod.index, mac, address) {
-                    tracing::warn!(%e, "gratuitous ARP for the pod failed");
-                }
-            }
-            Ok(Attachment {
-                host,
-                pod,
-                existing,
-            })
-        }
+        Ok((host, pod)) => Ok(Attachment {
+            host,
+            pod,
+            existing,
+        }),
         Err(e) => {
             if !existing {
                 // Best effort: the configure error is the one worth reporting.

@@ -8,7 +8,7 @@
 //!   programs and the notifications of what the VXLAN device learns;
 //! - [`error`]: [`DataplaneError`], every failure with the operation and interface name;
 //! - [`attach`]: a pod's namespace wired to the bridge over a veth pair, and [`garp`] announcing
-//!   its address with a gratuitous ARP;
+//!   its address with a gratuitous ARP from the bridge;
 //! - [`netns`]: running work inside another network namespace; [`packet_socket`]: AF_PACKET
 //!   addresses; [`mac`]: MAC addresses.
 //!

@@ -268,6 +268,15 @@ pub trait LinkOps: Sync {
     /// Adds a default route (0.0.0.0/0) via `gateway` in the main table.
     fn add_default_route(&self, gateway: Ipv4Addr) -> impl Future<Output = Result<()>> + Send;
 
+    /// Sets this namespace's own ARP entry for `address` on device `name` to `mac`, in state
+    /// STALE: used until the kernel next confirms it, replacing whatever was cached.
+    fn set_neighbour(
+        &self,
+        name: &str,
+        address: Ipv4Addr,
+        mac: MacAddr,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Deletes a device; `Ok(false)` when there was none (so `weft reset` can be rerun).
     fn delete_link(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
 

@@ -13,6 +13,7 @@ use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
@@ -404,6 +405,20 @@ impl LinkOps for NetlinkLinkOps {
             .execute()
             .await
             .map_err(|e| kernel_error("add default route via", &gateway.to_string(), e))
+    }
+
+    async fn set_neighbour(&self, name: &str, address: Ipv4Addr, mac: MacAddr) -> Result<()> {
+        const OP: &str = "set neighbour on";
+        let link = self.require(OP, name).await?;
+        self.handle
+            .neighbours()
+            .add(link.index, IpAddr::V4(address))
+            .link_layer_address(&mac.0)
+            .state(NeighbourState::Stale)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| kernel_error(OP, name, e))
     }
 
     async fn delete_link(&self, name: &str) -> Result<bool> {
