@@ -149,6 +149,7 @@ fn context(
         maker: Arc::new(Fixed(maker.clone().recipient())),
         refusal_hints: hints,
         conn_limit: 0,
+        mesh_key: None,
         shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
