@@ -12,7 +12,10 @@ use tracing::{error, info, warn};
 
 use super::config::RouterArgs;
 use super::late::LateBound;
-use crate::actors::connection::{LinkContext, LinkTimers, LocalIdentity, MeshKey, NOISE_PARAMS};
+use crate::actors::connection::{
+    LinkContext, LinkTimers, LocalIdentity, MeshKey, NOISE_PARAMS, WEAK_PASSWORD_BITS,
+    estimated_bits,
+};
 use crate::actors::connection_maker::state::{TargetError, normalise_target};
 use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
@@ -392,6 +395,13 @@ fn mesh_key(args: &RouterArgs) -> Result<Option<Arc<MeshKey>>, RouterError> {
         );
         return Ok(None);
     };
+    let bits = estimated_bits(password.as_bytes());
+    if bits < WEAK_PASSWORD_BITS {
+        warn!(
+            "the mesh password is weak (at most {bits} bits; {WEAK_PASSWORD_BITS} or more \
+             advised): someone who completes one handshake can try guesses offline"
+        );
+    }
     let started = std::time::Instant::now();
     let key = MeshKey::derive(password.as_bytes())?;
     info!(

@@ -25,6 +25,7 @@ pub use actor::{Connection, Direction};
 pub use handshake::MAX_HELLO_BYTES;
 pub use psk::{
     ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, MESH_KEY_SALT, MeshKey, MeshKeyError,
+    WEAK_PASSWORD_BITS, estimated_bits,
 };
 pub use reason::ClosingReason;
 pub use refuse::refuse;

@@ -20,6 +20,8 @@ pub const ARGON2_LANES: u32 = 1;
 /// (a password reused elsewhere does not yield the same bytes there).
 pub const MESH_KEY_SALT: &[u8] = b"weft-mesh/v1";
 pub const MESH_KEY_BYTES: usize = 32;
+/// Weave Net's guidance for its password: at least 50 bits of entropy. Below it the router warns.
+pub const WEAK_PASSWORD_BITS: u32 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshKeyError {
@@ -58,6 +60,32 @@ impl MeshKey {
     pub(super) fn bytes(&self) -> &[u8; MESH_KEY_BYTES] {
         &self.0
     }
+}
+
+/// An upper bound of a password's entropy in bits, as if each character were drawn at random from
+/// the classes it uses (lower case, upper case, digits, anything else): a password under
+/// [`WEAK_PASSWORD_BITS`] by this count is weak whatever it is made of. Words overstate it, so
+/// passing says little; failing is the warning.
+pub fn estimated_bits(password: &[u8]) -> u32 {
+    /// Character classes and how many characters each has (printable ASCII: 95).
+    const CLASSES: [(CharClass, f64); 4] = [
+        (u8::is_ascii_lowercase, 26.0),
+        (u8::is_ascii_uppercase, 26.0),
+        (u8::is_ascii_digit, 10.0),
+        (is_other, 33.0),
+    ];
+    let alphabet: f64 = CLASSES
+        .iter()
+        .filter(|(class, _)| password.iter().any(class))
+        .map(|(_, size)| size)
+        .sum();
+    (password.len() as f64 * alphabet.max(1.0).log2()) as u32
+}
+
+type CharClass = fn(&u8) -> bool;
+
+fn is_other(byte: &u8) -> bool {
+    !byte.is_ascii_alphanumeric()
 }
 
 impl std::fmt::Debug for MeshKey {

@@ -18,3 +18,12 @@ fn the_derivation_is_pinned() {
 }
 
 const PINNED: &str = "3244a721cd21ed433dd2fccc1e962994f66565328d63de164ff513f8ca5dc779";
+
+#[test]
+fn short_or_plain_passwords_are_counted_weak() {
+    assert!(estimated_bits(b"") < WEAK_PASSWORD_BITS);
+    assert!(estimated_bits(b"hunter2") < WEAK_PASSWORD_BITS);
+    assert!(estimated_bits(b"12345678901234") < WEAK_PASSWORD_BITS);
+    assert!(estimated_bits(b"Tr0ub4dor&3x!") >= WEAK_PASSWORD_BITS);
+    assert!(estimated_bits(b"correct horse battery staple") >= WEAK_PASSWORD_BITS);
+}
