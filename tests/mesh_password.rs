@@ -22,6 +22,8 @@ const PASSWORD: &str = "correct horse battery staple";
 struct Tap {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<u8>>>,
+    /// Set: the next chunk read, either way, crosses with one bit flipped.
+    corrupt: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -35,10 +37,12 @@ impl Tap {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let corrupt = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = Arc::new(Mutex::new(Vec::new()));
         let accept = {
             let (seen, stop, threads) = (seen.clone(), stop.clone(), threads.clone());
+            let corrupt = corrupt.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Ok((inbound, _)) = listener.accept() else {
@@ -54,7 +58,9 @@ impl Tap {
                         (outbound, inbound),
                     ] {
                         let (seen, stop) = (seen.clone(), stop.clone());
-                        let copy = std::thread::spawn(move || pump(from, to, &seen, &stop));
+                        let corrupt = corrupt.clone();
+                        let copy =
+                            std::thread::spawn(move || pump(from, to, &seen, &corrupt, &stop));
                         threads.lock().unwrap().push(copy);
                     }
                 }
@@ -64,6 +70,7 @@ impl Tap {
         Tap {
             addr,
             seen,
+            corrupt,
             stop,
             threads,
         }
@@ -74,7 +81,13 @@ impl Tap {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, seen: &Mutex<Vec<u8>>, stop: &AtomicBool) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    seen: &Mutex<Vec<u8>>,
+    corrupt: &AtomicBool,
+    stop: &AtomicBool,
+) {
     from.set_read_timeout(Some(TAP_POLL)).unwrap();
     let mut buf = [0u8; 16 * 1024];
     while !stop.load(Ordering::Relaxed) {
@@ -82,6 +95,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, seen: &Mutex<Vec<u8>>, stop: &At
             Ok(0) => break,
             Ok(n) => {
                 seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                if corrupt.swap(false, Ordering::Relaxed) {
+                    buf[n - 1] ^= 0x01;
+                }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
@@ -271,4 +287,38 @@ fn a_wrong_password_and_no_password_are_refused_and_named_in_the_logs() {
         assert!(!meshed.log_contains(&outsider.nickname));
     }
     assert!(meshed.log_contains("key derived with Argon2id"));
+}
+
+#[test]
+fn a_byte_altered_in_transit_closes_the_link_not_the_routers_and_the_link_comes_back() {
+    const BLOCK: u8 = 143;
+    let password = || RouterOpts {
+        env: env("WEAVE_PASSWORD", PASSWORD),
+        ..Default::default()
+    };
+    let (mut one, mut two, tap) = pair_through_tap(BLOCK, 1, [password(), password()]);
+    tap.corrupt.store(true, Ordering::Relaxed);
+    let altered = || {
+        [&one, &two]
+            .iter()
+            .any(|router| router.log_contains("the stream was altered"))
+    };
+    assert!(
+        wait_until(CONVERGE, altered),
+        "no router noticed the altered record"
+    );
+    assert!(one.exited().is_none() && two.exited().is_none());
+    // The dialler tries again (through the same tap, which alters nothing more).
+    assert!(
+        wait_until(CONVERGE, || one.established_links()
+            == vec![two.name.clone()]
+            && two.established_links() == vec![one.name.clone()]
+            && two
+                .log_lines()
+                .iter()
+                .filter(|line| line.contains("connection added"))
+                .count()
+                >= 2),
+        "the link did not come back"
+    );
 }
