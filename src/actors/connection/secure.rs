@@ -20,7 +20,8 @@
 //!   not open, is logged as `connection refused: peer does not know the mesh password`.
 //! - Header against header: the end with a password logs `connection refused: peer does not know
 //!   the mesh password`, the end without one that the peer requires a password. A router with a
-//!   password never sends a byte in the clear beyond its header.
+//!   password sends nothing in the clear but its header, its Noise handshake messages and the
+//!   abort notice.
 
 use std::sync::Arc;
 
