@@ -521,22 +521,31 @@ fn sealed_pair(
     dialler_key: Option<[u8; 32]>,
     acceptor_key: Option<[u8; 32]>,
 ) -> (End, End, Vec<u8>) {
+    let (dialler, acceptor, to_acceptor, to_dialler) = sealed_pair_apart(dialler_key, acceptor_key);
+    (dialler, acceptor, [to_acceptor, to_dialler].concat())
+}
+
+/// The same, with the bytes each way apart: (dialler, acceptor, to the acceptor, to the dialler).
+fn sealed_pair_apart(
+    dialler_key: Option<[u8; 32]>,
+    acceptor_key: Option<[u8; 32]>,
+) -> (End, End, Vec<u8>, Vec<u8>) {
     let now = Instant::now();
     let mut dialler = End::sealed(&identity(1, 10, "one"), true, dialler_key, now);
     let mut acceptor = End::sealed(&identity(2, 20, "two"), false, acceptor_key, now);
-    let mut crossed = Vec::new();
+    let (mut to_acceptor, mut to_dialler) = (Vec::new(), Vec::new());
     for _ in 0..16 {
-        let to_acceptor = dialler.step(now);
-        let to_dialler = acceptor.step(now);
-        if to_acceptor.is_empty() && to_dialler.is_empty() {
+        let sent_by_dialler = dialler.step(now);
+        let sent_by_acceptor = acceptor.step(now);
+        if sent_by_dialler.is_empty() && sent_by_acceptor.is_empty() {
             break;
         }
-        crossed.extend(&to_acceptor);
-        crossed.extend(&to_dialler);
-        acceptor.state.on_bytes(now, &to_acceptor);
-        dialler.state.on_bytes(now, &to_dialler);
+        to_acceptor.extend(&sent_by_dialler);
+        to_dialler.extend(&sent_by_acceptor);
+        acceptor.state.on_bytes(now, &sent_by_dialler);
+        dialler.state.on_bytes(now, &sent_by_acceptor);
     }
-    (dialler, acceptor, crossed)
+    (dialler, acceptor, to_acceptor, to_dialler)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -599,7 +608,14 @@ fn different_passwords_fail_at_both_ends_with_the_reasons_documented() {
 #[test]
 fn a_password_at_one_end_only_is_refused_at_both_whoever_dials() {
     for (dialler_key, acceptor_key) in [(Some(KEY), None), (None, Some(KEY))] {
-        let (dialler, acceptor, _) = sealed_pair(dialler_key, acceptor_key);
+        let (dialler, acceptor, to_acceptor, to_dialler) =
+            sealed_pair_apart(dialler_key, acceptor_key);
+        // The end with the password said nothing but its header.
+        let sealed_said = match dialler_key {
+            Some(_) => &to_acceptor,
+            None => &to_dialler,
+        };
+        assert_eq!(sealed_said, b"WEFT\x02\x02");
         let reason = |key: Option<[u8; 32]>| match key {
             Some(_) => ClosingReason::PeerLacksPassword,
             None => ClosingReason::PasswordRequired,
