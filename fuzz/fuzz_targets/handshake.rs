@@ -1,7 +1,7 @@
 //! Fuzz target: the handshake as the other end of a new connection sends it in the clear, read
 //! the way `actors::connection::secure` and `handshake` read it: the 6-byte protocol header
-//! (either magic, then version negotiation), a frame of at most [`MAX_HELLO_BYTES`] holding the `Hello` (features or a
-//! refusal), and a frame holding the `Reveal` of the link nonce.
+//! (either magic, then version negotiation), a frame of at most [`MAX_HELLO_BYTES`] holding the
+//! `Hello` (features or a refusal), and a frame holding the `Reveal` of the link nonce.
 //!
 //! Properties: every part that decodes encodes again to something that decodes to the same
 //! value; the header re-encodes to its exact bytes; the negotiated version is one both speak;

@@ -1,9 +1,10 @@
 //! The handshake of a new link, sans-IO, on the plaintext stream the secure channel gives
-//! (`secure.rs` has exchanged the protocol headers, and with a password runs Noise under it). The
-//! dialler sends its `Hello` (who it is, and a commitment to its share of the link id); the acceptor
-//! reads it first, and only then decides whether it has room (a refusal goes out instead of its
-//! own `Hello`), so a socket that says nothing never costs a connection-limit place. Each side
-//! reveals its share once it holds the other's commitment (the scheme: `src/wire/link_id.rs`).
+//! (`secure.rs` has exchanged the protocol headers, and with a password runs Noise under it).
+//! The dialler sends its `Hello` (who it is, and a commitment to its share of the link id); the
+//! acceptor reads it first, and only then decides whether it has room (a refusal goes out instead
+//! of its own `Hello`), so a socket that says nothing never costs a connection-limit place. Each
+//! side reveals its share once it holds the other's commitment (the scheme:
+//! `src/wire/link_id.rs`).
 //! Every frame is bounded by [`MAX_HELLO_BYTES`]; the time bound is the link state's.
 
 use bytes::BytesMut;

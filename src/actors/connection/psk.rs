@@ -34,8 +34,8 @@ pub enum MeshKeyError {
 pub struct MeshKey([u8; MESH_KEY_BYTES]);
 
 impl MeshKey {
-    /// Stretches `password` with Argon2id: about 0.2 s of one core (`load-tests/mesh_handshake_bench.rs`), once
-    /// per process.
+    /// Stretches `password` with Argon2id: about 0.2 s of one core, once per process
+    /// (`load-tests/mesh_handshake_bench.rs`).
     pub fn derive(password: &[u8]) -> Result<Self, MeshKeyError> {
         let params = Params::new(
             ARGON2_MEMORY_KIB,
