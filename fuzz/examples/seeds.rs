@@ -23,8 +23,8 @@ use weft::wire::sleeve::{
     encode_frame_record,
 };
 use weft::wire::{
-    Features, Hello, LinkNonce, ProtocolHeader, ProtocolMsg, Refusal, RefusalReason, Reveal,
-    encode_frame, encode_message, encode_topology,
+    Features, Hello, LinkNonce, ProtocolHeader, ProtocolMsg, Record, Refusal, RefusalReason,
+    Reveal, encode_frame, encode_message, encode_record, encode_topology,
 };
 
 fn peer(n: u64) -> PeerName {
@@ -337,6 +337,34 @@ fn cni_seeds(corpus: &Path) {
     }
 }
 
+/// The stream of a sealed link after its header, as the `sealed_link` target reads it: a shape
+/// byte (bit 0: which end reads, the rest: the read size), then records. Their bodies are fixed
+/// bytes of the real sizes (a Noise handshake message is 48 bytes, a heartbeat record 23): no
+/// seed can hold a message that opens, as the ephemeral keys are fresh each run.
+fn sealed_seeds(corpus: &Path) {
+    let record = |body: &[u8], out: &mut BytesMut| {
+        let record = match body.is_empty() {
+            true => Record::Abort,
+            false => Record::Sealed(body.to_vec().into()),
+        };
+        encode_record(&record, out).expect("a record of a valid size");
+    };
+    let handshake: Vec<u8> = (0..48).collect();
+    let heartbeat: Vec<u8> = (100..123).collect();
+    let seeds: [(&str, u8, &[&[u8]]); 3] = [
+        ("acceptor_first_message_then_record", 0, &[&handshake, &heartbeat]),
+        ("dialler_reply_then_abort", 1, &[&handshake, &[]]),
+        ("dialler_small_reads", 7, &[&handshake, &heartbeat, &heartbeat]),
+    ];
+    for (name, shape, bodies) in seeds {
+        let mut seed = BytesMut::from(&[shape][..]);
+        for body in bodies {
+            record(body, &mut seed);
+        }
+        write(corpus, "sealed_link", name, &seed);
+    }
+}
+
 fn main() {
     let corpus: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
 
@@ -400,5 +428,6 @@ fn main() {
         write(&corpus, "ipam", name, &bytes);
     }
     sleeve_seeds(&corpus);
+    sealed_seeds(&corpus);
     cni_seeds(&corpus);
 }

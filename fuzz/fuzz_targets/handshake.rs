@@ -1,7 +1,7 @@
-//! Fuzz target: the handshake as the other end of a new connection sends it, read the way
-//! `actors::connection::handshake` reads it: the 6-byte protocol header (then version
-//! negotiation), a frame of at most [`MAX_HELLO_BYTES`] holding the `Hello` (features or a
-//! refusal), and a frame holding the `Reveal` of the link nonce.
+//! Fuzz target: the handshake as the other end of a new connection sends it in the clear, read
+//! the way `actors::connection::secure` and `handshake` read it: the 6-byte protocol header
+//! (either magic, then version negotiation), a frame of at most [`MAX_HELLO_BYTES`] holding the
+//! `Hello` (features or a refusal), and a frame holding the `Reveal` of the link nonce.
 //!
 //! Properties: every part that decodes encodes again to something that decodes to the same
 //! value; the header re-encodes to its exact bytes; the negotiated version is one both speak;
@@ -39,11 +39,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((header, rest)) = data.split_first_chunk::<HEADER_LEN>() else {
         return;
     };
-    let Ok(theirs) = ProtocolHeader::decode(header) else {
+    let Ok((theirs, security)) = ProtocolHeader::decode(header) else {
         return;
     };
     assert_eq!(
-        &theirs.encode(),
+        &theirs.encode_for(security),
         header,
         "the header re-encodes to its bytes"
     );

@@ -35,6 +35,14 @@ pub enum ClosingReason {
     /// The remote's IP allocation belongs to another cluster (split brain): linking the two
     /// would hand out the same addresses twice. Retried with back-off, in case one side is reset.
     SplitBrain(String),
+    /// The mesh has a password and the peer does not know it: its header said it has none, it
+    /// gave up on our proof of the password, or its own proof did not authenticate.
+    PeerLacksPassword,
+    /// The peer's mesh has a password and we have none.
+    PasswordRequired,
+    /// The peer's proof of the mesh password (in the Noise handshake) did not authenticate: its
+    /// password is not ours.
+    AuthenticationFailed,
     /// The sleeve heard no UDP heartbeat from the remote for its timeout: the mesh link is up
     /// but no overlay path carries frames.
     UdpHeartbeatTimeout,
@@ -85,6 +93,21 @@ impl std::fmt::Display for ClosingReason {
             ClosingReason::Panicked => write!(f, "internal error (link actor panicked)"),
             ClosingReason::ShuttingDown => write!(f, "shutting down"),
             ClosingReason::SplitBrain(why) => write!(f, "{why}"),
+            ClosingReason::PeerLacksPassword => {
+                write!(
+                    f,
+                    "connection refused: peer does not know the mesh password"
+                )
+            }
+            ClosingReason::PasswordRequired => write!(
+                f,
+                "connection refused: the peer's mesh has a password and we have none \
+                 (--password, WEAVE_PASSWORD or WEAVE_PASSWORD_FILE)"
+            ),
+            ClosingReason::AuthenticationFailed => write!(
+                f,
+                "authentication failed: the peer does not know our mesh password"
+            ),
             ClosingReason::UdpHeartbeatTimeout => write!(f, "timed out waiting for UDP heartbeat"),
         }
     }

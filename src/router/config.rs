@@ -85,10 +85,14 @@ pub struct RouterArgs {
     /// space). Default: consensus among the initial peers and ourselves.
     #[arg(long, env = "IPALLOC_INIT")]
     pub ipalloc_init: Option<String>,
-    /// Encrypt the mesh with this password (Weave Net's `WEAVE_PASSWORD`). Weft has no encryption
-    /// yet, so a router given a password refuses to start rather than run in the clear.
+    /// The mesh password (Weave Net's `WEAVE_PASSWORD`): every mesh connection authenticates
+    /// with it and is encrypted (Noise), and peers without it are refused. Prefer the environment
+    /// or `WEAVE_PASSWORD_FILE` to the command line, which other users of the machine can read.
     #[arg(long, env = "WEAVE_PASSWORD", hide_env_values = true)]
     pub password: Option<Password>,
+    /// A file holding the mesh password (a mounted Secret); one trailing newline is ignored.
+    #[arg(long, env = "WEAVE_PASSWORD_FILE")]
+    pub password_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Initial peers, `host[:port]`.
@@ -158,6 +162,53 @@ impl Password {
     pub fn is_set(&self) -> bool {
         !self.0.is_empty()
     }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The password in a file: its content less the line end an editor or `echo` adds, which
+    /// the other routers, given the same password some other way, would not have.
+    pub fn from_file_content(content: &str) -> Self {
+        let content = content.strip_suffix('\n').unwrap_or(content);
+        Password(content.strip_suffix('\r').unwrap_or(content).to_string())
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot read the mesh password from {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("both WEAVE_PASSWORD (--password) and WEAVE_PASSWORD_FILE are set: give one")]
+    Both,
+}
+
+impl RouterArgs {
+    /// The mesh password from the flag, the environment or the file; `None` when unset or empty.
+    pub fn mesh_password(&self) -> Result<Option<Password>, PasswordError> {
+        let given = self.password.clone().filter(Password::is_set);
+        let Some(path) = &self.password_file else {
+            return Ok(given);
+        };
+        if given.is_some() {
+            return Err(PasswordError::Both);
+        }
+        let content = std::fs::read_to_string(path).map_err(|source| PasswordError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(Password::from_file_content(&content)).filter(Password::is_set))
+    }
 }
 
 #[cfg(test)]
@@ -179,5 +230,57 @@ mod tests {
         assert!(!logged.contains("s3cret"), "{logged}");
         assert!(logged.contains("<redacted>"), "{logged}");
         assert!(!"".parse::<Password>().expect("parse").is_set());
+    }
+
+    #[test]
+    fn a_password_file_loses_its_line_end_only() {
+        assert_eq!(
+            Password::from_file_content("s3cret\n").as_bytes(),
+            b"s3cret"
+        );
+        assert_eq!(
+            Password::from_file_content("s3cret\r\n").as_bytes(),
+            b"s3cret"
+        );
+        assert_eq!(Password::from_file_content("s3cret").as_bytes(), b"s3cret");
+        assert_eq!(
+            Password::from_file_content(" s3 \n\n").as_bytes(),
+            b" s3 \n"
+        );
+        assert!(!Password::from_file_content("\n").is_set());
+    }
+
+    #[test]
+    fn the_password_comes_from_one_place() {
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            router: RouterArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weave-passwd");
+        std::fs::write(&file, "from-the-secret\n").unwrap();
+        let file = file.to_str().unwrap();
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from([&["weft"], args].concat())
+                .expect("parse")
+                .router
+        };
+        let password = parse(&["--password-file", file]).mesh_password().unwrap();
+        assert_eq!(password.unwrap().as_bytes(), b"from-the-secret");
+        assert!(matches!(
+            parse(&["--password-file", file, "--password", "x"]).mesh_password(),
+            Err(PasswordError::Both)
+        ));
+        assert!(
+            parse(&["--password", ""])
+                .mesh_password()
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            parse(&["--password-file", "/nonexistent/weft-passwd"]).mesh_password(),
+            Err(PasswordError::Read { .. })
+        ));
     }
 }

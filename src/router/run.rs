@@ -8,11 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix::Actor;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::config::RouterArgs;
 use super::late::LateBound;
-use crate::actors::connection::{LinkContext, LinkTimers, LocalIdentity};
+use crate::actors::connection::{
+    LinkContext, LinkTimers, LocalIdentity, MeshKey, NOISE_PARAMS, WEAK_PASSWORD_BITS,
+    estimated_bits,
+};
 use crate::actors::connection_maker::state::{TargetError, normalise_target};
 use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
@@ -45,11 +48,10 @@ pub enum RouterError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "WEAVE_PASSWORD/--password is set, but this Weft has no encryption yet: refusing to run \
-         the mesh in the clear (unset it, or delete the weave-passwd Secret)"
-    )]
-    EncryptionNotBuilt,
+    #[error(transparent)]
+    Password(#[from] super::config::PasswordError),
+    #[error(transparent)]
+    MeshKey(#[from] crate::actors::connection::MeshKeyError),
     #[error("cannot set up the data plane: {0}")]
     Dataplane(#[from] crate::dataplane::DataplaneError),
     #[cfg(feature = "kube")]
@@ -78,13 +80,7 @@ fn initial_version() -> u64 {
 /// Runs the router until SIGINT/SIGTERM. Must be called inside an actix system.
 pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     info!("Command line options: {args:?}");
-    if args
-        .password
-        .as_ref()
-        .is_some_and(|password| password.is_set())
-    {
-        return Err(RouterError::EncryptionNotBuilt);
-    }
+    let mesh_key = mesh_key(&args)?;
     let store = Arc::new(Store::open(&args.db_prefix)?);
     let name = resolve_peer_name(args.name, &store, &args.host_root)?;
     // On Kubernetes the node's name: a hostNetwork pod's hostname is the machine's, which need
@@ -206,6 +202,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         maker: maker_slot.clone(),
         refusal_hints: hints_rx,
         conn_limit: args.conn_limit,
+        mesh_key,
         shutdown: shutdown.clone(),
     });
 
@@ -388,6 +385,39 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     drop(sleeve);
     shutdown.cancel();
     Ok(())
+}
+
+/// The mesh key, stretched from the password once, before anything listens.
+fn mesh_key(args: &RouterArgs) -> Result<Option<Arc<MeshKey>>, RouterError> {
+    let Some(password) = args.mesh_password()? else {
+        info!(
+            "Mesh connections are not authenticated: anyone who reaches port {} can join \
+             (set WEAVE_PASSWORD, or firewall it to the nodes)",
+            args.port
+        );
+        return Ok(None);
+    };
+    let bits = estimated_bits(password.as_bytes());
+    if bits < WEAK_PASSWORD_BITS {
+        warn!(
+            "the mesh password is weak (at most {bits} bits; {WEAK_PASSWORD_BITS} or more \
+             advised): someone who completes one handshake can try guesses offline"
+        );
+    }
+    let started = std::time::Instant::now();
+    let key = MeshKey::derive(password.as_bytes())?;
+    info!(
+        "Mesh password set: connections are authenticated and encrypted ({NOISE_PARAMS}); key \
+         derived with Argon2id in {} ms",
+        started.elapsed().as_millis()
+    );
+    if !args.no_dataplane {
+        warn!(
+            "the mesh password does not yet encrypt pod traffic between nodes (sleeve, fastdp): \
+             only the mesh connections are protected"
+        );
+    }
+    Ok(Some(Arc::new(key)))
 }
 
 async fn serve_logged(what: &'static str, listener: tokio::net::TcpListener, router: axum::Router) {

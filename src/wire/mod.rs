@@ -1,5 +1,6 @@
 //! Every byte format of the mesh: the TCP protocol header, length-prefixed framing, the control
-//! messages carried in frames, the gossip payloads and the sleeve UDP datagrams ([`sleeve`]).
+//! messages carried in frames, the records of a sealed (password-protected) link, the gossip
+//! payloads and the sleeve UDP datagrams ([`sleeve`]).
 //! Decoding checks before it parses, bounds every size, and never panics on arbitrary input (each
 //! format has a property test for that).
 
@@ -8,6 +9,7 @@ mod gossip;
 mod header;
 mod link_id;
 mod message;
+mod record;
 pub mod sleeve;
 
 pub use framing::{FrameCodec, MAX_FRAME_BYTES, encode_frame};
@@ -16,12 +18,17 @@ pub use gossip::{
     encode_topology_pieces,
 };
 pub use header::{
-    HEADER_LEN, MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader, negotiate,
+    HEADER_LEN, MAGIC, MAGIC_SEALED, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProtocolHeader,
+    Security, negotiate,
 };
 pub use link_id::{LinkCommitment, LinkNonce, NONCE_LEN, Reveal, link_id};
 pub use message::{
     Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,
     encode_message,
+};
+pub use record::{
+    MAX_RECORD_BYTES, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_BYTES, RECORD_TAG_BYTES, Record,
+    decode_record, encode_record,
 };
 pub use weft_netdev::mac::{MacAddr, MacAddrError};
 
@@ -39,6 +46,8 @@ pub enum WireError {
         ours_min: u8,
         ours_max: u8,
     },
+    #[error("record of {len} bytes is shorter than the {min}-byte tag it must carry")]
+    RecordTooShort { len: usize, min: usize },
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     FrameTooLarge { len: usize, max: usize },
     #[error("malformed {what}: {source}")]

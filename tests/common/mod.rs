@@ -21,6 +21,7 @@ pub struct Router {
     pub nickname: String,
     dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -38,6 +39,8 @@ pub struct RouterOpts {
     pub handshake_timeout: Option<String>,
     /// `--nickname` (default here `r<block>-<index>`).
     pub nickname: Option<String>,
+    /// Environment variables of the router process, besides the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn ip(block: u8, index: u8) -> Ipv4Addr {
@@ -104,6 +107,7 @@ impl Router {
             nickname,
             dir,
             args,
+            env: opts.env.clone(),
             log: Arc::new(Mutex::new(Vec::new())),
         };
         router.spawn();
@@ -113,6 +117,7 @@ impl Router {
     fn spawn(&mut self) {
         let mut child = Command::new(WEFT)
             .args(&self.args)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

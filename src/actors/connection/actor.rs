@@ -66,6 +66,7 @@ impl Connection {
         let state = LinkState::new(
             &ctx.identity,
             ctx.timers,
+            ctx.mesh_key.clone(),
             LinkNonce::random(),
             dialler,
             Instant::now(),

@@ -1,16 +1,18 @@
-//! The handshake of a new link, sans-IO. Both sides send the protocol header at once. The dialler
-//! then sends its `Hello` (who it is, and a commitment to its share of the link id); the acceptor
-//! reads it first, and only then decides whether it has room (a refusal goes out instead of its
-//! own `Hello`), so a socket that says nothing never costs a connection-limit place. Each side
-//! reveals its share once it holds the other's commitment (the scheme: `src/wire/link_id.rs`).
+//! The handshake of a new link, sans-IO, on the plaintext stream the secure channel gives
+//! (`secure.rs` has exchanged the protocol headers, and with a password runs Noise under it).
+//! The dialler sends its `Hello` (who it is, and a commitment to its share of the link id); the
+//! acceptor reads it first, and only then decides whether it has room (a refusal goes out instead
+//! of its own `Hello`), so a socket that says nothing never costs a connection-limit place. Each
+//! side reveals its share once it holds the other's commitment (the scheme:
+//! `src/wire/link_id.rs`).
 //! Every frame is bounded by [`MAX_HELLO_BYTES`]; the time bound is the link state's.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::ClosingReason;
 use crate::wire::{
-    Features, FrameCodec, HEADER_LEN, Hello, LinkNonce, ProtocolHeader, Refusal, Reveal, WireError,
-    decode_message, encode_frame, encode_message, link_id, negotiate,
+    Features, FrameCodec, Hello, LinkNonce, Refusal, Reveal, WireError, decode_message,
+    encode_frame, encode_message, link_id,
 };
 use tokio_util::codec::Decoder;
 
@@ -58,7 +60,6 @@ pub enum Progress {
 
 #[derive(Debug)]
 enum Stage {
-    Header,
     Hello,
     /// The acceptor waits for the admission decision on these features.
     Admitting(Features),
@@ -85,16 +86,14 @@ impl Handshake {
         dialler: bool,
         out: &mut BytesMut,
     ) -> Result<Self, HandshakeFailure> {
-        out.extend_from_slice(&ProtocolHeader::OURS.encode());
         let handshake = Self {
             ours,
             nonce,
             dialler,
-            stage: Stage::Header,
+            stage: Stage::Hello,
             frames: FrameCodec::new(MAX_HELLO_BYTES),
         };
-        // The acceptor's header goes out alone, so that whoever connected sees what listens here
-        // even before it speaks.
+        // The acceptor says nothing until it has read who dialled.
         if dialler {
             frame("hello", &Hello::Features(handshake.ours.clone()), out)?;
         }
@@ -109,15 +108,6 @@ impl Handshake {
     ) -> Result<Progress, HandshakeFailure> {
         loop {
             match std::mem::replace(&mut self.stage, Stage::Finished) {
-                Stage::Header => {
-                    let Some(header) = input.first_chunk::<HEADER_LEN>() else {
-                        self.stage = Stage::Header;
-                        return Ok(Progress::Pending);
-                    };
-                    negotiate(ProtocolHeader::OURS, ProtocolHeader::decode(header)?)?;
-                    input.advance(HEADER_LEN);
-                    self.stage = Stage::Hello;
-                }
                 Stage::Hello => {
                     let Some(hello) = self.frames.decode(input)? else {
                         self.stage = Stage::Hello;

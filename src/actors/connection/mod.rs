@@ -4,8 +4,10 @@
 
 mod actor;
 mod handshake;
+mod psk;
 mod refuse;
 mod report;
+mod secure;
 mod slot;
 pub mod state;
 
@@ -21,7 +23,12 @@ pub use crate::mesh::ClosingReason;
 pub use crate::mesh::LinkId;
 pub use actor::{Connection, Direction};
 pub use handshake::MAX_HELLO_BYTES;
+pub use psk::{
+    ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, MESH_KEY_SALT, MeshKey, MeshKeyError,
+    WEAK_PASSWORD_BITS, estimated_bits,
+};
 pub use refuse::refuse;
+pub use secure::{NOISE_PARAMS, SecureChannel};
 pub use slot::LinkSlot;
 pub use state::{LinkEnd, LinkOutput, LinkState};
 
@@ -112,6 +119,8 @@ pub struct LinkContext {
     /// Alternatives named when refusing a connection, kept current by gossip.
     pub refusal_hints: watch::Receiver<Vec<SocketAddr>>,
     pub conn_limit: u32,
+    /// The mesh key, when the mesh has a password: every link is sealed with it.
+    pub mesh_key: Option<Arc<MeshKey>>,
     /// Cancelled when this router stops: its links close with [`ClosingReason::ShuttingDown`],
     /// and one torn down afterwards is not taken for a panic. One per router, not per process,
     /// so that routers sharing a process (tests) stop independently.

@@ -2,16 +2,20 @@
 //! timeout, the framing of messages both ways, and the facts of its end. The actor feeds it the
 //! bytes the socket gave, timer expiries and commands, always with the current time, and carries
 //! out the [`LinkOutput`]s it queues, in order; [`LinkState::poll_timeout`] says when it must be
-//! woken next. Encryption of the link belongs at exactly this seam: bytes in, bytes out.
+//! woken next. Under it, between the socket's bytes and the plaintext stream, sits the link's
+//! [`SecureChannel`]: the protocol headers and, when the mesh has a password, Noise.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress};
+use super::psk::MeshKey;
+use super::secure::SecureChannel;
 use super::{ClosingReason, LinkTimers, LocalIdentity};
 use crate::topology::{PeerName, check_nickname};
 use crate::wire::{
@@ -79,7 +83,9 @@ pub struct LinkState {
     uid: crate::topology::PeerUid,
     timers: LinkTimers,
     phase: Phase,
-    /// Received bytes not yet made into frames.
+    /// The headers, and with a password the Noise channel: socket bytes in and out.
+    channel: SecureChannel,
+    /// Received plaintext not yet made into frames.
     input: BytesMut,
     /// Frames of the established link (the handshake has its own, with a lower limit).
     frames: FrameCodec,
@@ -92,9 +98,11 @@ pub struct LinkState {
 
 impl LinkState {
     /// A link whose socket just connected: its handshake's first bytes are queued at once.
+    /// With `mesh_key` the link is sealed (Noise) before anything but the header is sent.
     pub fn new(
         identity: &LocalIdentity,
         timers: LinkTimers,
+        mesh_key: Option<Arc<MeshKey>>,
         nonce: LinkNonce,
         dialler: bool,
         now: Instant,
@@ -107,11 +115,14 @@ impl LinkState {
             overlays: identity.overlays.clone(),
             listen_port: identity.listen_port,
         };
+        let mut wire = BytesMut::new();
+        let channel = SecureChannel::start(mesh_key, dialler, &mut wire);
         let mut state = Self {
             name: identity.name,
             uid: identity.uid,
             timers,
             phase: Phase::Closed,
+            channel,
             input: BytesMut::new(),
             frames: FrameCodec::new(MAX_FRAME_BYTES),
             outputs: VecDeque::new(),
@@ -127,9 +138,17 @@ impl LinkState {
                     handshake: Box::new(handshake),
                     deadline: now + timers.handshake_timeout,
                 };
-                state.transmit(out);
+                // Header and `Hello` in one write, as before there was a channel.
+                let sealed = state.channel.send(&out, &mut wire);
+                state.transmit(wire);
+                if let Err(reason) = sealed {
+                    state.finish(reason);
+                }
             }
-            Err(failure) => state.fail(failure),
+            Err(failure) => {
+                state.transmit(wire);
+                state.fail(failure);
+            }
         }
         state
     }
@@ -164,8 +183,13 @@ impl LinkState {
         if self.is_closed() {
             return;
         }
-        self.input.extend_from_slice(bytes);
-        self.process(now);
+        let mut wire = BytesMut::new();
+        let opened = self.channel.receive(bytes, &mut self.input, &mut wire);
+        self.transmit(wire);
+        match opened {
+            Ok(()) => self.process(now),
+            Err(reason) => self.finish(reason),
+        }
     }
 
     /// The remote closed its side of the stream.
@@ -208,7 +232,7 @@ impl LinkState {
         };
         let mut out = BytesMut::new();
         let admitted = handshake.admitted(decision, &mut out);
-        self.transmit(out);
+        self.seal(out);
         match admitted {
             Ok(()) => self.process(now),
             Err(failure) => self.fail(failure),
@@ -242,7 +266,7 @@ impl LinkState {
         }
         let mut out = BytesMut::new();
         match encode_message("message", msg).and_then(|bytes| encode_frame(bytes, &mut out)) {
-            Ok(()) => self.transmit(out),
+            Ok(()) => self.seal(out),
             Err(WireError::FrameTooLarge { len, .. }) => {
                 self.outputs.push_back(LinkOutput::Oversized { bytes: len })
             }
@@ -289,7 +313,10 @@ impl LinkState {
                 Phase::Handshake { handshake, .. } => {
                     let mut out = BytesMut::new();
                     let progress = handshake.advance(&mut self.input, &mut out);
-                    self.transmit(out);
+                    self.seal(out);
+                    if self.is_closed() {
+                        return;
+                    }
                     match progress {
                         Ok(Progress::Pending) => return,
                         Ok(Progress::Admit) => return self.outputs.push_back(LinkOutput::Admit),
@@ -341,6 +368,19 @@ impl LinkState {
         self.peer = Some(theirs.name);
         self.phase = Phase::Registering;
         self.outputs.push_back(LinkOutput::Handshaken(handshaken));
+    }
+
+    /// Plaintext for the peer, through the channel.
+    fn seal(&mut self, plain: BytesMut) {
+        if plain.is_empty() {
+            return;
+        }
+        let mut wire = BytesMut::new();
+        let sealed = self.channel.send(&plain, &mut wire);
+        self.transmit(wire);
+        if let Err(reason) = sealed {
+            self.finish(reason);
+        }
     }
 
     fn transmit(&mut self, out: BytesMut) {

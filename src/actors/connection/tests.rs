@@ -131,6 +131,16 @@ fn context(
     gossip: &Addr<RecordingGossip>,
     maker: &Addr<RecordingMaker>,
 ) -> Arc<LinkContext> {
+    keyed_context(name, gossip, maker, None)
+}
+
+/// A context whose mesh has the key `mesh_key` (none: no password).
+fn keyed_context(
+    name: u64,
+    gossip: &Addr<RecordingGossip>,
+    maker: &Addr<RecordingMaker>,
+    mesh_key: Option<Arc<MeshKey>>,
+) -> Arc<LinkContext> {
     let (_, hints) = watch::channel(Vec::new());
     Arc::new(LinkContext {
         identity: LocalIdentity {
@@ -149,6 +159,7 @@ fn context(
         maker: Arc::new(Fixed(maker.clone().recipient())),
         refusal_hints: hints,
         conn_limit: 0,
+        mesh_key,
         shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
@@ -370,6 +381,44 @@ async fn a_peer_whose_nickname_is_unsafe_to_log_is_turned_away() {
         } else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             assert!(!registered().await, "{nickname:?} turned away");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn sealed_links_establish_and_a_full_sealed_mesh_refuses_with_its_header_alone() {
+    use tokio::io::AsyncReadExt;
+
+    let gossip = RecordingGossip::default().start();
+    let maker = RecordingMaker::default().start();
+    let key = Some(Arc::new(MeshKey::from_bytes([9; 32])));
+    let a = keyed_context(1, &gossip, &maker, key.clone());
+    let b = keyed_context(2, &gossip, &maker, key);
+    let _pair = link_pair(a.clone(), b).await;
+    assert!(
+        wait_for(async || gossip.send(Recorded).await.unwrap().1.len() == 2).await,
+        "both ends of the sealed link established"
+    );
+
+    for ctx in [a, context(1, &gossip, &maker)] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (dialled, accepted) = tokio::join!(
+            TcpStream::connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let refusal = crate::wire::Refusal {
+            reason: crate::wire::RefusalReason::ConnectionLimit { limit: 1 },
+            alternatives: vec!["192.0.2.7:6783".parse().unwrap()],
+        };
+        let sealed = ctx.mesh_key.is_some();
+        refuse(accepted.unwrap().0, refusal, ctx).await;
+        let mut heard = Vec::new();
+        dialled.unwrap().read_to_end(&mut heard).await.unwrap();
+        if sealed {
+            assert_eq!(heard, b"WEFT\x02\x02", "nothing but the header");
+        } else {
+            assert_eq!(&heard[..4], b"weft");
+            assert!(heard.len() > 10, "the refusal with its alternative follows");
         }
     }
 }

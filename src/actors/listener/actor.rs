@@ -145,7 +145,7 @@ impl Handler<Accepted> for Listener {
                 },
                 alternatives: self.links.refusal_hints.borrow().clone(),
             };
-            actix_rt::spawn(refuse(stream, refusal, self.links.timers.handshake_timeout));
+            actix_rt::spawn(refuse(stream, refusal, self.links.clone()));
             return;
         }
         match self.pending.try_acquire(remote_addr.ip()) {
