@@ -333,6 +333,3 @@ fn run(
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

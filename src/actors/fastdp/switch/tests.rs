@@ -1,4 +1,7 @@
-//! The overlay switch's timers and hysteresis, with injected time.
+//! The overlay switch's timers and hysteresis, with injected time; `kernel`: the switch driven
+//! by real fastdp heartbeats between two namespaced nodes.
+
+mod kernel;
 
 use super::*;
 

@@ -6,18 +6,22 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::*;
 use crate::actors::fastdp::switch::{HEARTBEAT_INTERVAL, LinkedPeer, OverlaySwitch};
 use crate::actors::overlay::Overlay;
+use crate::dataplane::fastdp_frame::{self, Frame, Kind};
+use crate::dataplane::fastdp_heartbeat::*;
 use crate::dataplane::link::LinkOps;
 use crate::dataplane::netlink::NetlinkLinkOps;
 use crate::dataplane::node::{NodeConfig, setup_node};
 use crate::dataplane::testns::TestNs;
+use crate::topology::PeerName;
+use crate::wire::MacAddr;
 
 const MESH_PORT: u16 = 6783;
 const VNI: u32 = 42;
