@@ -18,6 +18,7 @@ use crate::snapshot::{ConnectionState, IpamSnapshot, RouterStatus};
 const CONNECTIONS: &str = "weave_connections";
 const TERMINATIONS: &str = "weave_connection_terminations_total";
 const REFUSED: &str = "weft_connections_refused_total";
+const AUTH_FAILURES: &str = "weft_mesh_authentication_failures_total";
 const PEERS: &str = "weft_peers";
 const DROPPED: &str = "weft_messages_dropped_total";
 const RESTARTS: &str = "weft_actor_restarts_total";
@@ -77,6 +78,33 @@ impl RefusalKind {
         match self {
             RefusalKind::ConnectionLimit => "connection_limit",
             RefusalKind::PendingHandshakes => "pending_handshakes",
+        }
+    }
+}
+
+/// Why a mesh connection ended for want of a shared mesh password (`--password`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// The peer has no password, or a different one.
+    PeerLacksPassword,
+    /// The peer's proof of the password did not authenticate (its password is not ours).
+    AuthenticationFailed,
+    /// The peer's mesh has a password and we have none.
+    PasswordRequired,
+}
+
+impl AuthFailure {
+    pub const ALL: [AuthFailure; 3] = [
+        AuthFailure::PeerLacksPassword,
+        AuthFailure::AuthenticationFailed,
+        AuthFailure::PasswordRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::PeerLacksPassword => "peer_lacks_password",
+            AuthFailure::AuthenticationFailed => "authentication_failed",
+            AuthFailure::PasswordRequired => "password_required",
         }
     }
 }
@@ -241,6 +269,10 @@ pub fn install() -> PrometheusHandle {
             );
             describe_counter!(TERMINATIONS, "Number of peer connections that ended.");
             describe_counter!(REFUSED, "Number of inbound connections refused, by reason.");
+            describe_counter!(
+                AUTH_FAILURES,
+                "Mesh connections (either direction) that ended because the two ends do not share the mesh password, by reason."
+            );
             describe_gauge!(
                 PEERS,
                 "Number of peers in the topology, ourselves included."
@@ -314,6 +346,9 @@ pub fn register_router_series() {
     for kind in RefusalKind::ALL {
         counter!(REFUSED, "reason" => kind.as_str()).increment(0);
     }
+    for failure in AuthFailure::ALL {
+        counter!(AUTH_FAILURES, "reason" => failure.as_str()).increment(0);
+    }
     for reason in DropReason::ALL {
         counter!(DROPPED, "reason" => reason.as_str()).increment(0);
     }
@@ -361,6 +396,10 @@ pub fn connection_refused(kind: RefusalKind) {
         REFUSED_FOR_LIMIT_COUNT.fetch_add(1, Ordering::Relaxed);
     }
     counter!(REFUSED, "reason" => kind.as_str()).increment(1);
+}
+
+pub fn mesh_authentication_failed(failure: AuthFailure) {
+    counter!(AUTH_FAILURES, "reason" => failure.as_str()).increment(1);
 }
 
 pub fn refused_for_limit_count() -> u64 {

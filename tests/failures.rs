@@ -202,7 +202,7 @@ fn the_connection_limit_holds_and_every_pair_stays_routable() {
         multi_hop,
         "a limit of 2 among 6 routers needs multi-hop routes"
     );
-    let metrics = ureq_get(&format!("http://{}:6782/metrics", routers[0].ip));
+    let metrics = get_text(&format!("http://{}:6782/metrics", routers[0].ip)).unwrap_or_default();
     assert!(metrics.contains("weave_connections{"), "{metrics}");
 }
 
@@ -243,18 +243,4 @@ fn a_newcomer_that_only_knows_a_full_peer_still_joins() {
             .any(|r| r.log_contains("connection limit reached")),
         "someone was refused with a typed reason"
     );
-}
-
-fn ureq_get(url: &str) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .proxy(None)
-        .build()
-        .into();
-    agent
-        .get(url)
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default()
 }

@@ -287,6 +287,26 @@ fn a_wrong_password_and_no_password_are_refused_and_named_in_the_logs() {
         assert!(!meshed.log_contains(&outsider.nickname));
     }
     assert!(meshed.log_contains("key derived with Argon2id"));
+    // Counted too, by which side lacked the password.
+    let counted = |router: &Router, reason: &str| {
+        let series = format!("weft_mesh_authentication_failures_total{{reason=\"{reason}\"}} ");
+        get_text(&format!("http://{}:6782/metrics", router.ip))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.strip_prefix(series.as_str()))
+            .any(|count| count.trim().parse::<f64>().is_ok_and(|count| count >= 1.0))
+    };
+    for (router, reason) in [
+        (meshed, "peer_lacks_password"),
+        (&wrong, "authentication_failed"),
+        (&without, "password_required"),
+    ] {
+        assert!(
+            wait_until(CONVERGE, || counted(router, reason)),
+            "{} does not count {reason}",
+            router.nickname
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,11 @@ fn event_counters_are_exported_before_their_first_event() {
             .map(|kind| format!("{REFUSED}{{reason=\"{}\"}} ", kind.as_str())),
     );
     expected.extend(
+        AuthFailure::ALL
+            .iter()
+            .map(|failure| format!("{AUTH_FAILURES}{{reason=\"{}\"}} ", failure.as_str())),
+    );
+    expected.extend(
         DropReason::ALL
             .iter()
             .map(|reason| format!("{DROPPED}{{reason=\"{}\"}} ", reason.as_str())),

@@ -308,15 +308,19 @@ impl Drop for Tmpfs {
     }
 }
 
-pub fn get_json(url: &str) -> Option<Value> {
+/// The body of a 2xx answer to `GET url` (5 s at most), none otherwise.
+pub fn get_text(url: &str) -> Option<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .proxy(None)
         .build()
         .into();
     let mut response = agent.get(url).call().ok()?;
-    let body = response.body_mut().read_to_string().ok()?;
-    serde_json::from_str(&body).ok()
+    response.body_mut().read_to_string().ok()
+}
+
+pub fn get_json(url: &str) -> Option<Value> {
+    serde_json::from_str(&get_text(url)?).ok()
 }
 
 /// Polls `check` every 100 ms until it holds or `timeout` passes.

@@ -27,6 +27,9 @@ impl EndReport {
         if end.terminated {
             metrics::connection_terminated();
         }
+        if let Some(failure) = auth_failure(&end.reason) {
+            metrics::mesh_authentication_failed(failure);
+        }
         // Sent from a task of the current arbiter: Drop cannot wait, and the mailboxes are
         // bounded.
         let Some(arbiter) = actix_rt::Arbiter::try_current() else {
@@ -73,5 +76,15 @@ impl EndReport {
                 info!("{arrow}[{remote_addr}]: connection shutting down due to error: {reason}")
             }
         }
+    }
+}
+
+/// The password reason a link ended for, as the metric labels it.
+fn auth_failure(reason: &ClosingReason) -> Option<metrics::AuthFailure> {
+    match reason {
+        ClosingReason::PeerLacksPassword => Some(metrics::AuthFailure::PeerLacksPassword),
+        ClosingReason::AuthenticationFailed => Some(metrics::AuthFailure::AuthenticationFailed),
+        ClosingReason::PasswordRequired => Some(metrics::AuthFailure::PasswordRequired),
+        _ => None,
     }
 }
