@@ -1,4 +1,4 @@
-//! One reclaim round: read the peer record, do what [`PeerList::next_step`] says (register us,
+//! One reclaim round: read the peer record, do what [`PeerList::next_step`](super::peer_list::PeerList::next_step) says (register us,
 //! claim a dead peer, take its ranges over, forget it), and read again, until nothing is left
 //! to do. Every write is optimistic, so two routers racing for one dead peer end with one claim.
 

@@ -1,6 +1,6 @@
 //! The `Fastdp` actor: the overlay switch and the kernel's forwarding tables. It follows the
 //! established links as the gossip publishes them (reconciling at once when they change), and
-//! every [`RECONCILE_INTERVAL`] it reads the kernel's tables, runs
+//! every `RECONCILE_INTERVAL` (500 ms) it reads the kernel's tables, runs
 //! the pure [`state::FastdpState::step`], and applies the result: the VXLAN flood list (peers on
 //! fastdp, plus departed peers during the grace of [`plan`]), the per-MAC bridge and VXLAN
 //! entries of [`fdb_plan`], the kernel-learned MACs reported to the `MacLearner`. Fastdp
