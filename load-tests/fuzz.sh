@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every decoder that reads bytes from the network (fuzz/: framing,
-# handshake, sealed links, link messages, topology gossip, IPAM gossip, sleeve datagrams, fragment
-# reassembly, the CNI config and prevResult), with libFuzzer on the stable toolchain.
+# handshake, sealed links, link messages, topology gossip, IPAM gossip, sleeve datagrams, sealed
+# sleeve datagrams, fragment reassembly, the CNI config and prevResult), with libFuzzer on the
+# stable toolchain.
 #
 #   load-tests/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 300 s, every target)
 #

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use weave_net_cni::result::{CniResult, Interface, IpConfig, Route};
@@ -18,9 +19,10 @@ use weave_net_cni::version::{SUPPORTED, Version};
 use weft::ipam::{Address, Cidr, ClaimDenial, IpamMessage, Paxos, Ring};
 use weft::topology::{ConnectionSummary, PeerName, PeerRecord, PeerUid};
 use weft::wire::sleeve::fragment::{FRAGMENT_HEADER_LEN, FragmentMeta, encode_fragments};
+use weft::wire::sleeve::seal::{Direction, SLEEVE_KEY_LEN, SealingKey, SleeveKey};
 use weft::wire::sleeve::{
-    Control, RecordDestination, encode_control_datagram, encode_datagram_header,
-    encode_frame_record,
+    Control, DATAGRAM_HEADER_LEN, RecordDestination, encode_control_datagram,
+    encode_datagram_header, encode_frame_record,
 };
 use weft::wire::{
     Features, Hello, LinkNonce, ProtocolHeader, ProtocolMsg, Record, Refusal, RefusalReason,
@@ -365,6 +367,39 @@ fn sealed_seeds(corpus: &Path) {
     }
 }
 
+/// The `sleeve_sealed` target (see its doc): a mode byte, then either a sealed datagram off the
+/// network (even modes; sealed under a key the target does not hold, so that the seed is a real
+/// shape that must still not open), or the body of a plain datagram to seal (odd modes), and a
+/// sleeve key message. Deterministic: fixed keys and counters.
+fn sealed_sleeve_seeds(corpus: &Path) {
+    let target = "sleeve_sealed";
+    let foreign = SleeveKey::from_bytes(1, [0x33; SLEEVE_KEY_LEN]);
+    let mut sealing = SealingKey::new(&foreign, Direction::FromAcceptor, Instant::now());
+    let mut datagram = Vec::new();
+    encode_datagram_header(peer(2), &mut datagram);
+    encode_frame_record(peer(3), peer(1), &pod_frame(64), &mut datagram).expect("frame");
+    let mut sealed = Vec::new();
+    sealing.seal(&datagram, &mut sealed).expect("seals");
+    let mut seed = vec![0u8];
+    seed.extend_from_slice(&sealed);
+    write(corpus, target, "sealed-frame", &seed);
+    let fragment = &fragments(&pod_frame(3000), FRAGMENT_HEADER_LEN + 1400, 9)[0];
+    sealing.seal(fragment, &mut sealed).expect("seals");
+    let mut seed = vec![2u8];
+    seed.extend_from_slice(&sealed);
+    write(corpus, target, "sealed-fragment", &seed);
+
+    let mut seed = vec![1u8];
+    seed.extend_from_slice(&datagram[DATAGRAM_HEADER_LEN..]);
+    write(corpus, target, "plain-records", &seed);
+    let mut seed = vec![3u8];
+    seed.extend_from_slice(&fragment[DATAGRAM_HEADER_LEN..]);
+    write(corpus, target, "plain-fragment", &seed);
+    let mut seed = vec![4u8];
+    seed.extend_from_slice(&foreign.encode().expect("encodes"));
+    write(corpus, target, "sleeve-key", &seed);
+}
+
 fn main() {
     let corpus: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
 
@@ -429,5 +464,6 @@ fn main() {
     }
     sleeve_seeds(&corpus);
     sealed_seeds(&corpus);
+    sealed_sleeve_seeds(&corpus);
     cni_seeds(&corpus);
 }

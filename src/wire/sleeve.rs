@@ -30,6 +30,10 @@
 //! A datagram with [`FLAG_FRAGMENT`] set carries no records but exactly one fragment of a frame
 //! too big for one datagram (see [`fragment`]).
 //!
+//! With a mesh password a datagram is sealed ([`seal`]: flag 0x2, a counter, ChaCha20-Poly1305),
+//! and opening it yields one of the plain datagrams above; this parser refuses a sealed one as a
+//! reserved flag.
+//!
 //! Peer names never have the multicast bit (the lowest bit of the first byte) set, so the
 //! destinations with it set are free to mean "broadcast" and "relay only".
 //!
@@ -42,6 +46,7 @@
 use crate::topology::PeerName;
 
 pub mod fragment;
+pub mod seal;
 
 /// Bytes of the underlay's IPv4 (20, no options) and UDP (8) headers around every datagram.
 pub const UNDERLAY_IPV4_UDP_OVERHEAD: usize = 28;
