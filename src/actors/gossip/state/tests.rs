@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
+use serde_bytes::ByteBuf;
 
 use super::*;
 use crate::wire::{decode_message, encode_message};
