@@ -13,7 +13,7 @@ use super::client::{KubeClient, KubeError};
 use super::nodes::NodeEvent;
 use super::peer_list::Me;
 use super::reclaim::{ReclaimContext, reclaim_round};
-use super::state::{ApiTransition, KubeState};
+use super::state::{ApiTransition, KubeState, NetworkMark};
 use crate::actors::connection_maker::Connect;
 use crate::actors::ipam::{GetIpamSnapshot, Submit};
 use crate::actors::supervisor::RecipientSource;
@@ -65,6 +65,10 @@ impl KubePeers {
                 self.state.api_failed(err.to_string())
             }
         };
+        self.log_transition(transition);
+    }
+
+    fn log_transition(&self, transition: Option<ApiTransition>) {
         match transition {
             Some(ApiTransition::Lost(error)) => warn!(
                 "waiting for the Kubernetes API at {}: {error}",
@@ -120,16 +124,23 @@ impl KubePeers {
                     Err(_) => false,
                 };
                 if !ready {
-                    return Ok(false);
+                    return (NetworkMark::IpamNotReady, None);
                 }
             }
-            client.mark_network_up(&node).await.map(|()| true)
+            match client.mark_network_up(&node).await {
+                Ok(()) => (NetworkMark::Set, None),
+                Err(err) => (NetworkMark::Failed(err.to_string()), err.op()),
+            }
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+        ctx.spawn(work.into_actor(self).map(|(mark, failed_op), act, _| {
             act.marking_network = false;
-            act.api_result(&result);
-            if let Ok(true) = result {
-                act.state.network_marked();
+            if let Some(op) = failed_op {
+                metrics::kube_api_error(op);
+            }
+            let set = mark == NetworkMark::Set;
+            let transition = act.state.network_mark_ended(mark);
+            act.log_transition(transition);
+            if set {
                 info!(
                     "set NetworkUnavailable=False on node {}",
                     act.config.me.node_name

@@ -14,6 +14,15 @@ pub struct Actions {
     pub reclaim: bool,
 }
 
+/// How an attempt to set the node's network condition ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkMark {
+    /// IPAM is not ready yet: the API was not asked, so this says nothing about it.
+    IpamNotReady,
+    Set,
+    Failed(String),
+}
+
 /// A change of the API's reachability, to be logged once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiTransition {
@@ -90,8 +99,18 @@ impl KubeState {
         !self.network_marked && self.nodes.contains(&self.own_node)
     }
 
-    pub fn network_marked(&mut self) {
-        self.network_marked = true;
+    /// Records how setting the network condition went; answers the API's transition, if any.
+    /// Only an attempt that reached the API says whether it answers: an outage seen by the
+    /// watch must not look over just because IPAM was not ready yet.
+    pub fn network_mark_ended(&mut self, mark: NetworkMark) -> Option<ApiTransition> {
+        match mark {
+            NetworkMark::IpamNotReady => None,
+            NetworkMark::Set => {
+                self.network_marked = true;
+                self.api_answered()
+            }
+            NetworkMark::Failed(error) => self.api_failed(error),
+        }
     }
 
     pub fn status(&self) -> KubeStatus {

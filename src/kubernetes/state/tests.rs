@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use crate::kubernetes::nodes::{NodeEvent, NodeInfo};
-use crate::kubernetes::state::{ApiTransition, KubeState};
+use crate::kubernetes::state::{ApiTransition, KubeState, NetworkMark};
 
 fn node(name: &str, address: &str, marked: bool) -> NodeInfo {
     NodeInfo {
@@ -61,12 +61,35 @@ fn api_trouble_is_reported_once_per_change() {
 }
 
 #[test]
+fn a_network_mark_that_never_asked_the_api_does_not_end_an_outage() {
+    let mut state = KubeState::new("node1", "u");
+    synced(&mut state, &[node("node1", "10.0.0.1", false)]);
+    state.api_failed("refused".into());
+    assert_eq!(state.network_mark_ended(NetworkMark::IpamNotReady), None);
+    assert_eq!(state.status().error.as_deref(), Some("refused"));
+    assert!(state.network_mark_due());
+    assert_eq!(
+        state.network_mark_ended(NetworkMark::Failed("refused again".into())),
+        None
+    );
+    assert_eq!(
+        state.network_mark_ended(NetworkMark::Set),
+        Some(ApiTransition::Regained)
+    );
+    assert!(!state.network_mark_due());
+    assert_eq!(
+        state.network_mark_ended(NetworkMark::Failed("gone".into())),
+        Some(ApiTransition::Lost("gone".into()))
+    );
+}
+
+#[test]
 fn the_network_condition_is_set_again_when_the_node_loses_it() {
     let mut state = KubeState::new("node1", "u");
     assert!(!state.network_mark_due(), "not before our Node is known");
     synced(&mut state, &[node("node1", "10.0.0.1", false)]);
     assert!(state.network_mark_due());
-    state.network_marked();
+    state.network_mark_ended(NetworkMark::Set);
     state.on_event(NodeEvent::Applied(node("node1", "10.0.0.1", true)));
     assert!(!state.network_mark_due());
     // The Node was re-created, or someone reset the condition.
