@@ -512,3 +512,33 @@ fn a_link_dropped_without_a_reason_panicked_unless_its_router_is_stopping() {
         ClosingReason::Panicked
     );
 }
+
+#[test]
+fn a_drained_input_buffer_gives_back_what_a_large_frame_made_it_allocate() {
+    let now = Instant::now();
+    let (_, mut acceptor) = established(now);
+    // A frame of the size a 250-peer topology comes in, read in socket-sized pieces.
+    let large = frame_of(&gossip(&vec![7; 300 * 1024]));
+    let (head, tail) = large.split_at(large.len() - 100);
+    for piece in head.chunks(64 * 1024) {
+        acceptor.state.on_bytes(now, piece);
+    }
+    assert!(acceptor.state.input_capacity() >= head.len() - 64 * 1024);
+    acceptor.state.on_bytes(now, tail);
+    acceptor.step(now);
+    assert!(
+        acceptor
+            .outputs
+            .iter()
+            .any(|output| matches!(output, LinkOutput::Received(msg) if *msg == gossip(&vec![7; 300 * 1024]))),
+        "the large frame was not delivered"
+    );
+    assert_eq!(acceptor.state.input_capacity(), 0);
+    // Half a frame waits in the buffer; the rest completes it, and the buffer goes again.
+    let small = frame_of(&gossip(b"small"));
+    let (first, rest) = small.split_at(3);
+    acceptor.state.on_bytes(now, first);
+    assert!(acceptor.state.input_capacity() >= 3);
+    acceptor.state.on_bytes(now, rest);
+    assert_eq!(acceptor.state.input_capacity(), 0);
+}
