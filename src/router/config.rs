@@ -74,6 +74,16 @@ pub struct RouterArgs {
     /// Time allowed for a new link's handshake (Weave Net: 10 s).
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub handshake_timeout: Duration,
+    /// With a password, how long one sleeve key seals before the next replaces it (WireGuard's
+    /// 120 s). Hidden: for tests that watch several rekeys in a short run.
+    #[arg(
+        long,
+        env = "WEFT_SLEEVE_REKEY_INTERVAL",
+        default_value = "120s",
+        value_parser = parse_duration,
+        hide = true
+    )]
+    pub sleeve_rekey_interval: Duration,
     /// The range all pods' addresses come from, shared by every peer (empty: no IPAM).
     #[arg(long, env = "IPALLOC_RANGE", default_value = "10.32.0.0/12")]
     pub ipalloc_range: String,

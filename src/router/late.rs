@@ -4,8 +4,10 @@
 
 use std::sync::OnceLock;
 
-use crate::actors::connection::{GossipPort, GossipSource};
+use crate::actors::connection::{GossipPort, GossipSource, SleeveKeySink, SleeveKeyUpdate};
+use crate::actors::sleeve::Sleeve;
 use crate::actors::supervisor::RecipientSource;
+use crate::actors::supervisor::SupervisedAddr;
 
 pub struct LateBound<S> {
     slot: OnceLock<S>,
@@ -37,6 +39,14 @@ where
 {
     fn recipient(&self) -> actix::Recipient<M> {
         self.get().recipient()
+    }
+}
+
+/// The sleeve starts after the links' context is made, and not at all without a data plane:
+/// until it is bound, keys are agreed but installed nowhere.
+impl SleeveKeySink for LateBound<SupervisedAddr<Sleeve>> {
+    fn recipient(&self) -> Option<actix::Recipient<SleeveKeyUpdate>> {
+        self.slot.get().map(|sleeve| sleeve.addr().recipient())
     }
 }
 

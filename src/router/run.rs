@@ -21,6 +21,7 @@ use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
+use crate::actors::sleeve::Sleeve;
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
 use crate::daemon::wait_for_shutdown_signal;
@@ -185,6 +186,8 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let shutdown = CancellationToken::new();
     let gossip_slot = Arc::new(LateBound::<SupervisedAddr<Gossip>>::new());
     let maker_slot = Arc::new(LateBound::<SupervisedAddr<ConnectionMaker>>::new());
+    let sleeve_slot = Arc::new(LateBound::<SupervisedAddr<Sleeve>>::new());
+    let sealed = mesh_key.is_some();
     let links = Arc::new(LinkContext {
         identity: LocalIdentity {
             name,
@@ -197,11 +200,13 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             handshake_timeout: args.handshake_timeout,
             heartbeat_interval: args.heartbeat_interval,
             read_timeout: args.read_timeout,
+            sleeve_rekey_interval: args.sleeve_rekey_interval,
         },
         gossip: gossip_slot.clone(),
         maker: maker_slot.clone(),
         refusal_hints: hints_rx,
         conn_limit: args.conn_limit,
+        sleeve_keys: sleeve_slot.clone(),
         mesh_key,
         shutdown: shutdown.clone(),
     });
@@ -310,8 +315,12 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 dataplane,
                 gossip.clone(),
                 view.clone(),
+                sealed,
             )
             .await;
+            if let Ok(sleeve) = &started {
+                sleeve_slot.bind(sleeve.actor.clone());
+            }
             started.inspect_err(super::sleeve::report_failure).ok()
         }
     };
@@ -412,10 +421,18 @@ fn mesh_key(args: &RouterArgs) -> Result<Option<Arc<MeshKey>>, RouterError> {
         started.elapsed().as_millis()
     );
     if !args.no_dataplane {
-        warn!(
-            "the mesh password does not yet encrypt pod traffic between nodes (sleeve, fastdp): \
-             only the mesh connections are protected"
+        info!(
+            "Sleeve datagrams are sealed (ChaCha20-Poly1305, keys agreed per link, rekeyed every \
+             {} s)",
+            args.sleeve_rekey_interval.as_secs()
         );
+        if !args.no_fastdp {
+            warn!(
+                "the mesh password does not encrypt fastdp (kernel VXLAN): pod frames between \
+                 peers on fastdp cross the underlay in the clear; --no-fastdp keeps every pod \
+                 frame on the encrypted sleeve"
+            );
+        }
     }
     Ok(Some(Arc::new(key)))
 }

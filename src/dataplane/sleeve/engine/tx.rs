@@ -48,7 +48,7 @@ impl TxLoop {
 
     pub(super) fn run(self) {
         let mut buffer = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_REASSEMBLED_LEN];
-        let mut out = Outbound::new(self.shared.table.load().local);
+        let mut out = Outbound::new(self.shared.table.load().local, &self.shared);
         let mut macs = MacReporter::default();
         let mut actions = Vec::with_capacity(8);
         while !self.shared.stopping() {

@@ -18,8 +18,7 @@ pub const SLEEVE_KEY_LEN: usize = 32;
 const ENCODED_CAPACITY: usize = 64;
 
 /// One epoch's key for one direction of one link.
-#[derive(Serialize, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[derive(Serialize, Deserialize, PartialEq)]
 pub struct SleeveKey {
     /// Counted up by the sender from 0 for each link, one per rekey; the datagrams carry its low
     /// 4 bits.
