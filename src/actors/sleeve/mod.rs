@@ -250,7 +250,7 @@ impl Handler<SleeveKeyUpdate> for Sleeve {
                 key,
             } => {
                 keys.install_sealing(peer, link_id, direction, &key, Instant::now());
-                debug!("sleeve ->[{peer}]: sealing with key epoch {}", key.epoch);
+                info!("sleeve ->[{peer}]: sealing with key epoch {}", key.epoch);
                 Ok(())
             }
             SleeveKeyUpdate::Forget { peer, link_id } => {
