@@ -1,6 +1,6 @@
 //! The encrypted sleeve end to end, on namespaced nodes with real routers and a mesh password,
 //! fastdp off (`--no-fastdp`) so every pod frame crosses the sleeve: pods talk over it with the
-//! sealed MTU; a capture on the underlay (an AF_PACKET reader of the test's own) sees sleeve
+//! sealed MTU, and `weave status`, its connections and `weave_connections` say it is encrypted; a capture on the underlay (an AF_PACKET reader of the test's own) sees sleeve
 //! datagrams but never the pods' payload marker, which the same capture sees on the node's
 //! sleeve TAP; a captured datagram sent again is dropped and counted as a replay while traffic goes
 //! on; and a TCP stream runs across several rekeys (the interval shortened to 2 s with the
@@ -11,7 +11,16 @@ use weft_testkit::netlab;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use netlab::{Lab, Node, Stream, in_netns, links_using, tcp_works, wait_until};
+use netlab::{Lab, Node, Stream, in_netns, tcp_works, wait_until};
+
+/// The node's established links on the encrypted sleeve (with a password, `weave status
+/// connections` puts the encryption column before the overlay).
+fn encrypted_sleeve_links(node: &Node) -> usize {
+    netlab::connections(node)
+        .lines()
+        .filter(|line| line.contains("established encrypted   sleeve "))
+        .count()
+}
 
 const PASSWORD: &str = "correct horse battery staple sleeve";
 const MARKER: &str = "WEFT-POD-PAYLOAD-MARKER";
@@ -36,9 +45,9 @@ fn sealed_pair(lab: &mut Lab, name_byte: u8, rekey: &str) -> (Node, Node, String
     let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
     let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
     assert!(
-        wait_until(Duration::from_secs(30), || links_using(&node1, "sleeve")
+        wait_until(Duration::from_secs(30), || encrypted_sleeve_links(&node1)
             == 1
-            && links_using(&node2, "sleeve") == 1),
+            && encrypted_sleeve_links(&node2) == 1),
         "no sleeve link: {} / {}",
         netlab::connections(&node1),
         netlab::connections(&node2)
@@ -152,12 +161,33 @@ fn pods_talk_over_the_encrypted_sleeve_the_underlay_sees_no_payload_and_a_replay
         )),
         "pods cannot talk over the encrypted sleeve"
     );
-    // The path MTU its probes verified: 1500 less 63 bytes of sleeve and 24 of sealing.
+    // The path MTU its probes verified: 1500 less 63 bytes of sleeve and 24 of sealing; the
+    // link says it is encrypted, and so do the status and the connection gauge.
     assert!(
         wait_until(Duration::from_secs(10), || netlab::connections(&node1)
             .contains("mtu=1413")),
         "{}",
         netlab::connections(&node1)
+    );
+    let connections = netlab::connections(&node1);
+    assert!(
+        connections.contains("established encrypted   sleeve 00:00:00:00:e1:02(node2)"),
+        "{connections}"
+    );
+    let status = in_netns(
+        &node1.ns,
+        netlab::weft(),
+        &["--http-addr", "127.0.0.1:6784", "status"],
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("     Encryption: enabled\n"), "{status}");
+    let metrics = in_netns(&node1.ns, "curl", &["-sf", "127.0.0.1:6782/metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains(
+            "weave_connections{state=\"established\",type=\"sleeve\",encryption=\"yes\"} 1"
+        ),
+        "{metrics}"
     );
 
     let capture = Command::new("ip")

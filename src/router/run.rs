@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::config::RouterArgs;
-use super::late::LateBound;
+use super::late::{LateBound, SleeveSlot};
 use crate::actors::connection::{
     LinkContext, LinkTimers, LocalIdentity, MeshKey, NOISE_PARAMS, WEAK_PASSWORD_BITS,
     estimated_bits,
@@ -21,7 +21,6 @@ use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
-use crate::actors::sleeve::Sleeve;
 use crate::actors::supervisor::SupervisedAddr;
 use crate::api::http::{self, ApiState, IpamApi, RouterInfo};
 use crate::daemon::wait_for_shutdown_signal;
@@ -186,7 +185,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let shutdown = CancellationToken::new();
     let gossip_slot = Arc::new(LateBound::<SupervisedAddr<Gossip>>::new());
     let maker_slot = Arc::new(LateBound::<SupervisedAddr<ConnectionMaker>>::new());
-    let sleeve_slot = Arc::new(LateBound::<SupervisedAddr<Sleeve>>::new());
+    let sleeve_slot = Arc::new(SleeveSlot::new(!args.no_dataplane));
     let sealed = mesh_key.is_some();
     let links = Arc::new(LinkContext {
         identity: LocalIdentity {
@@ -318,9 +317,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 sealed,
             )
             .await;
-            if let Ok(sleeve) = &started {
-                sleeve_slot.bind(sleeve.actor.clone());
-            }
+            sleeve_slot.bind(started.as_ref().ok().map(|sleeve| sleeve.actor.clone()));
             started.inspect_err(super::sleeve::report_failure).ok()
         }
     };
@@ -368,6 +365,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             port: args.port,
             conn_limit: args.conn_limit,
             discovery: !args.no_discovery,
+            encryption: sealed,
         }),
         ready: ready.clone(),
         prometheus,

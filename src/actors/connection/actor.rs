@@ -22,7 +22,8 @@ use super::sleeve_keying::KeyRole;
 use super::slot::admission;
 use super::state::{LinkOutput, LinkState};
 use super::{
-    ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing, SleeveKeyUpdate,
+    ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing, SleeveKeyTarget,
+    SleeveKeyUpdate,
 };
 use crate::actors::gossip::messages::{LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
@@ -36,6 +37,9 @@ const OUTBOX_FRAMES: usize = 512;
 /// How often a registered link checks whether gossip was re-created.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const MAILBOX_CAPACITY: usize = 256;
+/// How long a link waits before handing a sleeve key again to a sleeve still starting: links
+/// can come up in the moments between the listener's start and the sleeve's.
+const SLEEVE_START_RETRY: Duration = Duration::from_millis(50);
 
 /// Which side dialled.
 #[derive(Clone, Debug)]
@@ -276,12 +280,29 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let epoch = key.epoch;
-        let (Some(recipient), Some((peer, link_id))) =
-            (self.ctx.sleeve_keys.recipient(), self.keyed_as)
-        else {
-            self.state
-                .on_sleeve_key_installed(Instant::now(), role, epoch);
-            return self.pump(ctx);
+        let target = self.ctx.sleeve_keys.target();
+        let (recipient, Some((peer, link_id))) = (target, self.keyed_as) else {
+            return self.close(
+                ClosingReason::Protocol("a sleeve key before the handshake".into()),
+                ctx,
+            );
+        };
+        let recipient = match recipient {
+            SleeveKeyTarget::Sleeve(recipient) => recipient,
+            SleeveKeyTarget::None => {
+                self.state
+                    .on_sleeve_key_installed(Instant::now(), role, epoch);
+                return self.pump(ctx);
+            }
+            // Nothing else happens on the link meanwhile (`wait`), so the order holds.
+            SleeveKeyTarget::Starting => {
+                ctx.wait(
+                    tokio::time::sleep(SLEEVE_START_RETRY)
+                        .into_actor(self)
+                        .map(move |(), act, ctx| act.install_key(role, direction, key, ctx)),
+                );
+                return;
+            }
         };
         let update = SleeveKeyUpdate::Install {
             peer,
@@ -403,8 +424,8 @@ impl Handler<super::super::gossip::InjectPanic> for Connection {
 /// Reports the end of the link; `Drop` also runs when the actor panicked.
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let (Some((peer, link_id)), Some(recipient)) =
-            (self.keyed_as, self.ctx.sleeve_keys.recipient())
+        if let (Some((peer, link_id)), SleeveKeyTarget::Sleeve(recipient)) =
+            (self.keyed_as, self.ctx.sleeve_keys.target())
         {
             // A full mailbox leaves the keys until the peer's next link replaces them: they seal
             // for a link that is gone, which no one can open any more.

@@ -92,17 +92,27 @@ pub enum SleeveKeyUpdate {
     Forget { peer: PeerName, link_id: u64 },
 }
 
-/// Where links hand their sleeve keys: the `Sleeve` actor, when this router runs a sleeve.
-pub trait SleeveKeySink: Send + Sync {
-    fn recipient(&self) -> Option<Recipient<SleeveKeyUpdate>>;
+/// Where a link's sleeve keys go now.
+pub enum SleeveKeyTarget {
+    /// The `Sleeve` actor.
+    Sleeve(Recipient<SleeveKeyUpdate>),
+    /// The sleeve is still starting (links may come up first): try again shortly.
+    Starting,
+    /// This router runs no sleeve: keys are agreed (the peer may run one) but installed nowhere.
+    None,
 }
 
-/// A router without a sleeve: keys are agreed (the peer may run one) but installed nowhere.
+/// Where links hand their sleeve keys: the `Sleeve` actor, when this router runs a sleeve.
+pub trait SleeveKeySink: Send + Sync {
+    fn target(&self) -> SleeveKeyTarget;
+}
+
+/// A router without a sleeve.
 pub struct NoSleeve;
 
 impl SleeveKeySink for NoSleeve {
-    fn recipient(&self) -> Option<Recipient<SleeveKeyUpdate>> {
-        None
+    fn target(&self) -> SleeveKeyTarget {
+        SleeveKeyTarget::None
     }
 }
 
