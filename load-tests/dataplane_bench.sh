@@ -262,7 +262,8 @@ weft_plane() {
       --ipalloc-init consensus=2 --log-level warn "$@" "${peers[@]}" \
       >"$work/$plane-node$((i + 1)).log" 2>&1 &
   done
-  overlay_up() { api "$1" status connections | grep -q "established $overlay"; }
+  # With a password the encryption column (encrypted/unencrypted) sits before the overlay.
+  overlay_up() { api "$1" status connections | grep -Eq "established +((un)?encrypted +)?$overlay "; }
   for i in 0 1; do
     wait_for 60 overlay_up "$i" || {
       api "$i" status connections >&2 || true
