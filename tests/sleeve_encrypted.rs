@@ -4,7 +4,9 @@
 //! datagrams but never the pods' payload marker, which the same capture sees on the node's
 //! sleeve TAP; a captured datagram sent again is dropped and counted as a replay while traffic goes
 //! on; and a TCP stream runs across several rekeys (the interval shortened to 2 s with the
-//! hidden `--sleeve-rekey-interval`) without losing a byte.
+//! hidden `--sleeve-rekey-interval`) without losing a byte. With fastdp allowed, a peer outside
+//! `--trusted-subnets` stays on the encrypted sleeve and the log and status say why, while one
+//! inside them uses (unencrypted) fastdp.
 
 use weft_testkit::netlab;
 
@@ -307,5 +309,79 @@ fn a_tcp_stream_crosses_several_rekeys_without_losing_a_byte() {
     for node in [&node1, &node2] {
         let log = lab.log(node);
         assert!(log.contains("sealing with key epoch 6"), "{log}");
+    }
+}
+
+#[test]
+fn with_a_password_fastdp_carries_only_peers_in_the_trusted_subnets() {
+    for (tag, name_byte, trusted, expected) in [
+        (
+            "sealednoesp",
+            0xe3,
+            "10.200.0.0/16",
+            "established encrypted   sleeve",
+        ),
+        (
+            "sealedtrust",
+            0xe4,
+            "10.200.0.0/16,198.51.100.0/24",
+            "established unencrypted fastdp",
+        ),
+    ] {
+        let mut lab = Lab::new(tag);
+        let node1 = lab.node(1);
+        let node2 = lab.node(2);
+        let args = [
+            "--ipalloc-range",
+            "10.32.0.0/16",
+            "--ipalloc-init",
+            "consensus=2",
+            "--password",
+            PASSWORD,
+            "--trusted-subnets",
+            trusted,
+        ];
+        lab.router(&node1, name_byte, &args, &[]);
+        lab.router(&node2, name_byte, &args, &[&node1]);
+        // Long enough for fastdp's three acks in a row, had the peer been allowed it.
+        let settled = wait_until(Duration::from_secs(30), || {
+            [&node1, &node2]
+                .iter()
+                .all(|node| netlab::connections(node).contains(expected))
+        }) && {
+            std::thread::sleep(Duration::from_secs(5));
+            [&node1, &node2]
+                .iter()
+                .all(|node| netlab::connections(node).contains(expected))
+        };
+        assert!(
+            settled,
+            "{trusted}: {} / {}",
+            netlab::connections(&node1),
+            netlab::connections(&node2)
+        );
+        let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
+        let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
+        assert!(
+            wait_until(Duration::from_secs(20), || tcp_works(
+                &pod1,
+                &pod2,
+                "10.33.0.2",
+                7801
+            )),
+            "{trusted}: pods cannot talk"
+        );
+        let (connections, log) = (netlab::connections(&node1), lab.log(&node1));
+        let reason = "encrypted sleeve: this kernel has no ESP";
+        if expected.contains("sleeve") {
+            assert!(
+                connections.contains(&format!("({reason})")),
+                "{connections}"
+            );
+            assert!(log.contains(&format!("] using sleeve ({reason})")), "{log}");
+            assert!(!log.contains("using fastdp"), "{log}");
+        } else {
+            assert!(!connections.contains(reason), "{connections}");
+        }
     }
 }

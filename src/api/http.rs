@@ -44,6 +44,8 @@ pub struct RouterInfo {
     pub discovery: bool,
     /// The mesh has a password: links are sealed, and so is the sleeve's pod traffic.
     pub encryption: bool,
+    /// `--trusted-subnets`, as given.
+    pub trusted_subnets: Vec<String>,
 }
 
 /// The IPAM actor and what the API needs to know of its configuration.
@@ -221,7 +223,13 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             ),
             peer: Some(link.remote),
             nick_name: Some(link.remote_nickname.clone()),
-            info: String::new(),
+            // Why the link is on sleeve whatever fastdp's health, if it must be.
+            info: fastdp
+                .as_ref()
+                .and_then(|status| status.peers.get(&link.remote))
+                .and_then(|peer| peer.reason)
+                .unwrap_or_default()
+                .to_string(),
             overlay: overlay_of(fastdp.as_ref(), link.established, link.remote).map(str::to_string),
             attrs: link_attrs(
                 state.info.encryption,
@@ -273,7 +281,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             .collect(),
         termination_count: metrics::termination_count(),
         refused_for_limit_count: metrics::refused_for_limit_count(),
-        trusted_subnets: Vec::new(),
+        trusted_subnets: info.trusted_subnets.clone(),
         ipam,
         macs: mac_status(macs),
         overlays: overlay_status(fastdp.as_ref(), &sleeve),

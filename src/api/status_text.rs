@@ -132,6 +132,10 @@ pub fn connections(s: &RouterStatus) -> String {
         for (key, value) in c.attrs.iter().filter(|(key, _)| key != ENCRYPTED_ATTR) {
             append(&mut line, format_args!(" {key}={value}"));
         }
+        // A link's info says why it is on its overlay (e.g. no ESP for fastdp).
+        if c.peer.is_some() && !c.info.is_empty() {
+            append(&mut line, format_args!(" ({})", c.info));
+        }
         // Padding is for aligning what follows; a line must not end in it.
         push_line(&mut out, line.trim_end());
     }

@@ -62,6 +62,11 @@ pub struct RouterArgs {
     /// Do not program the kernel's VXLAN path (fastdp).
     #[arg(long, env = "WEAVE_NO_FASTDP")]
     pub no_fastdp: bool,
+    /// With a password: underlay subnets (CIDR, comma-separated) whose peers may use fastdp,
+    /// which this kernel cannot encrypt; peers elsewhere use the encrypted sleeve (Weave Net's
+    /// `--trusted-subnets`). Without a password every peer may use fastdp.
+    #[arg(long, value_delimiter = ',', env = "WEAVE_TRUSTED_SUBNETS")]
+    pub trusted_subnets: Vec<crate::actors::fastdp::switch_policy::TrustedSubnet>,
     /// Log filter: error, warn, info, debug, trace (or a tracing directive).
     #[arg(long, env = "WEAVE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -297,8 +297,14 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let dataplane = if args.no_dataplane {
         None
     } else {
-        let started =
-            super::dataplane::start(&args, name, &initial_peers, view.clone(), ipam.as_ref());
+        let started = super::dataplane::start(
+            &args,
+            name,
+            &initial_peers,
+            view.clone(),
+            ipam.as_ref(),
+            sealed,
+        );
         Some(started.await?)
     };
     // The sleeve runs beside fastdp; without it only fastdp peers are reachable, so a failure
@@ -366,6 +372,11 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             conn_limit: args.conn_limit,
             discovery: !args.no_discovery,
             encryption: sealed,
+            trusted_subnets: args
+                .trusted_subnets
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }),
         ready: ready.clone(),
         prometheus,
@@ -425,10 +436,11 @@ fn mesh_key(args: &RouterArgs) -> Result<Option<Arc<MeshKey>>, RouterError> {
             args.sleeve_rekey_interval.as_secs()
         );
         if !args.no_fastdp {
-            warn!(
-                "the mesh password does not encrypt fastdp (kernel VXLAN): pod frames between \
-                 peers on fastdp cross the underlay in the clear; --no-fastdp keeps every pod \
-                 frame on the encrypted sleeve"
+            let trusted: Vec<String> = args.trusted_subnets.iter().map(|s| s.to_string()).collect();
+            info!(
+                "Fastdp (kernel VXLAN) cannot be encrypted here (no ESP): only peers in the \
+                 trusted subnets [{}] may use it, the others use the encrypted sleeve",
+                trusted.join(", ")
             );
         }
     }

@@ -361,6 +361,15 @@ fn encryption_enabled_and_unknown_nickname() {
         connections(&s),
         "-> 192.168.48.12:6783    pending     unencrypted fastdp 7e:21:4a:70:2f:45 mtu=1376\n"
     );
+    // A link kept on sleeve by the trusted subnets says why, after its attributes.
+    s.connections[0].attrs = vec![("encrypted".to_string(), "true".to_string())];
+    s.connections[0].overlay = Some("sleeve".to_string());
+    s.connections[0].info = "encrypted sleeve: this kernel has no ESP".to_string();
+    assert_eq!(
+        connections(&s),
+        "-> 192.168.48.12:6783    pending     encrypted   sleeve 7e:21:4a:70:2f:45 \
+         (encrypted sleeve: this kernel has no ESP)\n"
+    );
 }
 
 #[test]
