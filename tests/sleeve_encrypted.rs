@@ -173,7 +173,7 @@ fn pods_talk_over_the_encrypted_sleeve_the_underlay_sees_no_payload_and_a_replay
     );
     let connections = netlab::connections(&node1);
     assert!(
-        connections.contains("established encrypted   sleeve 00:00:00:00:e1:02(node2)"),
+        connections.contains("established encrypted   sleeve 00:00:00:00:e1:02(node2) mtu=1413\n"),
         "{connections}"
     );
     let status = in_netns(

@@ -135,7 +135,11 @@ impl OverlaySwitch {
                 peer.link = link.clone();
                 continue;
             }
-            let forced = self.policy.forced_sleeve(link.ip);
+            // With fastdp off (`--no-fastdp`) every peer is on sleeve anyway: no reason to give.
+            let forced = self
+                .enabled
+                .then(|| self.policy.forced_sleeve(link.ip))
+                .flatten();
             let healthy = self.enabled && forced.is_none() && adopted.contains(&link.ip);
             let peer = PeerHealth {
                 link: link.clone(),

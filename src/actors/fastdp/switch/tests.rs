@@ -199,4 +199,9 @@ fn with_a_password_a_peer_outside_the_trusted_subnets_stays_on_sleeve_and_says_w
     );
     assert_eq!(switch.peers()[&outside.name].reason, Some(NO_ESP_REASON));
     assert_eq!(switch.peers()[&inside.name].reason, None);
+
+    // With fastdp off every peer is on sleeve for that reason alone: none is shown.
+    let mut off = OverlaySwitch::new(false).with_policy(FastdpPolicy::new(true, vec![]));
+    let first = off.set_links(std::slice::from_ref(&outside), &none(), t0);
+    assert_eq!((first[0].to, first[0].reason), (Overlay::Sleeve, None));
 }
