@@ -358,7 +358,8 @@ impl Outbound {
     }
 
     /// Sends `frame` as a train of fragments to `hop`, after whatever is batched for it (so the
-    /// frames of one flow keep their order).
+    /// frames of one flow keep their order). The drop cause when it cannot: `TooBig` when the
+    /// path leaves no room for a fragment, `NoKey` when there is no key to seal with yet.
     #[allow(clippy::too_many_arguments)]
     fn push_fragments(
         &mut self,
@@ -369,7 +370,7 @@ impl Outbound {
         destination: RecordDestination,
         vnet_hdr: [u8; FRAGMENT_VNET_HDR_LEN],
         frame: &[u8],
-    ) -> bool {
+    ) -> std::result::Result<(), DropCause> {
         if let Some(datagram) = self.batchers.get_mut(&hop).and_then(|(_, b)| b.flush()) {
             enqueue(
                 &mut self.queue,
@@ -397,15 +398,12 @@ impl Outbound {
                 .push_segments(addr, payload_limit, |out| {
                     encode_fragments(local, &meta, frame, payload_limit, out).map(drop)
                 })
-                .is_ok();
+                .map_err(|_| DropCause::TooBig);
         };
-        let Some(chunk_len) = fragment_chunk_len(payload_limit) else {
-            return false;
-        };
+        let chunk_len = fragment_chunk_len(payload_limit).ok_or(DropCause::TooBig)?;
         // Each fragment sealed where it lies, so the train keeps one size per segment (the
         // plain limit plus the overhead) for GSO, the last one shorter.
-        let queued = self
-            .queue
+        self.queue
             .push_segments(addr, payload_limit + SEAL_OVERHEAD, |out| {
                 for (index, chunk) in frame.chunks(chunk_len).enumerate() {
                     // index * chunk_len < frame.len() <= MAX_REASSEMBLED_LEN: fits 32 bits.
@@ -416,16 +414,7 @@ impl Outbound {
                     })?;
                 }
                 Ok(())
-            });
-        match queued {
-            Ok(()) => true,
-            Err(DropCause::TooBig) => false,
-            Err(cause) => {
-                self.stats.count_drop(cause);
-                // Counted here: the caller's own count is for frames too big.
-                true
-            }
-        }
+            })
     }
 
     /// The plain datagram that fits a path of `payload_limit` bytes: less the sealing overhead

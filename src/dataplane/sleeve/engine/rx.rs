@@ -169,7 +169,7 @@ impl RxLoop {
                             .out
                             .push_frame(hop, addr, limit, source, destination, frame)
                         {
-                            Ok(()) => true,
+                            Ok(()) => Ok(()),
                             // A narrower path onwards: the relay fragments.
                             Err(BatchOutcome::TooBig { .. }) => burst.out.push_fragments(
                                 hop,
@@ -180,12 +180,12 @@ impl RxLoop {
                                 PLAIN_VNET_HDR,
                                 frame,
                             ),
-                            Err(BatchOutcome::Invalid) => false,
+                            Err(BatchOutcome::Invalid) => Err(DropCause::TooBig),
                         };
-                    if pushed {
-                        SleeveStats::add(&stats.relayed, 1);
+                    if let Err(cause) = pushed {
+                        stats.count_drop(cause);
                     } else {
-                        stats.count_drop(DropCause::TooBig);
+                        SleeveStats::add(&stats.relayed, 1);
                     }
                 }
                 Action::Drop(reason) => stats.count_drop(DropCause::Forwarding(reason)),

@@ -156,10 +156,9 @@ impl TxLoop {
                     Err(BatchOutcome::TooBig { .. }) => {}
                 }
             }
-            if out.push_fragments(hop, addr, limit, table.local, destination, vnet_hdr, frame) {
-                SleeveStats::add(&stats.fragmented, 1);
-            } else {
-                stats.count_drop(DropCause::TooBig);
+            match out.push_fragments(hop, addr, limit, table.local, destination, vnet_hdr, frame) {
+                Ok(()) => SleeveStats::add(&stats.fragmented, 1),
+                Err(cause) => stats.count_drop(cause),
             }
         }
     }
