@@ -8,19 +8,22 @@
 #       program the kernel VXLAN path); (a) is torn down first
 #   (c) Weft sleeve (userspace): the same routers with `--no-fastdp`, so every frame between the
 #       nodes crosses the sleeve (TAP, batched UDP with GSO/GRO, the router's threads)
+#   (d) Weft encrypted sleeve: (c) with a mesh password, so every datagram is sealed
+#       (ChaCha20-Poly1305, keys agreed on the Noise-protected mesh link)
 #
 #   underlay namespace:  a Linux bridge, one veth per node (RFC 5737: 203.0.113.1 and .2/24)
 #   node1, node2:        one namespace each
 #   pod on each node:    one namespace each (fresh ones for every data plane)
 #
 # For each data plane: iperf3 single stream and 4 streams (-P 4), RUNS runs each, median reported
-# (receiver side); ping -c 20 -i 0.2, average RTT reported. Then a table with the ratios b/a
-# and c/a.
+# (receiver side); ping -c 20 -i 0.2, average RTT reported. Then a table with the ratios b/a,
+# c/a, d/a and d/c; for (d) also the router processes' CPU time per Gbit/s carried.
 #
 #   load-tests/dataplane_bench.sh                  10 s per iperf3 run, 3 runs each
 #   load-tests/dataplane_bench.sh --duration 5     5 s per iperf3 run
 #   load-tests/dataplane_bench.sh --runs 5 --weft target/debug/weft
 #   load-tests/dataplane_bench.sh --planes ac      only (a) and (c)
+#   load-tests/dataplane_bench.sh --planes acd     kernel VXLAN, sleeve, encrypted sleeve
 #
 # Needs root. Not run in CI. Installs iperf3, nftables, iputils-ping and curl with apt-get if
 # missing.
@@ -35,20 +38,20 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 duration=10
 runs=3
 weft=""
-planes=abc
+planes=abcd
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
     --runs) runs=${2:?--runs needs a count}; shift 2 ;;
     --weft) weft=${2:?--weft needs a path}; shift 2 ;;
-    --planes) planes=${2:?--planes needs letters among a, b, c}; shift 2 ;;
+    --planes) planes=${2:?--planes needs letters among a, b, c, d}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$duration" =~ ^[1-9][0-9]*$ ]] || { echo "--duration must be a positive integer" >&2; exit 2; }
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "--runs must be a positive integer" >&2; exit 2; }
-[[ "$planes" =~ ^a?b?c?$ && -n "$planes" ]] || { echo "--planes takes a, b, c in order (e.g. ac)" >&2; exit 2; }
+[[ "$planes" =~ ^a?b?c?d?$ && -n "$planes" ]] || { echo "--planes takes a, b, c, d in order (e.g. acd)" >&2; exit 2; }
 wants() { [[ "$planes" == *"$1"* ]]; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -176,7 +179,22 @@ remove_iperf_server() {
 }
 
 declare -A result
-for key in a-1 a-4 a-rtt an-1 an-4 an-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt; do result[$key]=-; done
+for key in a-1 a-4 a-rtt an-1 an-4 an-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt d-1 d-4 d-rtt; do
+  result[$key]=-
+done
+# The routers' CPU time (user + system, clock ticks) while a plane was measured, and the gigabits
+# it carried in that time: for (d), the CPU per Gbit/s of the encryption.
+declare -A cpu_ticks
+router_ticks() { # the routers' CPU ticks (utime + stime) so far, summed over both nodes
+  local total=0 pid i
+  for i in 0 1; do
+    for pid in $(ip netns pids "${nodes[i]}"); do
+      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = weft ] || continue
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+  done
+  echo "$total"
+}
 
 # ---- (a) plain kernel VXLAN, by hand
 if wants a; then
@@ -244,7 +262,8 @@ weft_plane() {
       --ipalloc-init consensus=2 --log-level warn "$@" "${peers[@]}" \
       >"$work/$plane-node$((i + 1)).log" 2>&1 &
   done
-  overlay_up() { api "$1" status connections | grep -q "established $overlay"; }
+  # With a password the encryption column (encrypted/unencrypted) sits before the overlay.
+  overlay_up() { api "$1" status connections | grep -Eq "established +((un)?encrypted +)?$overlay "; }
   for i in 0 1; do
     wait_for 60 overlay_up "$i" || {
       api "$i" status connections >&2 || true
@@ -268,7 +287,10 @@ weft_plane() {
   wait_for 20 ip netns exec "${pods[0]}" ping -c 1 -W 1 "${pod_ips[1]}" ||
     fail "pods do not reach each other over Weft $overlay"
   api 0 status connections | sed 's/^/  /'
+  local ticks_before
+  ticks_before=$(router_ticks)
   measure "$plane" "${pods[0]}" "${pods[1]}" "${pod_ips[1]}"
+  cpu_ticks[$plane]=$(($(router_ticks) - ticks_before))
   ip netns exec "${nodes[0]}" curl -sf --noproxy '*' 127.0.0.1:6782/metrics |
     grep -E '^weft_(overlay_(frames|bytes)_total|sleeve_dropped_total)' | sed 's/^/  /' || true
   echo "== stopping the routers of ($plane)"
@@ -281,6 +303,10 @@ weft_plane() {
 }
 if wants b; then weft_plane b fastdp; fi
 if wants c; then weft_plane c sleeve --no-fastdp; fi
+if wants d; then
+  # The password on the command line is fine for a throwaway benchmark node.
+  weft_plane d sleeve --no-fastdp --password "dataplane-bench-$run_id-password"
+fi
 
 # ---- the table
 ratio() { awk -v b="$1" -v a="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}'; }
@@ -298,11 +324,28 @@ row "(a) kernel VXLAN by hand (ceiling)" "${result[a-1]} Gbit/s" "${result[a-4]}
 row "(a+nat) the same + pods' NAT" "${result[an-1]} Gbit/s" "${result[an-4]} Gbit/s" "${result[an-rtt]} ms"
 row "(b) Weft fastdp" "${result[b-1]} Gbit/s" "${result[b-4]} Gbit/s" "${result[b-rtt]} ms"
 row "(c) Weft sleeve (--no-fastdp)" "${result[c-1]} Gbit/s" "${result[c-4]} Gbit/s" "${result[c-rtt]} ms"
+row "(d) Weft encrypted sleeve" "${result[d-1]} Gbit/s" "${result[d-4]} Gbit/s" "${result[d-rtt]} ms"
 row "ratio b/a" "$(ratio "${result[b-1]}" "${result[a-1]}")" \
   "$(ratio "${result[b-4]}" "${result[a-4]}")" "$(ratio "${result[b-rtt]}" "${result[a-rtt]}")"
 row "ratio c/a" "$(ratio "${result[c-1]}" "${result[a-1]}")" \
   "$(ratio "${result[c-4]}" "${result[a-4]}")" "$(ratio "${result[c-rtt]}" "${result[a-rtt]}")"
+row "ratio d/a" "$(ratio "${result[d-1]}" "${result[a-1]}")" \
+  "$(ratio "${result[d-4]}" "${result[a-4]}")" "$(ratio "${result[d-rtt]}" "${result[a-rtt]}")"
+row "ratio d/c (cost of encryption)" "$(ratio "${result[d-1]}" "${result[c-1]}")" \
+  "$(ratio "${result[d-4]}" "${result[c-4]}")" "$(ratio "${result[d-rtt]}" "${result[c-rtt]}")"
 row "ratio b/(a+nat)" "$(ratio "${result[b-1]}" "${result[an-1]}")" \
   "$(ratio "${result[b-4]}" "${result[an-4]}")" "$(ratio "${result[b-rtt]}" "${result[an-rtt]}")"
 row "ratio c/(a+nat)" "$(ratio "${result[c-1]}" "${result[an-1]}")" \
   "$(ratio "${result[c-4]}" "${result[an-4]}")" "$(ratio "${result[c-rtt]}" "${result[an-rtt]}")"
+
+# CPU per Gbit/s: the routers' CPU seconds over the gigabits both iperf3 phases carried
+# (runs x duration x median rate, single and 4 streams).
+cpu_per_gbit() { # cpu_per_gbit PLANE
+  local ticks=${cpu_ticks[$1]:-} hz
+  [ -n "$ticks" ] || { echo "-"; return; }
+  hz=$(getconf CLK_TCK)
+  awk -v t="$ticks" -v hz="$hz" -v r="$runs" -v d="$duration" -v g1="${result[$1-1]}" \
+    -v g4="${result[$1-4]}" 'BEGIN {gbit = r * d * (g1 + g4); if (gbit > 0) printf "%.2f", t / hz / gbit; else print "-"}'
+}
+echo
+echo "Routers' CPU seconds per Gbit carried, i.e. cores per Gbit/s (both nodes): (c) $(cpu_per_gbit c), (d) $(cpu_per_gbit d)"

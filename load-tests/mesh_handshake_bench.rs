@@ -24,6 +24,7 @@ const TIMERS: LinkTimers = LinkTimers {
     handshake_timeout: Duration::from_secs(10),
     heartbeat_interval: Duration::from_secs(10),
     read_timeout: Duration::from_secs(30),
+    sleeve_rekey_interval: Duration::from_secs(120),
 };
 
 fn identity(name: u64) -> LocalIdentity {

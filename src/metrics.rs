@@ -430,15 +430,26 @@ pub fn record_connections(status: &RouterStatus) {
     ];
     /// Weave Net's overlay types; `unknown` is a link no overlay carries (yet).
     const TYPES: [&str; 3] = ["fastdp", "sleeve", "unknown"];
+    // Weave's `encryption` label: "yes" for links whose pod traffic is encrypted, "" otherwise.
+    let encrypted = |c: &crate::snapshot::ConnectionStatus| {
+        c.attrs
+            .iter()
+            .any(|(key, value)| key == "encrypted" && value == "true")
+    };
     for state in STATES {
         for kind in TYPES {
-            let count = status
-                .connections
-                .iter()
-                .filter(|c| c.state == state && c.overlay.as_deref().unwrap_or("unknown") == kind)
-                .count();
-            gauge!(CONNECTIONS, "state" => state.as_str(), "type" => kind, "encryption" => "")
-                .set(count as f64);
+            for (label, wanted) in [("", false), ("yes", true)] {
+                let count = status
+                    .connections
+                    .iter()
+                    .filter(|c| {
+                        c.state == state && c.overlay.as_deref().unwrap_or("unknown") == kind
+                    })
+                    .filter(|c| encrypted(c) == wanted)
+                    .count();
+                gauge!(CONNECTIONS, "state" => state.as_str(), "type" => kind, "encryption" => label)
+                    .set(count as f64);
+            }
         }
     }
 }

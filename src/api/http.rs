@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::gauge_refresh::GaugeRefresh;
-use super::status_text;
+use super::status_text::{self, ENCRYPTED_ATTR};
 use crate::actors::connection_maker::{Connect, ConnectionMaker, Forget, GetTargets};
 use crate::actors::fastdp::{Fastdp, FastdpStatus, GetFastdpStatus};
 use crate::actors::gossip::Gossip;
@@ -42,6 +42,10 @@ pub struct RouterInfo {
     pub port: u16,
     pub conn_limit: u32,
     pub discovery: bool,
+    /// The mesh has a password: links are sealed, and so is the sleeve's pod traffic.
+    pub encryption: bool,
+    /// `--trusted-subnets`, as given.
+    pub trusted_subnets: Vec<String>,
 }
 
 /// The IPAM actor and what the API needs to know of its configuration.
@@ -219,11 +223,19 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             ),
             peer: Some(link.remote),
             nick_name: Some(link.remote_nickname.clone()),
-            info: String::new(),
+            // Why the link is on sleeve whatever fastdp's health, if it must be.
+            info: fastdp
+                .as_ref()
+                .and_then(|status| status.peers.get(&link.remote))
+                .and_then(|peer| peer.reason)
+                .unwrap_or_default()
+                .to_string(),
             overlay: overlay_of(fastdp.as_ref(), link.established, link.remote).map(str::to_string),
-            attrs: link_mtu(fastdp.as_ref(), &sleeve, link.established, link.remote)
-                .map(|mtu| vec![("mtu".to_string(), mtu.to_string())])
-                .unwrap_or_default(),
+            attrs: link_attrs(
+                state.info.encryption,
+                overlay_of(fastdp.as_ref(), link.established, link.remote),
+                link_mtu(fastdp.as_ref(), &sleeve, link.established, link.remote),
+            ),
         })
         .collect();
     connections.extend(targets.pending);
@@ -242,7 +254,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         protocol_max_version: PROTOCOL_MAX_VERSION,
         name: info.name,
         nick_name: info.nickname.clone(),
-        encryption: false,
+        encryption: info.encryption,
         peer_discovery: info.discovery,
         port: info.port,
         conn_limit: info.conn_limit,
@@ -269,7 +281,7 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
             .collect(),
         termination_count: metrics::termination_count(),
         refused_for_limit_count: metrics::refused_for_limit_count(),
-        trusted_subnets: Vec::new(),
+        trusted_subnets: info.trusted_subnets.clone(),
         ipam,
         macs: mac_status(macs),
         overlays: overlay_status(fastdp.as_ref(), &sleeve),
@@ -316,6 +328,15 @@ fn overlay_status(
             }
         })
         .collect()
+}
+
+/// A link's `key=value` attributes: `encrypted` (Weave's: whether its pod traffic is encrypted,
+/// which with a password is all but fastdp's, the kernel here having no ESP) and the `mtu`.
+fn link_attrs(password: bool, overlay: Option<&str>, mtu: Option<u32>) -> Vec<(String, String)> {
+    let encrypted = password && overlay != Some("fastdp");
+    let mut attrs = vec![(ENCRYPTED_ATTR.to_string(), encrypted.to_string())];
+    attrs.extend(mtu.map(|mtu| ("mtu".to_string(), mtu.to_string())));
+    attrs
 }
 
 /// A link is `established` once an overlay has proven the path to its peer for pod frames: the

@@ -16,6 +16,10 @@ const LABEL_WIDTH: usize = 15;
 const ADDRESS_WIDTH: usize = 21;
 const STATE_WIDTH: usize = 11;
 const OVERLAY_WIDTH: usize = 6;
+/// Width of the `encrypted`/`unencrypted` column Weave adds when the mesh has a password.
+const ENCRYPTION_WIDTH: usize = 11;
+/// The attribute saying whether a link's pod traffic is encrypted (`true`/`false`), as Weave's.
+pub const ENCRYPTED_ATTR: &str = "encrypted";
 const PEER_WIDTH: usize = 37;
 
 /// Order of the per-state counts in the `Connections:` line: settled states first, then the ones
@@ -100,6 +104,18 @@ pub fn connections(s: &RouterStatus) -> String {
         );
         match c.peer {
             Some(peer) => {
+                if s.encryption {
+                    let encrypted = c
+                        .attrs
+                        .iter()
+                        .any(|(key, value)| key == ENCRYPTED_ATTR && value == "true");
+                    let word = if encrypted {
+                        "encrypted"
+                    } else {
+                        "unencrypted"
+                    };
+                    append(&mut line, format_args!(" {word:<ENCRYPTION_WIDTH$}"));
+                }
                 if let Some(overlay) = &c.overlay {
                     append(&mut line, format_args!(" {overlay:<OVERLAY_WIDTH$}"));
                 }
@@ -112,8 +128,13 @@ pub fn connections(s: &RouterStatus) -> String {
             None => {}
         }
         // Weave ran the attributes together (`encrypted=truemtu=8912`); we separate them.
-        for (key, value) in &c.attrs {
+        // The encryption has its own column.
+        for (key, value) in c.attrs.iter().filter(|(key, _)| key != ENCRYPTED_ATTR) {
             append(&mut line, format_args!(" {key}={value}"));
+        }
+        // A link's info says why it is on its overlay (e.g. no ESP for fastdp).
+        if c.peer.is_some() && !c.info.is_empty() {
+            append(&mut line, format_args!(" ({})", c.info));
         }
         // Padding is for aligning what follows; a line must not end in it.
         push_line(&mut out, line.trim_end());

@@ -62,6 +62,11 @@ pub struct RouterArgs {
     /// Do not program the kernel's VXLAN path (fastdp).
     #[arg(long, env = "WEAVE_NO_FASTDP")]
     pub no_fastdp: bool,
+    /// With a password: underlay subnets (CIDR, comma-separated) whose peers may use fastdp,
+    /// which this kernel cannot encrypt; peers elsewhere use the encrypted sleeve (Weave Net's
+    /// `--trusted-subnets`). Without a password every peer may use fastdp.
+    #[arg(long, value_delimiter = ',', env = "WEAVE_TRUSTED_SUBNETS")]
+    pub trusted_subnets: Vec<crate::actors::fastdp::switch_policy::TrustedSubnet>,
     /// Log filter: error, warn, info, debug, trace (or a tracing directive).
     #[arg(long, env = "WEAVE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -74,6 +79,16 @@ pub struct RouterArgs {
     /// Time allowed for a new link's handshake (Weave Net: 10 s).
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub handshake_timeout: Duration,
+    /// With a password, how long one sleeve key seals before the next replaces it (WireGuard's
+    /// 120 s). Hidden: for tests that watch several rekeys in a short run.
+    #[arg(
+        long,
+        env = "WEFT_SLEEVE_REKEY_INTERVAL",
+        default_value = "120s",
+        value_parser = parse_duration,
+        hide = true
+    )]
+    pub sleeve_rekey_interval: Duration,
     /// The range all pods' addresses come from, shared by every peer (empty: no IPAM).
     #[arg(long, env = "IPALLOC_RANGE", default_value = "10.32.0.0/12")]
     pub ipalloc_range: String,

@@ -18,6 +18,7 @@ use actix::Actor;
 use tracing::{info, warn};
 
 use super::config::RouterArgs;
+use crate::actors::fastdp::switch_policy::FastdpPolicy;
 use crate::actors::fastdp::{Devices, Fastdp, FastdpConfig, FastdpOutputs};
 use crate::actors::gossip::GossipView;
 use crate::actors::ipam::Submit;
@@ -72,6 +73,7 @@ pub async fn start(
     initial_peers: &[String],
     view: GossipView,
     ipam: Option<&IpamApi>,
+    password: bool,
 ) -> Result<Dataplane, DataplaneError> {
     let ops = NetlinkLinkOps::new()?;
     let mut node = NodeConfig::new(MacAddr(name.to_bytes()), args.port, FASTDP_VNI);
@@ -115,6 +117,7 @@ pub async fn start(
         },
         mtu: state.mtu,
         enabled: !args.no_fastdp,
+        policy: FastdpPolicy::new(password, args.trusted_subnets.clone()),
     };
     let outputs = FastdpOutputs {
         macs_seen: Some(macs_seen.clone()),

@@ -4,8 +4,10 @@
 
 use std::sync::OnceLock;
 
-use crate::actors::connection::{GossipPort, GossipSource};
+use crate::actors::connection::{GossipPort, GossipSource, SleeveKeySink, SleeveKeyTarget};
+use crate::actors::sleeve::Sleeve;
 use crate::actors::supervisor::RecipientSource;
+use crate::actors::supervisor::SupervisedAddr;
 
 pub struct LateBound<S> {
     slot: OnceLock<S>,
@@ -37,6 +39,38 @@ where
 {
     fn recipient(&self) -> actix::Recipient<M> {
         self.get().recipient()
+    }
+}
+
+/// The sleeve, for the links' keys: it starts after the links' context is made (and links can
+/// come up before it does), or not at all. `None` once bound: no sleeve (no data plane, or it
+/// failed to start).
+pub struct SleeveSlot {
+    slot: LateBound<Option<SupervisedAddr<Sleeve>>>,
+}
+
+impl SleeveSlot {
+    /// A slot for a router that starts a sleeve (`expected`), or one that never will.
+    pub fn new(expected: bool) -> Self {
+        let slot = LateBound::new();
+        if !expected {
+            slot.bind(None);
+        }
+        Self { slot }
+    }
+
+    pub fn bind(&self, sleeve: Option<SupervisedAddr<Sleeve>>) {
+        self.slot.bind(sleeve);
+    }
+}
+
+impl SleeveKeySink for SleeveSlot {
+    fn target(&self) -> SleeveKeyTarget {
+        match self.slot.slot.get() {
+            None => SleeveKeyTarget::Starting,
+            Some(None) => SleeveKeyTarget::None,
+            Some(Some(sleeve)) => SleeveKeyTarget::Sleeve(sleeve.addr().recipient()),
+        }
     }
 }
 

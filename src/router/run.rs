@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::config::RouterArgs;
-use super::late::LateBound;
+use super::late::{LateBound, SleeveSlot};
 use crate::actors::connection::{
     LinkContext, LinkTimers, LocalIdentity, MeshKey, NOISE_PARAMS, WEAK_PASSWORD_BITS,
     estimated_bits,
@@ -185,6 +185,8 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let shutdown = CancellationToken::new();
     let gossip_slot = Arc::new(LateBound::<SupervisedAddr<Gossip>>::new());
     let maker_slot = Arc::new(LateBound::<SupervisedAddr<ConnectionMaker>>::new());
+    let sleeve_slot = Arc::new(SleeveSlot::new(!args.no_dataplane));
+    let sealed = mesh_key.is_some();
     let links = Arc::new(LinkContext {
         identity: LocalIdentity {
             name,
@@ -197,11 +199,13 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             handshake_timeout: args.handshake_timeout,
             heartbeat_interval: args.heartbeat_interval,
             read_timeout: args.read_timeout,
+            sleeve_rekey_interval: args.sleeve_rekey_interval,
         },
         gossip: gossip_slot.clone(),
         maker: maker_slot.clone(),
         refusal_hints: hints_rx,
         conn_limit: args.conn_limit,
+        sleeve_keys: sleeve_slot.clone(),
         mesh_key,
         shutdown: shutdown.clone(),
     });
@@ -293,8 +297,14 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
     let dataplane = if args.no_dataplane {
         None
     } else {
-        let started =
-            super::dataplane::start(&args, name, &initial_peers, view.clone(), ipam.as_ref());
+        let started = super::dataplane::start(
+            &args,
+            name,
+            &initial_peers,
+            view.clone(),
+            ipam.as_ref(),
+            sealed,
+        );
         Some(started.await?)
     };
     // The sleeve runs beside fastdp; without it only fastdp peers are reachable, so a failure
@@ -310,8 +320,10 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
                 dataplane,
                 gossip.clone(),
                 view.clone(),
+                sealed,
             )
             .await;
+            sleeve_slot.bind(started.as_ref().ok().map(|sleeve| sleeve.actor.clone()));
             started.inspect_err(super::sleeve::report_failure).ok()
         }
     };
@@ -359,6 +371,12 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             port: args.port,
             conn_limit: args.conn_limit,
             discovery: !args.no_discovery,
+            encryption: sealed,
+            trusted_subnets: args
+                .trusted_subnets
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }),
         ready: ready.clone(),
         prometheus,
@@ -412,10 +430,19 @@ fn mesh_key(args: &RouterArgs) -> Result<Option<Arc<MeshKey>>, RouterError> {
         started.elapsed().as_millis()
     );
     if !args.no_dataplane {
-        warn!(
-            "the mesh password does not yet encrypt pod traffic between nodes (sleeve, fastdp): \
-             only the mesh connections are protected"
+        info!(
+            "Sleeve datagrams are sealed (ChaCha20-Poly1305, keys agreed per link, rekeyed every \
+             {} s)",
+            args.sleeve_rekey_interval.as_secs()
         );
+        if !args.no_fastdp {
+            let trusted: Vec<String> = args.trusted_subnets.iter().map(|s| s.to_string()).collect();
+            info!(
+                "Fastdp (kernel VXLAN) cannot be encrypted here (no ESP): only peers in the \
+                 trusted subnets [{}] may use it, the others use the encrypted sleeve",
+                trusted.join(", ")
+            );
+        }
     }
     Ok(Some(Arc::new(key)))
 }

@@ -19,13 +19,14 @@ use crate::actors::overlay::{MacsSeen, Subscriber};
 use crate::actors::sleeve::{ControlReceived, Sleeve, SleeveIo};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::dataplane::sleeve::{
-    ForwardingTable, SharedTable, SleeveEngine, SleeveEvent, SleeveSocket, SleeveStats,
+    ForwardingTable, SharedTable, SleeveEngine, SleeveEvent, SleeveKeys, SleeveSocket, SleeveStats,
     ensure_sleeve_tap,
 };
 use crate::dataplane::{DataplaneError, LinkStats, NetlinkLinkOps};
 use crate::metrics::{self, ActorKind, OverlayPath};
 use crate::topology::PeerName;
 use crate::wire::sleeve::effective_mtu;
+use crate::wire::sleeve::seal::{SEAL_HEADROOM, SEAL_TAG_LEN, sealed_effective_mtu};
 
 /// How often the pump copies the engine's counters into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -46,10 +47,12 @@ pub struct SleeveRuntime {
     _stop: oneshot::Sender<()>,
 }
 
-/// Publishes into the engine's shared table and sends on a clone of its socket.
+/// Publishes into the engine's shared table and sends on a clone of its socket, sealing with
+/// the engine's keys when the mesh has a password.
 struct EngineIo {
     table: SharedTable,
     socket: SleeveSocket,
+    keys: Option<Arc<SleeveKeys>>,
 }
 
 impl SleeveIo for EngineIo {
@@ -57,8 +60,20 @@ impl SleeveIo for EngineIo {
         self.table.store(table);
     }
 
-    fn send_control(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
-        self.socket.send_control(to, datagram)
+    fn send_control(&self, peer: PeerName, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        let Some(keys) = &self.keys else {
+            return self.socket.send_control(to, datagram);
+        };
+        let mut sealed = Vec::with_capacity(SEAL_HEADROOM + datagram.len() + SEAL_TAG_LEN);
+        sealed.resize(SEAL_HEADROOM, 0);
+        sealed.extend_from_slice(datagram);
+        sealed.resize(sealed.len() + SEAL_TAG_LEN, 0);
+        keys.seal(peer, &mut sealed).map_err(io::Error::other)?;
+        self.socket.send_control(to, &sealed)
+    }
+
+    fn keys(&self) -> Option<&SleeveKeys> {
+        self.keys.as_deref()
     }
 }
 
@@ -72,6 +87,8 @@ struct EngineParts {
     socket: SleeveSocket,
     table: SharedTable,
     events: mpsc::Sender<SleeveEvent>,
+    /// With a mesh password; kept across engine restarts, so no link must agree keys again.
+    keys: Option<Arc<SleeveKeys>>,
 }
 
 impl EngineParts {
@@ -89,12 +106,20 @@ impl EngineParts {
     async fn start(&self) -> Result<SleeveEngine, DataplaneError> {
         let (tap, _) = ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap).await?;
         let socket = self.clone_socket()?;
-        SleeveEngine::start(tap, socket, Arc::clone(&self.table), self.events.clone())
+        SleeveEngine::start(
+            tap,
+            socket,
+            Arc::clone(&self.table),
+            self.events.clone(),
+            self.keys.clone(),
+        )
     }
 }
 
 /// Opens the TAP and the socket, starts the engine, the actor and the pump. `underlay_mtu`
-/// bounds the path-MTU search. Must run inside the actix system.
+/// bounds the path-MTU search. With `sealed` (a mesh password) every datagram is sealed with
+/// keys the links agree. Must run inside the actix system.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     name: PeerName,
     mesh_port: u16,
@@ -103,7 +128,9 @@ pub async fn start(
     dataplane: &Dataplane,
     gossip: SupervisedAddr<Gossip>,
     view: GossipView,
+    sealed: bool,
 ) -> Result<SleeveRuntime, DataplaneError> {
+    let keys = sealed.then(|| Arc::new(SleeveKeys::new()));
     let bind = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, mesh_port);
     let socket = SleeveSocket::bind(bind)?;
     let table: SharedTable = Arc::new(arc_swap::ArcSwap::from_pointee(ForwardingTable::alone(
@@ -117,13 +144,20 @@ pub async fn start(
         socket,
         table: Arc::clone(&table),
         events,
+        keys: keys.clone(),
     };
     let engine = parts.start().await?;
     let io: Arc<dyn SleeveIo> = Arc::new(EngineIo {
         table,
         socket: parts.clone_socket()?,
+        keys,
     });
-    let max_mtu = u16::try_from(effective_mtu(underlay_mtu)).unwrap_or(u16::MAX);
+    let max_mtu = if sealed {
+        sealed_effective_mtu(underlay_mtu)
+    } else {
+        effective_mtu(underlay_mtu)
+    };
+    let max_mtu = u16::try_from(max_mtu).unwrap_or(u16::MAX);
     let actor = SupervisedAddr::start(ActorKind::Sleeve, move || {
         Sleeve::new(
             name,

@@ -76,6 +76,44 @@ pub enum ProtocolMsg {
         source: PeerName,
         payload: ByteBuf,
     },
+    /// With a mesh password: the key the sender will seal its sleeve datagrams to us with, from
+    /// the epoch it names, as [`crate::wire::sleeve::seal::SleeveKey::encode`] wrote it. Only
+    /// ever inside the link's Noise channel. The receiver installs it, then acknowledges.
+    SleeveKey {
+        key: SleeveKeyBytes,
+    },
+    /// The receiver installed the sleeve key of `epoch`: the sender may seal with it now.
+    SleeveKeyAck {
+        epoch: u32,
+    },
+}
+
+/// An encoded sleeve key on its way through the Noise channel: wiped on drop, never shown by
+/// `Debug` (links log their outputs in tests and traces).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SleeveKeyBytes(ByteBuf);
+
+impl SleeveKeyBytes {
+    pub fn new(bytes: &[u8]) -> Self {
+        Self(ByteBuf::from(bytes.to_vec()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SleeveKeyBytes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0.as_mut_slice());
+    }
+}
+
+impl std::fmt::Debug for SleeveKeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SleeveKeyBytes(<{} bytes redacted>)", self.0.len())
+    }
 }
 
 pub fn encode_message<T: Serialize>(what: &'static str, message: &T) -> Result<Vec<u8>, WireError> {
@@ -154,13 +192,17 @@ pub(crate) mod strategies {
                     payload
                 }
             ),
-            ("[a-z]{1,12}", peer_name(), payload).prop_map(|(channel, source, payload)| {
+            ("[a-z]{1,12}", peer_name(), payload.clone()).prop_map(|(channel, source, payload)| {
                 ProtocolMsg::GossipBroadcast {
                     channel,
                     source,
                     payload,
                 }
             }),
+            payload.prop_map(|key| ProtocolMsg::SleeveKey {
+                key: SleeveKeyBytes::new(&key)
+            }),
+            any::<u32>().prop_map(|epoch| ProtocolMsg::SleeveKeyAck { epoch }),
         ]
     }
 }
@@ -170,6 +212,16 @@ mod tests {
     use super::strategies::*;
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_sleeve_key_message_never_shows_its_key() {
+        let msg = ProtocolMsg::SleeveKey {
+            key: SleeveKeyBytes::new(&[0xab; 50]),
+        };
+        let shown = format!("{msg:?}");
+        assert!(shown.contains("50 bytes redacted"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}");
+    }
 
     #[test]
     fn peer_name_over_48_bits_is_rejected() {

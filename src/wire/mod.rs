@@ -23,8 +23,8 @@ pub use header::{
 };
 pub use link_id::{LinkCommitment, LinkNonce, NONCE_LEN, Reveal, link_id};
 pub use message::{
-    Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, decode_message,
-    encode_message,
+    Features, Hello, OVERLAYS_NONE, ProtocolMsg, Refusal, RefusalReason, SleeveKeyBytes,
+    decode_message, encode_message,
 };
 pub use record::{
     MAX_RECORD_BYTES, MAX_RECORD_PLAINTEXT, RECORD_PREFIX_BYTES, RECORD_TAG_BYTES, Record,

@@ -18,12 +18,18 @@ use tracing::{info, warn};
 
 use super::handshake::Handshaken;
 use super::report::EndReport;
+use super::sleeve_keying::KeyRole;
 use super::slot::admission;
 use super::state::{LinkOutput, LinkState};
-use super::{ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing};
+use super::{
+    ClosingReason, GossipPort, LinkContext, LinkEvent, LinkId, LinkSlot, Outgoing, SleeveKeyTarget,
+    SleeveKeyUpdate,
+};
 use crate::actors::gossip::messages::{LinkEstablished, Received, RegisterLink};
 use crate::actors::gossip::state::NewLink;
 use crate::metrics;
+use crate::topology::PeerName;
+use crate::wire::sleeve::seal::{Direction as SealDirection, SleeveKey};
 use crate::wire::{LinkNonce, MAX_FRAME_BYTES, ProtocolMsg};
 
 /// Writes queued for the socket writer before further sends are dropped (and counted).
@@ -31,6 +37,9 @@ const OUTBOX_FRAMES: usize = 512;
 /// How often a registered link checks whether gossip was re-created.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const MAILBOX_CAPACITY: usize = 256;
+/// How long a link waits before handing a sleeve key again to a sleeve still starting: links
+/// can come up in the moments between the listener's start and the sleeve's.
+const SLEEVE_START_RETRY: Duration = Duration::from_millis(50);
 
 /// Which side dialled.
 #[derive(Clone, Debug)]
@@ -52,6 +61,8 @@ pub struct Connection {
     writer: Option<mpsc::Sender<Bytes>>,
     /// The wake-up armed for the state, and when it fires.
     timer: Option<(Instant, SpawnHandle)>,
+    /// The peer and the link's id once handshaken: what its sleeve keys are filed under.
+    keyed_as: Option<(PeerName, u64)>,
 }
 
 impl Connection {
@@ -82,6 +93,7 @@ impl Connection {
             gossip: None,
             writer: None,
             timer: None,
+            keyed_as: None,
         }
     }
 
@@ -110,6 +122,11 @@ impl Connection {
                 LinkOutput::Handshaken(handshaken) => return self.register(handshaken, ctx),
                 LinkOutput::Established => return self.established(ctx),
                 LinkOutput::Received(msg) => return self.deliver(msg, ctx),
+                LinkOutput::InstallSleeveKey {
+                    role,
+                    direction,
+                    key,
+                } => return self.install_key(role, direction, key, ctx),
                 LinkOutput::Oversized { bytes } => {
                     warn!(
                         "->[{}] dropping a message of {bytes} bytes: over the {MAX_FRAME_BYTES}-byte frame limit",
@@ -166,6 +183,7 @@ impl Connection {
     /// Asks gossip to register the link; the link does nothing else until gossip answered.
     fn register(&mut self, handshaken: Handshaken, ctx: &mut Context<Self>) {
         let Handshaken { theirs, link_id } = handshaken;
+        self.keyed_as = Some((theirs.name, link_id));
         let port = self.ctx.gossip.current();
         let register = RegisterLink {
             link: NewLink {
@@ -246,6 +264,67 @@ impl Connection {
                 .map(|res, act, ctx| {
                     if !matches!(res, Ok(Ok(()))) {
                         act.state.close(ClosingReason::SubsystemRestarted);
+                    }
+                    act.pump(ctx);
+                }),
+        );
+    }
+
+    /// Hands a sleeve key to the sleeve and waits for it to be installed before the link goes on:
+    /// an opening key is acknowledged to the peer only once our sleeve can open with it.
+    fn install_key(
+        &mut self,
+        role: KeyRole,
+        direction: SealDirection,
+        key: SleeveKey,
+        ctx: &mut Context<Self>,
+    ) {
+        let epoch = key.epoch;
+        let target = self.ctx.sleeve_keys.target();
+        let (recipient, Some((peer, link_id))) = (target, self.keyed_as) else {
+            return self.close(
+                ClosingReason::Protocol("a sleeve key before the handshake".into()),
+                ctx,
+            );
+        };
+        let recipient = match recipient {
+            SleeveKeyTarget::Sleeve(recipient) => recipient,
+            SleeveKeyTarget::None => {
+                self.state
+                    .on_sleeve_key_installed(Instant::now(), role, epoch);
+                return self.pump(ctx);
+            }
+            // Nothing else happens on the link meanwhile (`wait`), so the order holds.
+            SleeveKeyTarget::Starting => {
+                ctx.wait(
+                    tokio::time::sleep(SLEEVE_START_RETRY)
+                        .into_actor(self)
+                        .map(move |(), act, ctx| act.install_key(role, direction, key, ctx)),
+                );
+                return;
+            }
+        };
+        let update = SleeveKeyUpdate::Install {
+            peer,
+            link_id,
+            role,
+            direction,
+            key,
+        };
+        ctx.wait(
+            recipient
+                .send(update)
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    match res {
+                        Ok(Ok(())) => {
+                            act.state
+                                .on_sleeve_key_installed(Instant::now(), role, epoch)
+                        }
+                        Ok(Err(err)) => act.state.close(ClosingReason::Protocol(format!(
+                            "sleeve refused key epoch {epoch}: {err}"
+                        ))),
+                        Err(_) => act.state.close(ClosingReason::SubsystemRestarted),
                     }
                     act.pump(ctx);
                 }),
@@ -345,6 +424,18 @@ impl Handler<super::super::gossip::InjectPanic> for Connection {
 /// Reports the end of the link; `Drop` also runs when the actor panicked.
 impl Drop for Connection {
     fn drop(&mut self) {
+        if let (Some((peer, link_id)), SleeveKeyTarget::Sleeve(recipient)) =
+            (self.keyed_as, self.ctx.sleeve_keys.target())
+        {
+            // A full mailbox leaves the keys until the peer's next link replaces them: they seal
+            // for a link that is gone, which no one can open any more.
+            if recipient
+                .try_send(SleeveKeyUpdate::Forget { peer, link_id })
+                .is_err()
+            {
+                warn!("->[{peer}] cannot tell the sleeve to forget the link's keys");
+            }
+        }
         let end = self
             .state
             .end(Instant::now(), self.ctx.shutdown.is_cancelled());

@@ -8,6 +8,7 @@ mod psk;
 mod refuse;
 mod report;
 mod secure;
+pub mod sleeve_keying;
 mod slot;
 pub mod state;
 
@@ -35,6 +36,8 @@ pub use state::{LinkEnd, LinkOutput, LinkState};
 use crate::actors::gossip::messages::{LinkClosed, LinkEstablished, Received, RegisterLink};
 use crate::actors::supervisor::RecipientSource;
 use crate::topology::{PeerName, PeerUid};
+use crate::wire::sleeve::seal::{Direction as SealDirection, SleeveKey};
+use sleeve_keying::KeyRole;
 
 /// What gossip sends to a link.
 #[derive(Message, Debug)]
@@ -69,6 +72,47 @@ impl GossipSource for crate::actors::supervisor::SupervisedAddr<crate::actors::g
             received: addr.recipient(),
             generation: self.generation(),
         }
+    }
+}
+
+/// What a link with a password tells the sleeve about its keys.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), String>")]
+pub enum SleeveKeyUpdate {
+    /// Install `key` for `peer`'s link `link_id`: for opening its datagrams or sealing ours. A
+    /// key of another link than the one the sleeve holds for `peer` replaces that link's keys.
+    Install {
+        peer: PeerName,
+        link_id: u64,
+        role: KeyRole,
+        direction: SealDirection,
+        key: SleeveKey,
+    },
+    /// The link ended: its keys go (unless a newer link to the peer replaced them already).
+    Forget { peer: PeerName, link_id: u64 },
+}
+
+/// Where a link's sleeve keys go now.
+pub enum SleeveKeyTarget {
+    /// The `Sleeve` actor.
+    Sleeve(Recipient<SleeveKeyUpdate>),
+    /// The sleeve is still starting (links may come up first): try again shortly.
+    Starting,
+    /// This router runs no sleeve: keys are agreed (the peer may run one) but installed nowhere.
+    None,
+}
+
+/// Where links hand their sleeve keys: the `Sleeve` actor, when this router runs a sleeve.
+pub trait SleeveKeySink: Send + Sync {
+    fn target(&self) -> SleeveKeyTarget;
+}
+
+/// A router without a sleeve.
+pub struct NoSleeve;
+
+impl SleeveKeySink for NoSleeve {
+    fn target(&self) -> SleeveKeyTarget {
+        SleeveKeyTarget::None
     }
 }
 
@@ -108,6 +152,9 @@ pub struct LinkTimers {
     pub heartbeat_interval: Duration,
     /// A link that hears nothing for this long is dead.
     pub read_timeout: Duration,
+    /// With a password, how long one sleeve key seals before the next replaces it
+    /// ([`sleeve_keying::REKEY_AFTER_TIME`] unless a test shortens it).
+    pub sleeve_rekey_interval: Duration,
 }
 
 /// Everything a link needs besides its socket, shared by all links.
@@ -121,6 +168,8 @@ pub struct LinkContext {
     pub conn_limit: u32,
     /// The mesh key, when the mesh has a password: every link is sealed with it.
     pub mesh_key: Option<Arc<MeshKey>>,
+    /// Where the sleeve keys agreed on links with a password go.
+    pub sleeve_keys: Arc<dyn SleeveKeySink>,
     /// Cancelled when this router stops: its links close with [`ClosingReason::ShuttingDown`],
     /// and one torn down afterwards is not taken for a panic. One per router, not per process,
     /// so that routers sharing a process (tests) stop independently.

@@ -16,8 +16,10 @@ use tokio_util::codec::Decoder;
 use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress};
 use super::psk::MeshKey;
 use super::secure::SecureChannel;
+use super::sleeve_keying::{KeyRole, KeyingOutput, SleeveKeying};
 use super::{ClosingReason, LinkTimers, LocalIdentity};
 use crate::topology::{PeerName, check_nickname};
+use crate::wire::sleeve::seal::{Direction, SleeveKey};
 use crate::wire::{
     Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, WireError,
     decode_message, encode_frame, encode_message,
@@ -42,6 +44,13 @@ pub enum LinkOutput {
     /// A message to send was over the frame limit and was dropped; sent, it would have failed
     /// the link for a message's fault.
     Oversized { bytes: usize },
+    /// With a password: hand this sleeve key to the sleeve (for opening the peer's datagrams, or
+    /// sealing ours), then answer with [`LinkState::on_sleeve_key_installed`].
+    InstallSleeveKey {
+        role: KeyRole,
+        direction: Direction,
+        key: SleeveKey,
+    },
     /// The link is over: stop. Nothing follows.
     Closed(ClosingReason),
 }
@@ -96,6 +105,8 @@ pub struct LinkState {
     reason: Option<ClosingReason>,
     alternatives: Vec<SocketAddr>,
     up_since: Option<Instant>,
+    /// With a password: the agreement of the sleeve's keys, started once the link is up.
+    keying: Option<SleeveKeying>,
 }
 
 impl LinkState {
@@ -118,6 +129,9 @@ impl LinkState {
             listen_port: identity.listen_port,
         };
         let mut wire = BytesMut::new();
+        let keying = mesh_key
+            .is_some()
+            .then(|| SleeveKeying::new(dialler, timers.sleeve_rekey_interval));
         let channel = SecureChannel::start(mesh_key, dialler, &mut wire);
         let mut state = Self {
             name: identity.name,
@@ -132,6 +146,7 @@ impl LinkState {
             reason: None,
             alternatives: Vec::new(),
             up_since: None,
+            keying,
         };
         let mut out = BytesMut::new();
         match Handshake::start(ours, nonce, dialler, &mut out) {
@@ -168,10 +183,12 @@ impl LinkState {
                 last_received,
                 last_heartbeat_sent,
                 ..
-            } => Some(
-                (*last_received + self.timers.read_timeout)
-                    .min(*last_heartbeat_sent + self.timers.heartbeat_interval),
-            ),
+            } => {
+                let link = (*last_received + self.timers.read_timeout)
+                    .min(*last_heartbeat_sent + self.timers.heartbeat_interval);
+                let rekey = self.keying.as_ref().and_then(SleeveKeying::next_deadline);
+                Some(rekey.map_or(link, |rekey| rekey.min(link)))
+            }
             Phase::Registering | Phase::Closed => None,
         }
     }
@@ -233,6 +250,10 @@ impl LinkState {
                     *last_heartbeat_sent = now;
                     self.send(&ProtocolMsg::Heartbeat);
                 }
+                if let Some(keying) = &mut self.keying {
+                    let outputs = keying.poll(now);
+                    self.keying_outputs(outputs);
+                }
             }
             Phase::Handshake { .. } | Phase::Registering | Phase::Closed => {}
         }
@@ -268,7 +289,44 @@ impl LinkState {
             last_heartbeat_sent: now,
         };
         self.send(&ProtocolMsg::Heartbeat);
+        if let Some(keying) = &mut self.keying {
+            let outputs = keying.start();
+            self.keying_outputs(outputs);
+        }
         self.process(now);
+    }
+
+    /// The answer to [`LinkOutput::InstallSleeveKey`]: the sleeve holds the key of `epoch`.
+    pub fn on_sleeve_key_installed(&mut self, now: Instant, role: KeyRole, epoch: u32) {
+        if !matches!(self.phase, Phase::Up { .. }) {
+            return;
+        }
+        if let Some(keying) = &mut self.keying {
+            let outputs = keying.installed(role, epoch, now);
+            self.keying_outputs(Ok(outputs));
+        }
+    }
+
+    /// Carries out what the key agreement asked for.
+    fn keying_outputs(&mut self, outputs: Result<Vec<KeyingOutput>, ClosingReason>) {
+        let outputs = match outputs {
+            Ok(outputs) => outputs,
+            Err(reason) => return self.close(reason),
+        };
+        for output in outputs {
+            match output {
+                KeyingOutput::Send(msg) => self.send(&msg),
+                KeyingOutput::Install {
+                    role,
+                    direction,
+                    key,
+                } => self.outputs.push_back(LinkOutput::InstallSleeveKey {
+                    role,
+                    direction,
+                    key,
+                }),
+            }
+        }
     }
 
     /// Queues `msg` for the remote. Dropped before the link is registered, as no one can have
@@ -352,7 +410,18 @@ impl LinkState {
                         Err(err) => return self.finish(ClosingReason::Protocol(err.to_string())),
                     };
                     *last_received = now;
-                    if msg != ProtocolMsg::Heartbeat {
+                    if let ProtocolMsg::SleeveKey { .. } | ProtocolMsg::SleeveKeyAck { .. } = msg {
+                        let outputs = match &mut self.keying {
+                            Some(keying) => keying.on_message(&msg),
+                            None => Err(ClosingReason::Protocol(
+                                "a sleeve key on a link without a mesh password".into(),
+                            )),
+                        };
+                        self.keying_outputs(outputs);
+                        if self.is_closed() {
+                            return;
+                        }
+                    } else if msg != ProtocolMsg::Heartbeat {
                         self.outputs.push_back(LinkOutput::Received(msg));
                     } else if !*established {
                         *established = true;

@@ -154,11 +154,13 @@ fn keyed_context(
             handshake_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_millis(200),
             read_timeout: Duration::from_secs(5),
+            sleeve_rekey_interval: Duration::from_secs(120),
         },
         gossip: Arc::new(RecordingGossipSource(gossip.clone())),
         maker: Arc::new(Fixed(maker.clone().recipient())),
         refusal_hints: hints,
         conn_limit: 0,
+        sleeve_keys: Arc::new(super::NoSleeve),
         mesh_key,
         shutdown: tokio_util::sync::CancellationToken::new(),
     })

@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod plan;
 pub mod state;
 pub mod switch;
+pub mod switch_policy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,6 +64,8 @@ pub struct FastdpConfig {
     pub mtu: u32,
     /// False with `--no-fastdp`: every peer on sleeve, no heartbeats, no flood list.
     pub enabled: bool,
+    /// Which peers fastdp may carry at all (with a password: `--trusted-subnets`).
+    pub policy: switch_policy::FastdpPolicy,
 }
 
 /// Where the actor sends what it decides.
@@ -120,7 +123,7 @@ impl Fastdp {
     ) -> Self {
         Self {
             ops,
-            state: FastdpState::new(config.enabled),
+            state: FastdpState::new(config.enabled).with_policy(config.policy.clone()),
             config,
             view,
             links: Vec::new(),

@@ -70,6 +70,12 @@ impl FastdpState {
         }
     }
 
+    /// The same state with the switch's [`FastdpPolicy`](super::switch_policy::FastdpPolicy).
+    pub fn with_policy(mut self, policy: super::switch_policy::FastdpPolicy) -> Self {
+        self.switch = self.switch.with_policy(policy);
+        self
+    }
+
     pub fn switch(&self) -> &OverlaySwitch {
         &self.switch
     }

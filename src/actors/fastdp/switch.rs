@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::switch_policy::FastdpPolicy;
 use crate::actors::overlay::Overlay;
 use crate::topology::PeerName;
 
@@ -42,15 +43,21 @@ pub struct Switched {
     pub to: Overlay,
     /// From fastdp to sleeve: a fallback, counted in the metric.
     pub fallback: bool,
+    /// Why the peer is on sleeve whatever its fastdp health ([`FastdpPolicy`]).
+    pub reason: Option<&'static str>,
 }
 
 impl Switched {
     /// Weave Net's wording: `overlay_switch ->[7e:..(node-b)] using fastdp`.
     pub fn log_line(&self) -> String {
-        format!(
+        let line = format!(
             "overlay_switch ->[{}({})] using {}",
             self.peer, self.nickname, self.to
-        )
+        );
+        match self.reason {
+            Some(reason) => format!("{line} ({reason})"),
+            None => line,
+        }
     }
 }
 
@@ -64,6 +71,8 @@ pub struct PeerOverlay {
     pub healthy: bool,
     /// When the last ack arrived.
     pub last_ack: Option<Instant>,
+    /// Why the peer is on sleeve whatever its fastdp health, if it must be.
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -75,12 +84,15 @@ struct PeerHealth {
     /// When the peer became healthy or linked: the ack timeout counts from here before any ack.
     since: Instant,
     overlay: Overlay,
+    /// The policy keeps this peer on sleeve, for this reason.
+    forced: Option<&'static str>,
 }
 
 /// The per-peer health and overlay choice.
 #[derive(Debug)]
 pub struct OverlaySwitch {
     enabled: bool,
+    policy: FastdpPolicy,
     peers: BTreeMap<PeerName, PeerHealth>,
 }
 
@@ -89,8 +101,16 @@ impl OverlaySwitch {
     pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
+            policy: FastdpPolicy::Any,
             peers: BTreeMap::new(),
         }
+    }
+
+    /// Which peers fastdp may carry at all (all, or with a password the trusted ones); applies
+    /// to links set from now on.
+    pub fn with_policy(mut self, policy: FastdpPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -115,20 +135,27 @@ impl OverlaySwitch {
                 peer.link = link.clone();
                 continue;
             }
-            let healthy = self.enabled && adopted.contains(&link.ip);
+            // With fastdp off (`--no-fastdp`) every peer is on sleeve anyway: no reason to give.
+            let forced = self
+                .enabled
+                .then(|| self.policy.forced_sleeve(link.ip))
+                .flatten();
+            let healthy = self.enabled && forced.is_none() && adopted.contains(&link.ip);
             let peer = PeerHealth {
                 link: link.clone(),
                 healthy,
                 streak: 0,
                 last_ack: None,
                 since: now,
-                overlay: overlay(self.enabled, healthy),
+                overlay: overlay(self.enabled && forced.is_none(), healthy),
+                forced,
             };
             switched.push(Switched {
                 peer: link.name,
                 nickname: link.nickname.clone(),
                 to: peer.overlay,
                 fallback: false,
+                reason: forced,
             });
             self.peers.insert(link.name, peer);
         }
@@ -179,13 +206,17 @@ impl OverlaySwitch {
             .collect()
     }
 
-    /// Where heartbeats go: every linked peer while fastdp is enabled (a peer on sleeve is
-    /// probed so it can come back), none otherwise.
+    /// Where heartbeats go: every linked peer fastdp may carry while it is enabled (a peer on
+    /// sleeve is probed so it can come back), none otherwise.
     pub fn heartbeat_targets(&self) -> Vec<PeerName> {
         if !self.enabled {
             return Vec::new();
         }
-        self.peers.keys().copied().collect()
+        self.peers
+            .iter()
+            .filter(|(_, health)| health.forced.is_none())
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// Every linked peer's state, for status and report.
@@ -199,6 +230,7 @@ impl OverlaySwitch {
                     overlay: health.overlay,
                     healthy: health.healthy,
                     last_ack: health.last_ack,
+                    reason: health.forced,
                 };
                 (*name, view)
             })
@@ -220,7 +252,7 @@ fn overlay(enabled: bool, healthy: bool) -> Overlay {
 }
 
 fn update(enabled: bool, health: &mut PeerHealth) -> Option<Switched> {
-    let to = overlay(enabled, health.healthy);
+    let to = overlay(enabled && health.forced.is_none(), health.healthy);
     if to == health.overlay {
         return None;
     }
@@ -231,6 +263,7 @@ fn update(enabled: bool, health: &mut PeerHealth) -> Option<Switched> {
         nickname: health.link.nickname.clone(),
         to,
         fallback,
+        reason: health.forced,
     })
 }
 

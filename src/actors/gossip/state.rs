@@ -328,7 +328,10 @@ impl GossipState {
         let local = self.local_name();
         let mut effects = Vec::new();
         match msg {
-            ProtocolMsg::Heartbeat => {}
+            // The link consumes its own sleeve-key messages; one reaching gossip carries nothing.
+            ProtocolMsg::Heartbeat
+            | ProtocolMsg::SleeveKey { .. }
+            | ProtocolMsg::SleeveKeyAck { .. } => {}
             ProtocolMsg::Gossip { channel, payload } if channel == TOPOLOGY_CHANNEL => {
                 let records =
                     decode_topology(&payload).map_err(|err| GossipError::BadTopology {

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use crate::actors::connection::ClosingReason;
+use crate::actors::connection::sleeve_keying::KeyRole;
+use crate::actors::connection::{ClosingReason, SleeveKeyUpdate};
 use crate::actors::gossip::Gossip;
 use crate::actors::gossip::messages::{ClosePeerLink, GossipStatus};
 use crate::actors::gossip::view::{GossipView, follow};
 use crate::actors::overlay::{FastdpPeers, MacTablePublished};
 use crate::actors::supervisor::SupervisedAddr;
-use crate::dataplane::sleeve::ForwardingTable;
+use crate::dataplane::sleeve::{ForwardingTable, SleeveKeys};
 use crate::topology::PeerName;
 use crate::wire::sleeve::{Control, encode_control_datagram};
 pub use state::{NeighbourLink, SleeveLinkStatus, SleeveOutput, SleeveState};
@@ -35,9 +36,12 @@ const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// control datagram on the sleeve's socket.
 pub trait SleeveIo: Send + Sync + 'static {
     fn publish(&self, table: Arc<ForwardingTable>);
-    /// Sends one datagram; an `io::ErrorKind` of EMSGSIZE (raw OS error) means a local link is
-    /// smaller than the datagram.
-    fn send_control(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()>;
+    /// Sends one plain datagram to `peer` at `to`, sealed with its key when the mesh has a
+    /// password; an `io::ErrorKind` of EMSGSIZE (raw OS error) means a local link is smaller
+    /// than the datagram.
+    fn send_control(&self, peer: PeerName, to: SocketAddr, datagram: &[u8]) -> io::Result<()>;
+    /// The sleeve's keys, when the mesh has a password.
+    fn keys(&self) -> Option<&SleeveKeys>;
 }
 
 /// A control record the hot path received.
@@ -67,7 +71,8 @@ pub struct Sleeve {
 }
 
 impl Sleeve {
-    /// `max_mtu`: the largest IP packet our own underlay lets one datagram carry.
+    /// `max_mtu`: the largest IP packet our own underlay lets one datagram carry (sealed, when
+    /// `io` has keys).
     pub fn new(
         local: PeerName,
         max_mtu: u16,
@@ -78,7 +83,10 @@ impl Sleeve {
     ) -> Self {
         Self {
             local,
-            state: SleeveState::new(local, max_mtu),
+            state: match io.keys() {
+                Some(_) => SleeveState::new(local, max_mtu).sealed(),
+                None => SleeveState::new(local, max_mtu),
+            },
             io,
             gossip,
             view,
@@ -140,7 +148,7 @@ impl Sleeve {
         if let Err(err) = encode_control_datagram(self.local, control, &mut self.datagram) {
             return warn!("sleeve: cannot encode {control:?}: {err}");
         }
-        match self.io.send_control(to, &self.datagram) {
+        match self.io.send_control(peer, to, &self.datagram) {
             Ok(()) => {}
             Err(err) if err.raw_os_error() == Some(nix::libc::EMSGSIZE) => {
                 let outputs = self.state.on_too_big(peer, control);
@@ -212,6 +220,44 @@ impl Handler<MacTablePublished> for Sleeve {
     fn handle(&mut self, msg: MacTablePublished, _: &mut Context<Self>) {
         self.state.set_macs(msg.snapshot);
         self.publish();
+    }
+}
+
+/// Keys agreed on a link with a password: installed before the link acknowledges them.
+impl Handler<SleeveKeyUpdate> for Sleeve {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: SleeveKeyUpdate, _: &mut Context<Self>) -> Self::Result {
+        let Some(keys) = self.io.keys() else {
+            // A sleeve without a password never seals: nothing to install.
+            return Ok(());
+        };
+        match msg {
+            SleeveKeyUpdate::Install {
+                peer,
+                link_id,
+                role: KeyRole::Opening,
+                direction,
+                key,
+            } => keys
+                .install_opening(peer, link_id, direction, &key)
+                .map_err(|err| err.to_string()),
+            SleeveKeyUpdate::Install {
+                peer,
+                link_id,
+                role: KeyRole::Sealing,
+                direction,
+                key,
+            } => {
+                keys.install_sealing(peer, link_id, direction, &key, Instant::now());
+                info!("sleeve ->[{peer}]: sealing with key epoch {}", key.epoch);
+                Ok(())
+            }
+            SleeveKeyUpdate::Forget { peer, link_id } => {
+                keys.forget(peer, link_id);
+                Ok(())
+            }
+        }
     }
 }
 

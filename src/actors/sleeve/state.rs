@@ -16,6 +16,7 @@ use crate::dataplane::sleeve::{ForwardingTable, Neighbour};
 use crate::topology::{PeerName, Routes};
 use crate::wire::sleeve::{
     Control, DATAGRAM_HEADER_LEN, ETHERNET_HEADER_LEN, MAX_DATAGRAM_LEN, RECORD_HEADER_LEN,
+    seal::SEAL_OVERHEAD,
 };
 
 /// An established mesh link, as the gossip reports it.
@@ -99,6 +100,8 @@ pub struct SleeveState {
     macs: Arc<MacSnapshot>,
     /// Something the forwarding table is built from changed since it was last built.
     dirty: bool,
+    /// Bytes sealing adds to every datagram: 0 without a password, `SEAL_OVERHEAD` with one.
+    seal_overhead: usize,
 }
 
 /// Bytes a datagram carrying one frame adds around the frame's IP packet: the datagram header,
@@ -122,7 +125,16 @@ impl SleeveState {
             fastdp: FastdpPeers::default(),
             macs: Arc::new(MacSnapshot::default()),
             dirty: true,
+            seal_overhead: 0,
         }
+    }
+
+    /// The same state for a sleeve whose datagrams are sealed: each grows by `SEAL_OVERHEAD`
+    /// on the wire, so a path's datagram limit is the plain one plus that. `max_mtu` must
+    /// already be the sealed one (`seal::sealed_effective_mtu`).
+    pub fn sealed(mut self) -> Self {
+        self.seal_overhead = SEAL_OVERHEAD;
+        self
     }
 
     /// The established links and routes changed (or may have): new links start heartbeating,
@@ -316,7 +328,9 @@ impl SleeveState {
             .map(|(&peer, link)| {
                 let neighbour = Neighbour {
                     udp_addr: link.udp_addr,
-                    payload_limit: payload_limit_for_mtu(link.pmtu.assumed()),
+                    payload_limit: (payload_limit_for_mtu(link.pmtu.assumed())
+                        + self.seal_overhead)
+                        .min(MAX_DATAGRAM_LEN),
                     fastdp: self.fastdp.carried.contains(&peer),
                     draining: self.fastdp.draining.contains(&peer),
                 };

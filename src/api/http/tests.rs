@@ -39,6 +39,7 @@ fn fastdp_with(name: PeerName, healthy: bool) -> FastdpStatus {
         },
         healthy,
         last_ack: None,
+        reason: None,
     };
     FastdpStatus {
         enabled: true,

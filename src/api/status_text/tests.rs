@@ -336,7 +336,7 @@ fn encryption_enabled_and_unknown_nickname() {
     s.encryption = true;
     s.connections = vec![ConnectionStatus {
         nick_name: None,
-        attrs: vec![],
+        attrs: vec![("encrypted".to_string(), "true".to_string())],
         ..link(
             "192.168.48.12:6783",
             true,
@@ -349,7 +349,26 @@ fn encryption_enabled_and_unknown_nickname() {
     assert!(status(&s, None).contains("\n     Encryption: enabled\n"));
     assert_eq!(
         connections(&s),
-        "-> 192.168.48.12:6783    pending     sleeve 7e:21:4a:70:2f:45\n"
+        "-> 192.168.48.12:6783    pending     encrypted   sleeve 7e:21:4a:70:2f:45\n"
+    );
+    // A fastdp link of a mesh with a password is not encrypted (no ESP here): it says so.
+    s.connections[0].attrs = vec![
+        ("encrypted".to_string(), "false".to_string()),
+        ("mtu".to_string(), "1376".to_string()),
+    ];
+    s.connections[0].overlay = Some("fastdp".to_string());
+    assert_eq!(
+        connections(&s),
+        "-> 192.168.48.12:6783    pending     unencrypted fastdp 7e:21:4a:70:2f:45 mtu=1376\n"
+    );
+    // A link kept on sleeve by the trusted subnets says why, after its attributes.
+    s.connections[0].attrs = vec![("encrypted".to_string(), "true".to_string())];
+    s.connections[0].overlay = Some("sleeve".to_string());
+    s.connections[0].info = "encrypted sleeve: this kernel has no ESP".to_string();
+    assert_eq!(
+        connections(&s),
+        "-> 192.168.48.12:6783    pending     encrypted   sleeve 7e:21:4a:70:2f:45 \
+         (encrypted sleeve: this kernel has no ESP)\n"
     );
 }
 

@@ -4,6 +4,10 @@
 //! TAP, relays the rest, reassembles fragments, and hands control records and learned MACs to the
 //! `Sleeve` actor as [`SleeveEvent`]s over a bounded channel it never waits on.
 //!
+//! With a mesh password every datagram leaves sealed with its next hop's key and every datagram
+//! arriving is opened (authenticated, replay-checked) before it is parsed ([`SleeveKeys`]);
+//! datagrams are sealed where they lie in the send arena, so sealing costs no copy.
+//!
 //! Both threads read the [`ForwardingTable`] through an [`ArcSwap`], loading it once per burst,
 //! so the actor publishes a new table without ever blocking them. [`SleeveEngine::stop`] raises a
 //! flag the threads see within one poll timeout ([`POLL_TIMEOUT_MS`]) and joins them.
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{BatchError, Batcher};
 use super::forwarding::ForwardingTable;
+use super::keys::SleeveKeys;
 use super::stats::{DropCause, SleeveStats};
 use super::tap::Tap;
 use super::udp::{MAX_GSO_MESSAGE_LEN, SendQueue, SleeveSocket};
@@ -29,7 +34,10 @@ use crate::dataplane::error::{DataplaneError, Result};
 use crate::dataplane::mac_table::{Location, REFRESH_INTERVAL};
 use crate::topology::PeerName;
 use crate::wire::MacAddr;
-use crate::wire::sleeve::fragment::{FRAGMENT_VNET_HDR_LEN, FragmentMeta, encode_fragments};
+use crate::wire::sleeve::fragment::{
+    FRAGMENT_VNET_HDR_LEN, FragmentMeta, encode_fragment, encode_fragments, fragment_chunk_len,
+};
+use crate::wire::sleeve::seal::{SEAL_HEADROOM, SEAL_OVERHEAD, SEAL_TAG_LEN};
 use crate::wire::sleeve::{Control, RecordDestination};
 
 mod rx;
@@ -80,12 +88,14 @@ pub struct SleeveEngine {
 
 impl SleeveEngine {
     /// Starts `sleeve-tx` (TAP → UDP) and `sleeve-rx` (UDP → TAP) on `tap` and `socket` (each
-    /// thread gets its own descriptor clone), forwarding by `table`, reporting on `events`.
+    /// thread gets its own descriptor clone), forwarding by `table`, reporting on `events`;
+    /// with `keys` (a mesh password) every datagram is sealed and opened with them.
     pub fn start(
         tap: Tap,
         socket: SleeveSocket,
         table: SharedTable,
         events: mpsc::Sender<SleeveEvent>,
+        keys: Option<Arc<SleeveKeys>>,
     ) -> Result<SleeveEngine> {
         let shutdown = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(SleeveStats::default());
@@ -105,6 +115,7 @@ impl SleeveEngine {
                 events: events.clone(),
                 stats: Arc::clone(&stats),
                 shutdown: Arc::clone(&shutdown),
+                keys: keys.clone(),
             },
         );
         let rx = rx::RxLoop::new(
@@ -115,6 +126,7 @@ impl SleeveEngine {
                 events,
                 stats: Arc::clone(&stats),
                 shutdown: Arc::clone(&shutdown),
+                keys,
             },
         );
         let mut engine = SleeveEngine {
@@ -169,6 +181,8 @@ struct Shared {
     events: mpsc::Sender<SleeveEvent>,
     stats: Arc<SleeveStats>,
     shutdown: Arc<AtomicBool>,
+    /// With a mesh password: every datagram is sealed and opened with these.
+    keys: Option<Arc<SleeveKeys>>,
 }
 
 impl Shared {
@@ -266,12 +280,17 @@ struct Outbound {
     batchers: HashMap<PeerName, (usize, Batcher)>,
     queue: SendQueue,
     next_frame_id: u32,
+    /// With a mesh password: datagrams are sealed in the queue's arena as they are queued.
+    keys: Option<Arc<SleeveKeys>>,
+    stats: Arc<SleeveStats>,
 }
 
 impl Outbound {
-    fn new(local: PeerName) -> Self {
+    fn new(local: PeerName, shared: &Shared) -> Self {
         Self {
             local,
+            keys: shared.keys.clone(),
+            stats: Arc::clone(&shared.stats),
             batchers: HashMap::new(),
             queue: SendQueue::new(),
             // Different per thread and per start, so ids from a restarted engine do not collide
@@ -300,20 +319,36 @@ impl Outbound {
         frame: &[u8],
     ) -> std::result::Result<(), BatchOutcome> {
         let local = self.local;
+        // Sealed datagrams grow on the wire: the batcher fills what is left of the path.
+        let plain_limit = self.plain_limit(payload_limit);
         let (sized_for, batcher) = self
             .batchers
             .entry(hop)
-            .or_insert_with(|| (payload_limit, Batcher::new(local, payload_limit)));
-        if *sized_for != payload_limit {
+            .or_insert_with(|| (plain_limit, Batcher::new(local, plain_limit)));
+        if *sized_for != plain_limit {
             // PMTU verification moved the limit: what was queued goes out first.
-            *sized_for = payload_limit;
-            if let Some(datagram) = batcher.set_payload_limit(payload_limit) {
-                self.queue.push(addr, datagram);
+            *sized_for = plain_limit;
+            if let Some(datagram) = batcher.set_payload_limit(plain_limit) {
+                enqueue(
+                    &mut self.queue,
+                    &self.keys,
+                    &self.stats,
+                    hop,
+                    addr,
+                    datagram,
+                );
             }
         }
         match batcher.push(frame, source, destination.as_peer_name()) {
             Ok(Some(datagram)) => {
-                self.queue.push(addr, datagram);
+                enqueue(
+                    &mut self.queue,
+                    &self.keys,
+                    &self.stats,
+                    hop,
+                    addr,
+                    datagram,
+                );
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -323,7 +358,8 @@ impl Outbound {
     }
 
     /// Sends `frame` as a train of fragments to `hop`, after whatever is batched for it (so the
-    /// frames of one flow keep their order).
+    /// frames of one flow keep their order). The drop cause when it cannot: `TooBig` when the
+    /// path leaves no room for a fragment, `NoKey` when there is no key to seal with yet.
     #[allow(clippy::too_many_arguments)]
     fn push_fragments(
         &mut self,
@@ -334,12 +370,19 @@ impl Outbound {
         destination: RecordDestination,
         vnet_hdr: [u8; FRAGMENT_VNET_HDR_LEN],
         frame: &[u8],
-    ) -> bool {
+    ) -> std::result::Result<(), DropCause> {
         if let Some(datagram) = self.batchers.get_mut(&hop).and_then(|(_, b)| b.flush()) {
-            self.queue.push(addr, datagram);
+            enqueue(
+                &mut self.queue,
+                &self.keys,
+                &self.stats,
+                hop,
+                addr,
+                datagram,
+            );
         }
         // Every fragment but the last fills a datagram exactly: the size GSO cuts the train at.
-        let payload_limit = payload_limit.min(MAX_GSO_MESSAGE_LEN);
+        let payload_limit = self.plain_limit(payload_limit.min(MAX_GSO_MESSAGE_LEN));
         self.next_frame_id = self.next_frame_id.wrapping_add(1);
         let meta = FragmentMeta {
             source,
@@ -349,11 +392,54 @@ impl Outbound {
             vnet_hdr,
         };
         let local = self.local;
+        let Some(keys) = &self.keys else {
+            return self
+                .queue
+                .push_segments(addr, payload_limit, |out| {
+                    encode_fragments(local, &meta, frame, payload_limit, out).map(drop)
+                })
+                .map_err(|_| DropCause::TooBig);
+        };
+        let chunk_len = fragment_chunk_len(payload_limit).ok_or(DropCause::TooBig)?;
+        // Each fragment sealed where it lies, so the train keeps one size per segment (the
+        // plain limit plus the overhead) for GSO, the last one shorter.
         self.queue
-            .push_segments(addr, payload_limit, |out| {
-                encode_fragments(local, &meta, frame, payload_limit, out).map(drop)
+            .push_segments(addr, payload_limit + SEAL_OVERHEAD, |out| {
+                for (index, chunk) in frame.chunks(chunk_len).enumerate() {
+                    // index * chunk_len < frame.len() <= MAX_REASSEMBLED_LEN: fits 32 bits.
+                    let offset = (index * chunk_len) as u32;
+                    seal_appended(out, keys, hop, |out| {
+                        encode_fragment(local, &meta, offset, chunk, out)
+                            .map_err(|_| DropCause::TooBig)
+                    })?;
+                }
+                Ok(())
             })
-            .is_ok()
+    }
+
+    /// The plain datagram that fits a path of `payload_limit` bytes: less the sealing overhead
+    /// with a password.
+    fn plain_limit(&self, payload_limit: usize) -> usize {
+        match self.keys {
+            Some(_) => payload_limit.saturating_sub(SEAL_OVERHEAD),
+            None => payload_limit,
+        }
+    }
+
+    /// Queues a fragment relayed unchanged but for its sender and destination, sealed for `hop`
+    /// with a password.
+    fn push_relayed_fragment(
+        &mut self,
+        hop: PeerName,
+        addr: SocketAddr,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), DropCause>,
+    ) -> std::result::Result<(), DropCause> {
+        match &self.keys {
+            None => self.queue.push_segments(addr, usize::MAX, write),
+            Some(keys) => self
+                .queue
+                .push_segments(addr, usize::MAX, |out| seal_appended(out, keys, hop, write)),
+        }
     }
 
     /// Moves every partly filled datagram to the queue (the end of a burst).
@@ -362,7 +448,15 @@ impl Outbound {
             // A hop that is no longer a neighbour loses what was batched for it: no path.
             if let (Some(datagram), Some(neighbour)) = (batcher.flush(), table.neighbours.get(hop))
             {
-                self.queue.push(neighbour.udp_addr, datagram);
+                let addr = neighbour.udp_addr;
+                enqueue(
+                    &mut self.queue,
+                    &self.keys,
+                    &self.stats,
+                    *hop,
+                    addr,
+                    datagram,
+                );
             }
         }
     }
@@ -379,6 +473,51 @@ impl Outbound {
             stats.count_drop(DropCause::SendFailed);
         }
     }
+}
+
+/// Queues `datagram` for `hop` at `addr`: as it is, or with a password sealed in the arena
+/// (copied there once, as without one, then sealed where it lies). A datagram that cannot be
+/// sealed (no key yet) is dropped and counted.
+fn enqueue(
+    queue: &mut SendQueue,
+    keys: &Option<Arc<SleeveKeys>>,
+    stats: &SleeveStats,
+    hop: PeerName,
+    addr: SocketAddr,
+    datagram: &[u8],
+) {
+    let Some(keys) = keys else {
+        return queue.push(addr, datagram);
+    };
+    let queued = queue.push_with(addr, |out| {
+        seal_appended(out, keys, hop, |out| {
+            out.extend_from_slice(datagram);
+            Ok(())
+        })
+    });
+    if let Err(cause) = queued {
+        stats.count_drop(cause);
+    }
+}
+
+/// Appends a plain datagram with `write` behind [`SEAL_HEADROOM`] free bytes, and room for the
+/// tag behind it, then seals it for `hop` in place. Leaves `out` as it was on failure.
+fn seal_appended(
+    out: &mut Vec<u8>,
+    keys: &SleeveKeys,
+    hop: PeerName,
+    write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), DropCause>,
+) -> std::result::Result<(), DropCause> {
+    let start = out.len();
+    out.resize(start + SEAL_HEADROOM, 0);
+    let sealed = write(out).and_then(|()| {
+        out.resize(out.len() + SEAL_TAG_LEN, 0);
+        keys.seal(hop, &mut out[start..]).map_err(|err| err.cause())
+    });
+    if sealed.is_err() {
+        out.truncate(start);
+    }
+    sealed
 }
 
 /// Why a frame could not be batched.

@@ -15,6 +15,7 @@ mod engine;
 mod forward;
 mod forwarding;
 mod icmp;
+mod keys;
 mod reassembly;
 mod stats;
 mod tap;
@@ -31,6 +32,7 @@ pub use engine::{POLL_TIMEOUT_MS, SharedTable, SleeveEngine, SleeveEvent};
 pub use forward::{Action, DropReason, forward_captured, forward_received};
 pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
+pub use keys::{KeyError, SleeveKeys};
 pub use reassembly::{
     MAX_BUFFERED_BYTES, MAX_FRAMES_PER_SOURCE, REASSEMBLY_TIMEOUT, Reassembled, Reassembler,
     ReassemblyError,

@@ -30,9 +30,17 @@ pub enum DropCause {
     EventChannelFull,
     /// A frame too big for the path that could neither get an ICMP reply nor be fragmented.
     TooBig,
+    /// With a mesh password: a datagram that failed authentication (forged, altered, sealed
+    /// under a key we do not hold, or not sealed at all).
+    Auth,
+    /// With a mesh password: a datagram whose counter was already received or is behind the
+    /// replay window.
+    Replay,
+    /// With a mesh password: a datagram for a neighbour whose link has not agreed a key yet.
+    NoKey,
 }
 
-const DROP_CAUSES: usize = 14;
+const DROP_CAUSES: usize = 17;
 
 impl DropCause {
     fn index(self) -> usize {
@@ -51,6 +59,9 @@ impl DropCause {
             DropCause::TooBig => 11,
             DropCause::ReassemblyTimeout => 12,
             DropCause::ReassemblyEvicted => 13,
+            DropCause::Auth => 14,
+            DropCause::Replay => 15,
+            DropCause::NoKey => 16,
         }
     }
 
@@ -71,6 +82,9 @@ impl DropCause {
             DropCause::TooBig => "too_big",
             DropCause::ReassemblyTimeout => "reassembly_timeout",
             DropCause::ReassemblyEvicted => "reassembly_evicted",
+            DropCause::Auth => "auth",
+            DropCause::Replay => "replay",
+            DropCause::NoKey => "no_key",
         }
     }
 
@@ -90,6 +104,9 @@ impl DropCause {
         DropCause::TooBig,
         DropCause::ReassemblyTimeout,
         DropCause::ReassemblyEvicted,
+        DropCause::Auth,
+        DropCause::Replay,
+        DropCause::NoKey,
     ];
 }
 

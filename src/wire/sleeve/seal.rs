@@ -1,5 +1,6 @@
 //! The sealed sleeve datagram: a plain sleeve datagram (records, or one fragment) encrypted and
-//! authenticated with ChaCha20-Poly1305 (RFC 8439) under a per-direction, per-epoch key, for a
+//! authenticated with ChaCha20-Poly1305 (RFC 8439) or AES-256-GCM, as the key says (see
+//! [`key`]), under a per-direction, per-epoch key, for a
 //! mesh with a password. This module owns the byte format, the sending and receiving key state
 //! ([`SealingKey`], [`OpeningKeys`]), the replay window ([`replay`]), the key-delivery message
 //! ([`SleeveKey`]) and the rekey policy ([`rekey_due`]). Pure: no sockets, no clock (time is
@@ -32,7 +33,7 @@
 //! ([`sealed_effective_mtu`]; Weave Net's encrypted sleeve: 1414, one more since its plain
 //! header has no version byte).
 
-use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use super::{DATAGRAM_HEADER_LEN, FLAG_FRAGMENT, MAX_DATAGRAM_LEN, SLEEVE_VERSION, effective_mtu};
 use crate::topology::PeerName;
@@ -42,7 +43,7 @@ mod opening;
 pub mod replay;
 mod sealing;
 
-pub use key::{SLEEVE_KEY_LEN, SleeveKey};
+pub use key::{Cipher, SLEEVE_KEY_LEN, SleeveKey};
 pub use opening::{Opened, OpeningKeys};
 pub use sealing::{REKEY_AFTER_DATAGRAMS, REKEY_AFTER_TIME, SealingKey, rekey_due};
 
@@ -229,12 +230,12 @@ fn nonce(direction_tag: [u8; DIRECTION_TAG_LEN], field: u64) -> Nonce {
     Nonce::assume_unique_for_key(bytes)
 }
 
-/// The AEAD of this module: ChaCha20-Poly1305 through `ring`, nonce = direction tag and counter
-/// field. Every seal and open goes through these two functions, the known-answer test too.
-fn aead_key(key: &[u8; SLEEVE_KEY_LEN]) -> LessSafeKey {
-    // A 32-byte key is exactly what CHACHA20_POLY1305 takes: `new` cannot fail on it.
-    let unbound =
-        UnboundKey::new(&CHACHA20_POLY1305, key).expect("ChaCha20-Poly1305 takes any 32-byte key");
+/// The AEAD of this module: the key's cipher through `ring`, nonce = direction tag and counter
+/// field. Every seal and open goes through these two functions, the known-answer tests too.
+fn aead_key(key: &SleeveKey) -> LessSafeKey {
+    // Both ciphers take exactly a 32-byte key: `new` cannot fail on it.
+    let unbound = UnboundKey::new(key.cipher().algorithm(), key.bytes())
+        .expect("ChaCha20-Poly1305 and AES-256-GCM take any 32-byte key");
     LessSafeKey::new(unbound)
 }
 

@@ -21,6 +21,7 @@ const TIMERS: LinkTimers = LinkTimers {
     handshake_timeout: Duration::from_secs(10),
     heartbeat_interval: Duration::from_secs(2),
     read_timeout: Duration::from_secs(6),
+    sleeve_rekey_interval: Duration::from_secs(120),
 };
 
 fn identity(name: u64, uid: u64, nickname: &str) -> LocalIdentity {
@@ -76,10 +77,38 @@ impl End {
                     self.outputs.push(LinkOutput::Handshaken(handshaken));
                     self.state.on_registered(now, Ok(()));
                 }
+                LinkOutput::InstallSleeveKey {
+                    role,
+                    direction,
+                    key,
+                } => {
+                    // Installed at once; the record keeps what the sleeve was given.
+                    self.state.on_sleeve_key_installed(now, role, key.epoch);
+                    self.outputs.push(LinkOutput::InstallSleeveKey {
+                        role,
+                        direction,
+                        key,
+                    });
+                }
                 other => self.outputs.push(other),
             }
         }
         sent
+    }
+
+    /// The sleeve keys this end installed, in order: (role, direction, epoch).
+    fn installed_keys(&self) -> Vec<(KeyRole, Direction, u32)> {
+        self.outputs
+            .iter()
+            .filter_map(|output| match output {
+                LinkOutput::InstallSleeveKey {
+                    role,
+                    direction,
+                    key,
+                } => Some((*role, *direction, key.epoch)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn closed_with(&self) -> Option<&ClosingReason> {

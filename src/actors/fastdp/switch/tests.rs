@@ -163,3 +163,45 @@ fn acks_from_unknown_peers_are_ignored() {
     let mut switch = OverlaySwitch::new(true);
     assert!(switch.on_ack(peer(9).name, Instant::now()).is_empty());
 }
+
+#[test]
+fn with_a_password_a_peer_outside_the_trusted_subnets_stays_on_sleeve_and_says_why() {
+    use crate::actors::fastdp::switch_policy::{FastdpPolicy, NO_ESP_REASON};
+    let t0 = Instant::now();
+    // peer(1) is 192.0.2.1, inside; peer(2) becomes an outsider at 198.51.100.2.
+    let trusted = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut switch = OverlaySwitch::new(true).with_policy(FastdpPolicy::new(true, trusted));
+    let inside = peer(1);
+    let outside = LinkedPeer {
+        ip: Ipv4Addr::new(198, 51, 100, 2),
+        ..peer(2)
+    };
+    // Even a flood entry the kernel already had does not make the outsider healthy.
+    let adopted = BTreeSet::from([outside.ip]);
+    let first = switch.set_links(&[inside.clone(), outside.clone()], &adopted, t0);
+    let of = |name: PeerName| first.iter().find(|s| s.peer == name).unwrap();
+    assert_eq!(of(outside.name).to, Overlay::Sleeve);
+    assert_eq!(
+        of(outside.name).log_line(),
+        format!(
+            "overlay_switch ->[{}(node-2)] using sleeve ({NO_ESP_REASON})",
+            outside.name
+        )
+    );
+    assert_eq!(of(inside.name).reason, None);
+    assert_eq!(switch.heartbeat_targets(), vec![inside.name]);
+    let mut switched = ack_every_second(&mut switch, inside.name, t0, 5);
+    switched.extend(ack_every_second(&mut switch, outside.name, t0, 5));
+    assert_eq!(switch.fastdp_peers(), BTreeSet::from([inside.name]));
+    assert!(
+        switched.iter().all(|s| s.peer == inside.name),
+        "{switched:?}"
+    );
+    assert_eq!(switch.peers()[&outside.name].reason, Some(NO_ESP_REASON));
+    assert_eq!(switch.peers()[&inside.name].reason, None);
+
+    // With fastdp off every peer is on sleeve for that reason alone: none is shown.
+    let mut off = OverlaySwitch::new(false).with_policy(FastdpPolicy::new(true, vec![]));
+    let first = off.set_links(std::slice::from_ref(&outside), &none(), t0);
+    assert_eq!((first[0].to, first[0].reason), (Overlay::Sleeve, None));
+}

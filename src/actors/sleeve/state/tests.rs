@@ -316,3 +316,23 @@ fn silence_on_a_fastdp_link_is_reported_but_does_not_fail_it_until_fastdp_goes()
         "{outputs:?}"
     );
 }
+
+#[test]
+fn a_sealed_sleeve_sizes_datagrams_for_the_sealed_mtu_plus_the_seal() {
+    use crate::wire::sleeve::seal::{SEAL_OVERHEAD, sealed_effective_mtu};
+    let now = Instant::now();
+    let mtu = u16::try_from(sealed_effective_mtu(1500)).unwrap();
+    assert_eq!(mtu, 1413);
+    let mut sealed = SleeveState::new(LOCAL, mtu).sealed();
+    sealed.set_links(vec![link(B, 7, 2)], &routes(), now);
+    let table = sealed.take_table().unwrap();
+    // The datagram on the wire fills a 1500-byte underlay exactly, as a plain one does.
+    assert_eq!(
+        table.neighbours[&B].payload_limit,
+        payload_limit_for_mtu(1413) + SEAL_OVERHEAD
+    );
+    assert_eq!(table.neighbours[&B].payload_limit, 1472);
+    let plain = with_b(now).take_table().unwrap();
+    assert_eq!(plain.neighbours[&B].payload_limit, 1472);
+    assert_eq!(payload_limit_for_mtu(1437), 1472);
+}

@@ -1,4 +1,6 @@
-//! `sleeve-rx`: datagrams received in batches, parsed (check-then-parse, borrowed), forwarded by
+//! `sleeve-rx`: datagrams received in batches, opened when the mesh has a password (a datagram
+//! that fails authentication or the replay window, or arrives unsealed, is dropped and counted,
+//! never parsed), parsed (check-then-parse, borrowed), forwarded by
 //! [`forward_received`]: frames for us written to the TAP, others relayed to their next hop,
 //! fragments for us reassembled, control records handed to the actor.
 
@@ -20,6 +22,7 @@ use crate::dataplane::sleeve::tap::Tap;
 use crate::dataplane::sleeve::udp::{RecvBatch, SleeveSocket};
 use crate::topology::PeerName;
 use crate::wire::sleeve::fragment::{Datagram, Fragment, FragmentMeta, encode_fragment};
+use crate::wire::sleeve::seal::is_sealed;
 use crate::wire::sleeve::{Record, RecordDestination};
 
 /// The thread's name, in logs and [`SleeveEvent::Failed`].
@@ -54,7 +57,7 @@ impl RxLoop {
 
     pub(super) fn run(self) {
         let mut batch = RecvBatch::new();
-        let mut out = Outbound::new(self.shared.table.load().local);
+        let mut out = Outbound::new(self.shared.table.load().local, &self.shared);
         let mut macs = MacReporter::default();
         let mut reassembler = Reassembler::new();
         let mut actions = Vec::with_capacity(8);
@@ -103,10 +106,19 @@ impl RxLoop {
         }
     }
 
-    fn datagram(&self, burst: &mut Burst<'_>, from: Option<SocketAddr>, datagram: &[u8]) {
+    fn datagram(&self, burst: &mut Burst<'_>, from: Option<SocketAddr>, received: &mut [u8]) {
         let stats = &self.shared.stats;
         SleeveStats::add(&stats.udp_datagrams_in, 1);
-        SleeveStats::add(&stats.udp_bytes_in, datagram.len() as u64);
+        SleeveStats::add(&stats.udp_bytes_in, received.len() as u64);
+        let datagram: &[u8] = match &self.shared.keys {
+            None => received,
+            // With a password a plain datagram proves nothing: anyone can send one.
+            Some(_) if !is_sealed(received) => return stats.count_drop(DropCause::Auth),
+            Some(keys) => match keys.open(received) {
+                Ok(opened) => opened.datagram,
+                Err(error) => return stats.count_drop(error.cause()),
+            },
+        };
         match Datagram::parse(datagram) {
             Ok(Datagram::Records(records)) => {
                 let sender = records.sender();
@@ -157,7 +169,7 @@ impl RxLoop {
                             .out
                             .push_frame(hop, addr, limit, source, destination, frame)
                         {
-                            Ok(()) => true,
+                            Ok(()) => Ok(()),
                             // A narrower path onwards: the relay fragments.
                             Err(BatchOutcome::TooBig { .. }) => burst.out.push_fragments(
                                 hop,
@@ -168,12 +180,12 @@ impl RxLoop {
                                 PLAIN_VNET_HDR,
                                 frame,
                             ),
-                            Err(BatchOutcome::Invalid) => false,
+                            Err(BatchOutcome::Invalid) => Err(DropCause::TooBig),
                         };
-                    if pushed {
-                        SleeveStats::add(&stats.relayed, 1);
+                    if let Err(cause) = pushed {
+                        stats.count_drop(cause);
                     } else {
-                        stats.count_drop(DropCause::TooBig);
+                        SleeveStats::add(&stats.relayed, 1);
                     }
                 }
                 Action::Drop(reason) => stats.count_drop(DropCause::Forwarding(reason)),
@@ -214,22 +226,15 @@ impl RxLoop {
                         ..meta
                     };
                     let local = burst.out.local;
-                    let queued =
-                        burst
-                            .out
-                            .queue
-                            .push_segments(neighbour.udp_addr, usize::MAX, |buf| {
-                                encode_fragment(
-                                    local,
-                                    &onward,
-                                    fragment.offset,
-                                    fragment.chunk,
-                                    buf,
-                                )
-                            });
+                    let queued = burst
+                        .out
+                        .push_relayed_fragment(hop, neighbour.udp_addr, |buf| {
+                            encode_fragment(local, &onward, fragment.offset, fragment.chunk, buf)
+                                .map_err(|_| DropCause::MalformedDatagram)
+                        });
                     match queued {
                         Ok(()) => SleeveStats::add(&stats.relayed, 1),
-                        Err(_) => stats.count_drop(DropCause::MalformedDatagram),
+                        Err(cause) => stats.count_drop(cause),
                     }
                 }
                 Action::Drop(reason) => stats.count_drop(DropCause::Forwarding(reason)),

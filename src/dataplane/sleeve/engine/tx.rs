@@ -48,7 +48,7 @@ impl TxLoop {
 
     pub(super) fn run(self) {
         let mut buffer = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_REASSEMBLED_LEN];
-        let mut out = Outbound::new(self.shared.table.load().local);
+        let mut out = Outbound::new(self.shared.table.load().local, &self.shared);
         let mut macs = MacReporter::default();
         let mut actions = Vec::with_capacity(8);
         while !self.shared.stopping() {
@@ -156,10 +156,9 @@ impl TxLoop {
                     Err(BatchOutcome::TooBig { .. }) => {}
                 }
             }
-            if out.push_fragments(hop, addr, limit, table.local, destination, vnet_hdr, frame) {
-                SleeveStats::add(&stats.fragmented, 1);
-            } else {
-                stats.count_drop(DropCause::TooBig);
+            match out.push_fragments(hop, addr, limit, table.local, destination, vnet_hdr, frame) {
+                Ok(()) => SleeveStats::add(&stats.fragmented, 1),
+                Err(cause) => stats.count_drop(cause),
             }
         }
     }

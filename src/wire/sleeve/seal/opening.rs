@@ -79,7 +79,7 @@ impl OpeningKeys {
         }
         let next = EpochKey {
             epoch: key.epoch,
-            key: aead_key(key.bytes()),
+            key: aead_key(key),
             window: ReplayWindow::new(),
         };
         self.previous = self.current.replace(next);

@@ -55,7 +55,7 @@ impl SealingKey {
         Self {
             epoch: key.epoch,
             direction,
-            key: aead_key(key.bytes()),
+            key: aead_key(key),
             next: 0,
             started: now,
         }

@@ -9,6 +9,7 @@ use crate::wire::sleeve::{
     encode_frame_record,
 };
 use proptest::prelude::*;
+use ring::aead::CHACHA20_POLY1305;
 
 fn peer(value: u64) -> PeerName {
     PeerName::from_u64(value).unwrap()
@@ -85,7 +86,7 @@ fn overhead_is_24_bytes_and_the_mtu_1413() {
 #[test]
 fn rfc_8439_aead_vector() {
     let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
-    let key = aead_key(&key);
+    let key = aead_key(&SleeveKey::from_bytes(0, key));
     let (tag, field) = ([7, 0, 0, 0], 0x4041_4243_4445_4647);
     let aad = hex("50515253c0c1c2c3c4c5c6c7");
     let plaintext = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip \
@@ -503,3 +504,47 @@ proptest! {
         prop_assert!(seen.iter().all(|&s| s));
     }
 }
+
+/// The heartbeat of [`pinned_sealed_heartbeat`] under the same key as an AES-256-GCM key. The
+/// expected bytes come from outside `ring`: Python's `cryptography` (OpenSSL),
+/// `AESGCM(key).encrypt(b"wfd>" + header[7:], heartbeat[7:], header)`.
+#[test]
+fn pinned_sealed_heartbeat_under_aes_256_gcm() {
+    let sender = peer(0x0a00_0000_0001);
+    let mut heartbeat = Vec::new();
+    encode_control_datagram(
+        sender,
+        Control::Heartbeat {
+            connection_id: 0x0102_0304_0506_0708,
+        },
+        &mut heartbeat,
+    )
+    .unwrap();
+    let key = SleeveKey::from_bytes(5, KEY).with_cipher(Cipher::Aes256Gcm);
+    let mut sealing = SealingKey::new(&key, Direction::FromDialler, Instant::now());
+    let mut sealed = Vec::new();
+    for expected in 0..3 {
+        assert_eq!(sealing.seal(&heartbeat, &mut sealed), Ok(expected));
+    }
+    let pinned: String = sealed.iter().map(|byte| format!("{byte:02x}")).collect();
+    assert_eq!(pinned, PINNED_AES_HEARTBEAT);
+
+    let mut opening = OpeningKeys::new(Direction::FromDialler);
+    opening.install(&key).unwrap();
+    assert_eq!(
+        opening.open(&mut sealed.clone()).unwrap().datagram,
+        &heartbeat[..]
+    );
+    // The same bytes opened as ChaCha20-Poly1305 fail: the cipher is part of the key.
+    let mut chacha = OpeningKeys::new(Direction::FromDialler);
+    chacha.install(&SleeveKey::from_bytes(5, KEY)).unwrap();
+    assert!(chacha.open(&mut sealed).is_err());
+}
+
+const PINNED_AES_HEARTBEAT: &str = concat!(
+    "0a0000000001",                                   // sender
+    "12",                                             // version 1, sealed
+    "5000000000000002",                               // epoch 5, counter 2
+    "e7dfbb86e2fb32fa5de22e690b9a97e67e72190b397199", // ciphertext
+    "5a377e543c89b44b89ca3a8dff4945a9",               // tag
+);

@@ -1,6 +1,7 @@
 //! Sealed links (the mesh password) driven directly: the same key establishes with nothing in
 //! the clear, different keys or a key at one end only are refused at both ends with the reasons
-//! documented, an altered byte closes the link, and a message larger than a record crosses whole.
+//! documented, an altered byte closes the link, a message larger than a record crosses whole, and
+//! the sleeve's keys are agreed and rekeyed inside the channel.
 
 use super::*;
 
@@ -156,4 +157,62 @@ fn a_sealed_message_larger_than_a_record_crosses_whole() {
     }
     acceptor.step(now);
     assert_eq!(acceptor.outputs.last(), Some(&LinkOutput::Received(big)));
+}
+
+#[test]
+fn sealed_ends_agree_sleeve_keys_and_rekey_on_time() {
+    let start = Instant::now();
+    let rekey = TIMERS.sleeve_rekey_interval;
+    let mut dialler = End::sealed(&identity(1, 10, "one"), true, Some(KEY), start);
+    let mut acceptor = End::sealed(&identity(2, 20, "two"), false, Some(KEY), start);
+    converse(&mut dialler, &mut acceptor, start);
+    let epoch_0 = |from_dialler: bool| {
+        let (mine, theirs) = if from_dialler {
+            (Direction::FromDialler, Direction::FromAcceptor)
+        } else {
+            (Direction::FromAcceptor, Direction::FromDialler)
+        };
+        vec![(KeyRole::Opening, theirs, 0), (KeyRole::Sealing, mine, 0)]
+    };
+    // Each opens the other's key, and seals with its own once acknowledged.
+    assert_eq!(dialler.installed_keys(), epoch_0(true));
+    assert_eq!(acceptor.installed_keys(), epoch_0(false));
+    assert!(dialler.state.poll_timeout().unwrap() <= start + rekey);
+
+    // Heartbeats keep the link up until the key's time is over; then a new epoch each way.
+    let mut now = start;
+    while now < start + rekey {
+        now += TIMERS.heartbeat_interval;
+        dialler.state.handle_timeout(now);
+        acceptor.state.handle_timeout(now);
+        converse(&mut dialler, &mut acceptor, now);
+    }
+    assert!(!dialler.state.is_closed() && !acceptor.state.is_closed());
+    let mut keys = dialler.installed_keys().split_off(2);
+    keys.sort_by_key(|&(role, _, _)| role == KeyRole::Sealing);
+    assert_eq!(
+        keys,
+        [
+            (KeyRole::Opening, Direction::FromAcceptor, 1),
+            (KeyRole::Sealing, Direction::FromDialler, 1)
+        ]
+    );
+    assert_eq!(acceptor.installed_keys().len(), 4);
+}
+
+#[test]
+fn a_sleeve_key_on_a_link_without_a_password_is_a_protocol_error() {
+    let now = Instant::now();
+    let (mut dialler, mut acceptor) = established(now);
+    let key = SleeveKey::random(0).encode().unwrap();
+    let frame = frame_of(&ProtocolMsg::SleeveKey {
+        key: crate::wire::SleeveKeyBytes::new(&key),
+    });
+    acceptor.state.on_bytes(now, &frame);
+    acceptor.step(now);
+    assert!(matches!(
+        acceptor.closed_with(),
+        Some(ClosingReason::Protocol(_))
+    ));
+    dialler.step(now);
 }

@@ -13,6 +13,7 @@ struct AnyLength {
 fn encoding_fits_its_reserved_capacity() {
     let key = SleeveKey::from_bytes(u32::MAX, [0xff; SLEEVE_KEY_LEN]);
     let encoded = key.encode().unwrap();
+
     assert!(encoded.len() <= ENCODED_CAPACITY, "{} bytes", encoded.len());
     assert_eq!(encoded.capacity(), ENCODED_CAPACITY, "never reallocated");
 }
@@ -39,6 +40,43 @@ fn a_key_of_another_length_is_refused() {
         SleeveKey::decode(&bytes).unwrap(),
         SleeveKey::from_bytes(1, [7; SLEEVE_KEY_LEN])
     );
+}
+
+#[test]
+fn the_cipher_travels_with_the_key_and_defaults_to_chacha() {
+    let aes = SleeveKey::from_bytes(2, [5; SLEEVE_KEY_LEN]).with_cipher(Cipher::Aes256Gcm);
+    let decoded = SleeveKey::decode(&aes.encode().unwrap()).unwrap();
+    assert_eq!(decoded.cipher(), Cipher::Aes256Gcm);
+    assert_eq!(decoded, aes);
+    // A key that names no cipher (the message's first form) is a ChaCha20-Poly1305 key.
+    let unnamed = rmp_serde::to_vec_named(&AnyLength {
+        epoch: 2,
+        key: vec![5; SLEEVE_KEY_LEN],
+    })
+    .unwrap();
+    assert_eq!(
+        SleeveKey::decode(&unnamed).unwrap().cipher(),
+        Cipher::ChaCha20Poly1305
+    );
+    #[derive(Serialize)]
+    struct Named<'a> {
+        epoch: u32,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        cipher: &'a str,
+    }
+    let unknown = rmp_serde::to_vec_named(&Named {
+        epoch: 2,
+        key: vec![5; SLEEVE_KEY_LEN],
+        cipher: "rot13",
+    })
+    .unwrap();
+    assert!(SleeveKey::decode(&unknown).is_err(), "an unknown cipher");
+}
+
+#[test]
+fn random_keys_use_the_fastest_cipher_here() {
+    assert_eq!(SleeveKey::random(0).cipher(), Cipher::fastest_here());
 }
 
 #[test]
