@@ -244,3 +244,123 @@ fn a_forged_record_at_the_top_of_the_versions_is_not_believed() {
     assert!(version_of_victim < u64::MAX / 2, "{version_of_victim}");
     assert!(fully_routed(&routers), "the victim is still routed");
 }
+
+/// The forger of the tests above against a mesh with a password. It speaks the plaintext
+/// handshake and, without waiting for answers, everything it would forge: a `Hello` in the name
+/// of the second router (impersonation), its `Reveal`, heartbeats, a topology of made-up peers
+/// with the second router's record at the top of the versions, and an IPAM message. None of it
+/// gets past the Noise handshake it cannot complete: the router refuses it after the header.
+#[test]
+fn a_forger_without_the_mesh_password_gets_nothing_in() {
+    const BLOCK: u8 = 187;
+    let opts = RouterOpts {
+        env: vec![(
+            "WEAVE_PASSWORD".to_string(),
+            "forged-gossip-187-correct-horse".to_string(),
+        )],
+        ..Default::default()
+    };
+    let routers = star(BLOCK, 2, opts);
+    assert!(wait_until(Duration::from_secs(30), || fully_routed(
+        &routers
+    )));
+    let victim: PeerName = routers[1].name.parse().unwrap();
+
+    let nonce = LinkNonce::random();
+    let hello = Hello::Features(Features {
+        name: victim,
+        nickname: routers[1].nickname.clone(),
+        uid: PeerUid(4242),
+        conn_commit: nonce.commitment(),
+        overlays: Vec::new(),
+        listen_port: 6783,
+    });
+    let mut made_up = record(
+        victim,
+        4242,
+        u64::MAX,
+        SocketAddr::from((ip(BLOCK, 2), 6783)),
+    );
+    let mut forged = Vec::new();
+    for i in 0..20u64 {
+        let name = PeerName::from_u64(0x0c_0000 + i).unwrap();
+        forged.push(record(
+            name,
+            20_000 + i,
+            1_000,
+            SocketAddr::from((ip(BLOCK, 50), 7000)),
+        ));
+        made_up.connections.insert(name, summary());
+    }
+    forged.push(made_up);
+    let messages = [
+        encode_message("hello", &hello).unwrap(),
+        encode_message("reveal", &Reveal { nonce }).unwrap(),
+        encode_message("message", &ProtocolMsg::Heartbeat).unwrap(),
+        encode_message(
+            "message",
+            &ProtocolMsg::Gossip {
+                channel: "topology".into(),
+                payload: ByteBuf::from(encode_topology(&forged).unwrap()),
+            },
+        )
+        .unwrap(),
+        encode_message(
+            "message",
+            &ProtocolMsg::Gossip {
+                channel: "ipam".into(),
+                payload: ByteBuf::from(vec![0x80; 64]),
+            },
+        )
+        .unwrap(),
+    ];
+    let mut script = BytesMut::from(&ProtocolHeader::OURS.encode()[..]);
+    for message in messages {
+        encode_frame(message, &mut script).unwrap();
+    }
+
+    let mut stream = TcpStream::connect(routers[0].mesh_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The router may close before the whole script is written: that is the point.
+    let _ = stream.write_all(&script);
+    let mut answer = Vec::new();
+    let ended = stream.read_to_end(&mut answer);
+    assert!(
+        ended.is_ok()
+            || matches!(ended, Err(ref err) if err.kind() == std::io::ErrorKind::ConnectionReset),
+        "the router kept the forger's connection open: {ended:?}"
+    );
+    assert!(
+        answer.len() <= HEADER_LEN + 2,
+        "the router said more than its header and a refusal: {answer:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || routers[0].log_contains(
+            "connection refused: peer does not know the mesh password"
+        )),
+        "no refusal logged"
+    );
+
+    // Nothing forged was believed: the same two peers, the victim at its own version, routed.
+    std::thread::sleep(Duration::from_secs(2));
+    for router in &routers {
+        let mut peers = router.peer_names();
+        peers.sort();
+        let mut expected = vec![routers[0].name.clone(), routers[1].name.clone()];
+        expected.sort();
+        assert_eq!(peers, expected);
+    }
+    let version_of_victim = routers[0].report().unwrap()["Peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|peer| peer["Name"] == routers[1].name.as_str())
+        .unwrap()["Version"]
+        .as_u64()
+        .unwrap();
+    assert!(version_of_victim < u64::MAX / 2, "{version_of_victim}");
+    assert!(fully_routed(&routers), "the victim is still routed");
+    assert!(!routers[0].log_contains("ignored 1 peer records from"));
+}
