@@ -135,6 +135,9 @@ impl ConnectionMakerState {
             // A full budget: the wakeup is about the schedule, the budget only delays it.
             dial_budget: DialBudget::default(),
             backoffs: BackoffMemory::default(),
+            mesh: self.mesh.clone(),
+            near: self.near.clone(),
+            rebalancer: Rebalancer::new(0),
         };
         copy.due(at, usize::MAX)
     }
