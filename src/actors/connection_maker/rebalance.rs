@@ -120,9 +120,10 @@ impl Rebalancer {
         self.most_redundant(input, us).map(Rebalance::Drop)
     }
 
-    /// When the next decision is due (None before the first call).
-    pub fn next_at(&self) -> Option<Instant> {
-        self.next_at
+    /// Whether [`Self::decide`] would do more than wait: lets the caller skip gathering its
+    /// input between decisions.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.next_at.is_none_or(|at| now >= at)
     }
 
     /// The interval drawn uniformly from `[interval/2, 3·interval/2]`.
@@ -130,22 +131,42 @@ impl Rebalancer {
         interval.mul_f64(self.rng.random_range(0.5..=1.5))
     }
 
+    /// The farthest dialable peer with room; when a far peer is full (it would refuse us), one
+    /// of its neighbours with room that is not near us instead, which brings the full one within
+    /// two hops. Failing both, the farthest dialable peer: our view of its links may be stale.
     fn farthest_dialable(&mut self, input: &RebalanceInput<'_>, us: usize) -> Option<PeerName> {
         let graph = input.graph;
-        let mut far: Vec<(u32, bool, PeerName)> = graph
-            .distances(us)
-            .into_iter()
+        let distances = graph.distances(us);
+        let mut far: Vec<(u32, usize)> = distances
+            .iter()
             .enumerate()
-            .filter_map(|(peer, distance)| {
-                let distance = distance.filter(|d| *d >= FAR_HOPS)?;
-                let name = graph.name(peer);
-                (input.dialable)(name).then_some((distance, graph.has_room(peer), name))
-            })
+            .filter_map(|(peer, distance)| distance.filter(|d| *d >= FAR_HOPS).map(|d| (d, peer)))
             .collect();
         far.shuffle(&mut self.rng);
-        // Farthest first; among equally far, those with room first.
-        far.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-        far.first().map(|(_, _, name)| *name)
+        far.sort_by_key(|(distance, _)| std::cmp::Reverse(*distance));
+        let dialable = |peer: usize| (input.dialable)(graph.name(peer));
+        let not_near = |peer: usize| distances[peer].is_some_and(|d| d > NEAR_HOPS);
+        if let Some(&(_, peer)) = far
+            .iter()
+            .find(|(_, peer)| graph.has_room(*peer) && dialable(*peer))
+        {
+            return Some(graph.name(peer));
+        }
+        for &(_, peer) in &far {
+            let mut neighbours = graph.neighbours(peer).to_vec();
+            neighbours.shuffle(&mut self.rng);
+            if let Some(&via) = neighbours
+                .iter()
+                .find(|&&n| graph.has_room(n) && not_near(n) && dialable(n))
+            {
+                return Some(graph.name(via));
+            }
+        }
+        let fallback = far
+            .iter()
+            .find(|(_, peer)| dialable(*peer))
+            .map(|(_, peer)| *peer);
+        fallback.map(|peer| graph.name(peer))
     }
 
     fn most_redundant(&mut self, input: &RebalanceInput<'_>, us: usize) -> Option<PeerName> {

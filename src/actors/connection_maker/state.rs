@@ -130,6 +130,9 @@ impl ConnectionMakerState {
         limit: u32,
         free_permits: usize,
     ) -> Option<RebalanceAction> {
+        if !self.rebalancer.is_due(now) {
+            return None;
+        }
         let mut by_peer: BTreeMap<PeerName, &String> = BTreeMap::new();
         let mut droppable = Vec::new();
         for (addr, target) in &self.targets {
@@ -362,15 +365,24 @@ impl ConnectionMakerState {
     ) -> Vec<String> {
         let isolated = self.connected_peers.is_empty();
         let hint_in_flight = self.hint_in_flight();
-        let mut ready: Vec<(u8, &String, TargetSource, Option<PeerName>)> = self
+        // With no discovery permit left only direct targets (and a hint while isolated) can be
+        // picked: leaving the rest out here spares shuffling hundreds of discovered targets on
+        // every tick of a peer at its discovery ceiling, the usual state of a large mesh.
+        let only_direct = discovery_permits == 0 && !isolated;
+        let mut ready: Vec<(u8, &String, TargetSource)> = self
             .targets
             .iter()
             .filter(|(_, target)| {
                 matches!(target.state, TargetState::Waiting { at } if at <= now)
                     && !target.retired()
+                    && (!only_direct || target.direct)
                     && !target.leads_to(&self.connected_peers)
+                    // Once linked, discovery leaves alone the peers within two hops. That is
+                    // what lets the mesh spread out rather than clump, and what keeps a link
+                    // rebalancing dropped from being dialled again by either end.
+                    && (target.direct || isolated || !self.is_near(target.peer))
             })
-            .map(|(addr, target)| (target.rank(), addr, target.source(), target.peer))
+            .map(|(addr, target)| (target.rank(), addr, target.source()))
             .collect();
         // Direct targets by address; discovered ones in a random order of this peer's own, so
         // that peers do not all dial the same lowest addresses first, which would pile links onto
@@ -388,27 +400,19 @@ impl ConnectionMakerState {
         let mut budget = self.dial_budget.available(now);
         let mut discovery_left = discovery_permits;
         let mut isolated_hints_left = usize::from(!hint_in_flight);
-        // Once linked, discovery leaves alone the peers within two hops (checked last: it is the
-        // dearest test). That is what lets the mesh spread out rather than clump, and what keeps
-        // a link rebalancing dropped from being dialled again by either end.
-        let near = |peer| self.is_near(peer);
         let picked: Vec<String> = ready
             .into_iter()
-            .filter(|(_, _, source, peer)| match source {
+            .filter(|(_, _, source)| match source {
                 TargetSource::Direct => true,
                 TargetSource::Hinted if isolated => {
                     budget > 0 && take_one(&mut isolated_hints_left) && take_one(&mut budget)
                 }
                 TargetSource::Hinted | TargetSource::Discovered => {
-                    budget > 0
-                        && discovery_left > 0
-                        && !near(*peer)
-                        && take_one(&mut discovery_left)
-                        && take_one(&mut budget)
+                    budget > 0 && take_one(&mut discovery_left) && take_one(&mut budget)
                 }
             })
             .take(permits)
-            .map(|(_, addr, _, _)| addr.clone())
+            .map(|(_, addr, _)| addr.clone())
             .collect();
         let gossiped = picked
             .iter()

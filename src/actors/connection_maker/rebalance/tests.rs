@@ -202,3 +202,38 @@ fn decisions_come_at_jittered_intervals_from_the_seed() {
         assert!((5..=16).contains(&gap), "interval 10 s ± 50 %: {first:?}");
     }
 }
+
+#[test]
+fn a_full_far_peer_is_reached_through_a_neighbour_with_room() {
+    // 1 - 2 - 3 - 4 - 5 - 6 - 8: 5 and 6 are far and full (limit 2, two links each); 8, six
+    // hops away, has room.
+    let limits = |n: u64| match n {
+        5 => 2,
+        6 => 2,
+        _ => 30,
+    };
+    let mesh = MeshGraph::new(
+        [1, 2, 3, 4, 5, 6, 8].map(|n| (name(n), limits(n))),
+        [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 8)]
+            .iter()
+            .map(|(a, b)| (name(*a), name(*b))),
+    );
+    // 8 is six hops away and has room: dialled first.
+    let start = Instant::now();
+    let mut rebalancer = Rebalancer::new(5);
+    let decision = decide_at(&mut rebalancer, &mesh, 1, &[], start, start + LATER);
+    assert_eq!(decision, Some(Rebalance::Dial(name(8))));
+    // Without 8 to dial, the full 5 and 6 are reached through 4: a neighbour of 5 with room,
+    // three hops from us (not near).
+    let not_8 = |peer: PeerName| peer != name(8);
+    let input = RebalanceInput {
+        graph: &mesh,
+        us: name(1),
+        limit: 30,
+        free_permits: 1,
+        droppable: &[],
+        dialable: &not_8,
+        now: start + LATER + LATER,
+    };
+    assert_eq!(rebalancer.decide(&input), Some(Rebalance::Dial(name(4))));
+}

@@ -569,3 +569,5 @@ mod properties;
 mod discovery;
 
 mod rebalancing;
+
+mod simulation;
