@@ -364,7 +364,8 @@ impl ConnectionMakerState {
         discovery_permits: usize,
     ) -> Vec<String> {
         let isolated = self.connected_peers.is_empty();
-        let hint_in_flight = self.hint_in_flight();
+        // Only an isolated peer limits its hints in flight: spare the scan otherwise.
+        let hint_in_flight = isolated && self.hint_in_flight();
         // With no discovery permit left only direct targets (and a hint while isolated) can be
         // picked: leaving the rest out here spares shuffling hundreds of discovered targets on
         // every tick of a peer at its discovery ceiling, the usual state of a large mesh.

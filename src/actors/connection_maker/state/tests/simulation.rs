@@ -4,7 +4,7 @@
 //! to, that it settles at all (the link changes per round go to zero), and reports the figures.
 //!
 //! The model, and what it leaves out:
-//! - One round is one second. Every peer sees the graph as it was at the start of the round
+//! - One round is two seconds. Every peer sees the graph as it was at the start of the round
 //!   (gossip spreads a change through the mesh in about a second), and its membership once it
 //!   joined and then every [`DISCOVERY_REFRESH_ROUNDS`].
 //! - A dial succeeds at once when both ends have a free slot; a full remote refuses and names
@@ -23,20 +23,23 @@ use crate::topology::{ConnectionSummary, PeerRecord, PeerUid};
 
 /// `--conn-limit`'s default.
 const LIMIT: u32 = 30;
-/// One simulated second: about the time gossip takes to spread a change through the mesh.
-const ROUND: Duration = Duration::from_secs(1);
-/// Routers joining per second: a node pool scaling up fast.
-const JOINS_PER_ROUND: usize = 20;
+/// Two simulated seconds: about the time gossip takes to spread a change through the mesh,
+/// and a fifth of the rebalancing interval.
+const ROUND: Duration = Duration::from_secs(2);
+/// Routers joining per round (20 a second): a node pool scaling up fast.
+const JOINS_PER_ROUND: usize = 40;
 /// How often a peer's discovered targets are refreshed from the membership after it joined
-/// (while it changes). Less often than gossip would: each refresh lists every peer, the
-/// simulation's dearest step.
-const DISCOVERY_REFRESH_ROUNDS: u64 = 15;
-/// Rounds without a single link change that count as settled: longer than a link must live
-/// before rebalancing may drop it plus the longest jittered interval, so a pending change
+/// (while it changes): every 16 s. Less often than gossip would: each refresh lists every peer,
+/// the simulation's dearest step.
+const DISCOVERY_REFRESH_ROUNDS: u64 = 8;
+/// Rounds without a single link change that count as settled (150 s): longer than a link must
+/// live before rebalancing may drop it plus the longest jittered interval, so a pending change
 /// would have happened inside the window.
-const QUIET_ROUNDS: u64 = 150;
-/// Rounds after the last join within which the mesh must settle.
+const QUIET_ROUNDS: u64 = 75;
+/// Rounds after the last join within which the mesh must settle (an hour).
 const MAX_SETTLE_ROUNDS: u64 = 1800;
+/// Rounds per minute, for the per-minute figures.
+const ROUNDS_PER_MINUTE: u64 = 30;
 /// Refusal hints named per refusal (gossip's `REFUSAL_HINTS`).
 const HINTS: usize = crate::actors::gossip::state::REFUSAL_HINTS;
 
@@ -59,11 +62,11 @@ fn index_of_addr(addr: &str) -> usize {
 #[derive(Debug)]
 struct Figures {
     peers: usize,
-    /// Rounds from the last join to the last link change.
+    /// Rounds (of two seconds) from the last join to the last link change.
     settle_rounds: u64,
     diameter: u32,
     mean_hops: f64,
-    /// Link changes (made and dropped) per round, summed over windows of 60 rounds.
+    /// Link changes (made and dropped), summed per simulated minute.
     changes_per_minute: Vec<u64>,
     /// Links dropped by rebalancing over the whole run.
     drops: u64,
@@ -319,7 +322,7 @@ fn run(peers: usize, seed: u64) -> Figures {
             last_change = sim.round;
         }
         minute += changed;
-        if (sim.round - joined_at).is_multiple_of(60) {
+        if (sim.round - joined_at).is_multiple_of(ROUNDS_PER_MINUTE) {
             per_minute.push(minute);
             minute = 0;
         }
@@ -342,7 +345,7 @@ fn run(peers: usize, seed: u64) -> Figures {
 
 fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
     eprintln!(
-        "mesh simulation, {} peers: settled {} rounds after the last join; diameter {}, mean \
+        "mesh simulation, {} peers: settled {} rounds (of 2 s) after the last join; diameter {}, mean \
          hops {:.2}; link changes per minute after the last join {:?}; {} links dropped by \
          rebalancing; degrees {}..={}; ~{} KiB of topology gossip received per peer",
         figures.peers,
