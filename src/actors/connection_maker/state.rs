@@ -71,6 +71,9 @@ pub struct ConnectionMakerState {
     /// not dial them.
     near: Vec<bool>,
     rebalancer: Rebalancer,
+    /// Peers rebalancing dialled, and when: each is dialled at most once per
+    /// [`REDIAL_HOLD_AFTER_DROP`] this way, whatever its back-off says.
+    rebalance_dials: BTreeMap<PeerName, Instant>,
 }
 
 /// What the actor carries out for a rebalancing decision.
@@ -99,6 +102,7 @@ impl ConnectionMakerState {
             near: Vec::new(),
             // Its own stream, so that rebalancing does not shift the retry jitter.
             rebalancer: Rebalancer::new(seed ^ REBALANCE_SEED_SALT),
+            rebalance_dials: BTreeMap::new(),
         }
     }
 
@@ -143,7 +147,10 @@ impl ConnectionMakerState {
                 TargetState::Connected { peer, since } if !target.direct => {
                     droppable.push((peer, since));
                 }
-                TargetState::Waiting { at } if at <= now => {
+                // Back-off is not waited for: a target refused for a limit backs off for
+                // minutes, but the graph says whether its peer has room now, and rebalancing
+                // dials a peer at most once per hold (`rebalance_dials`), so it hammers nobody.
+                TargetState::Waiting { .. } => {
                     if let Some(peer) = target.peer {
                         by_peer.entry(peer).or_insert(addr);
                     }
@@ -151,8 +158,13 @@ impl ConnectionMakerState {
                 _ => {}
             }
         }
+        self.rebalance_dials
+            .retain(|_, at| now.saturating_duration_since(*at) < REDIAL_HOLD_AFTER_DROP);
         let connected = &self.connected_peers;
-        let dialable = |peer: PeerName| by_peer.contains_key(&peer) && !connected.contains(&peer);
+        let recent = &self.rebalance_dials;
+        let dialable = |peer: PeerName| {
+            by_peer.contains_key(&peer) && !connected.contains(&peer) && !recent.contains_key(&peer)
+        };
         let input = RebalanceInput {
             graph: &self.mesh,
             us: self.our_name,
@@ -163,7 +175,10 @@ impl ConnectionMakerState {
             now,
         };
         let action = match self.rebalancer.decide(&input)? {
-            Rebalance::Dial(peer) => RebalanceAction::Dial(by_peer.get(&peer)?.to_string()),
+            Rebalance::Dial(peer) => {
+                self.rebalance_dials.insert(peer, now);
+                RebalanceAction::Dial(by_peer.get(&peer)?.to_string())
+            }
             Rebalance::Drop(peer) => return Some(RebalanceAction::Drop(peer)),
         };
         if let RebalanceAction::Dial(addr) = &action

@@ -138,6 +138,7 @@ impl ConnectionMakerState {
             mesh: self.mesh.clone(),
             near: self.near.clone(),
             rebalancer: Rebalancer::new(0),
+            rebalance_dials: BTreeMap::new(),
         };
         copy.due(at, usize::MAX)
     }

@@ -150,3 +150,47 @@ fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
     let after_hold = later + REDIAL_HOLD_AFTER_DROP;
     assert!(!st.due(after_hold, 30).contains(&addr));
 }
+
+#[test]
+fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
+    let now = Instant::now();
+    let mut st = state(true);
+    // us - 1 - 2 - 3 - 4: 4 is far, and was refused a moment ago (backing off).
+    discover(&mut st, [2, 3, 4], now);
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    let refused = "refused by the remote: connection limit reached (10)".to_string();
+    for n in [3, 4] {
+        st.attempt_failed(&addr_of(n), Some(name(n)), refused.clone(), true, now);
+    }
+    assert_eq!(
+        st.rebalance(now, 30, 10),
+        None,
+        "the first call only schedules"
+    );
+    let later = now + secs(60);
+    assert!(
+        due_at(&st, &addr_of(4)) <= now + secs(3),
+        "backing off, not yet due"
+    );
+    assert_eq!(
+        st.rebalance(later, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+    st.attempt_failed(&addr_of(4), Some(name(4)), refused, true, later);
+    // Refused again: not dialled by rebalancing again until the hold is over (3, a neighbour
+    // of it three hops away, is tried instead, once).
+    let mut dials = Vec::new();
+    for second in (70..REDIAL_HOLD_AFTER_DROP.as_secs()).step_by(5) {
+        if let Some(RebalanceAction::Dial(addr)) = st.rebalance(now + secs(second), 30, 10) {
+            st.attempt_failed(&addr, None, "refused".into(), true, now + secs(second));
+            dials.push(addr);
+        }
+    }
+    assert_eq!(dials, strings(&[&addr_of(3)]));
+    let after_hold = later + REDIAL_HOLD_AFTER_DROP + secs(60);
+    assert_eq!(
+        st.rebalance(after_hold, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+}

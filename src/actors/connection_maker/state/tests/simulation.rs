@@ -22,7 +22,7 @@ use crate::sim_cases::sim_cases;
 use crate::topology::{ConnectionSummary, PeerRecord, PeerUid};
 
 /// `--conn-limit`'s default.
-const LIMIT: u32 = 30;
+const DEFAULT_LIMIT: u32 = 30;
 /// Two simulated seconds: about the time gossip takes to spread a change through the mesh,
 /// and a fifth of the rebalancing interval.
 const ROUND: Duration = Duration::from_secs(2);
@@ -62,6 +62,7 @@ fn index_of_addr(addr: &str) -> usize {
 #[derive(Debug)]
 struct Figures {
     peers: usize,
+    limit: u32,
     /// Rounds (of two seconds) from the last join to the last link change.
     settle_rounds: u64,
     diameter: u32,
@@ -77,6 +78,8 @@ struct Figures {
 }
 
 struct Sim {
+    /// Every peer's `--conn-limit`.
+    limit: u32,
     rng: StdRng,
     makers: Vec<ConnectionMakerState>,
     links: Vec<BTreeSet<usize>>,
@@ -96,14 +99,17 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, limit: u32) -> Self {
         Self {
+            limit,
             rng: StdRng::seed_from_u64(seed),
             makers: Vec::new(),
             links: Vec::new(),
             refreshed: Vec::new(),
             membership_changed_at: 0,
-            record_bytes: (0..=LIMIT as usize).map(record_bytes).collect(),
+            record_bytes: (0..=limit as usize)
+                .map(|links| record_bytes(links, limit))
+                .collect(),
             now: Instant::now(),
             round: 0,
             changes: 0,
@@ -138,7 +144,8 @@ impl Sim {
     }
 
     fn graph(&self) -> Arc<MeshGraph> {
-        let peers = (0..self.makers.len()).map(|index| (peer(index), LIMIT));
+        let limit = self.limit;
+        let peers = (0..self.makers.len()).map(move |index| (peer(index), limit));
         let links = self.links.iter().enumerate().flat_map(|(a, linked)| {
             linked
                 .iter()
@@ -149,7 +156,7 @@ impl Sim {
     }
 
     fn free(&self, index: usize) -> usize {
-        LIMIT as usize - self.links[index].len()
+        self.limit as usize - self.links[index].len()
     }
 
     fn connected(&self, index: usize) -> BTreeSet<PeerName> {
@@ -197,11 +204,12 @@ impl Sim {
             let reason = ClosingReason::Duplicate.to_string();
             self.makers[from].attempt_failed(addr, Some(peer(to)), reason, true, now);
         } else if self.free(from) == 0 {
-            let reason = format!("connection limit reached ({LIMIT})");
+            let reason = format!("connection limit reached ({})", self.limit);
             self.makers[from].attempt_failed(addr, None, reason, true, now);
         } else if self.free(to) == 0 {
             let hints = hints.to_vec();
-            let reason = format!("refused by the remote: connection limit reached ({LIMIT})");
+            let limit = self.limit;
+            let reason = format!("refused by the remote: connection limit reached ({limit})");
             self.makers[from].add_hints(hints, now);
             self.makers[from].attempt_failed(addr, Some(peer(to)), reason, true, now);
         } else {
@@ -215,7 +223,7 @@ impl Sim {
         let hints = self.hints(&graph);
         let mut order: Vec<usize> = (0..self.makers.len()).collect();
         order.shuffle(&mut self.rng);
-        let ceiling = discovery_ceiling(LIMIT).unwrap();
+        let ceiling = discovery_ceiling(self.limit).unwrap();
         for index in order {
             if self.round >= self.refreshed[index] + DISCOVERY_REFRESH_ROUNDS
                 && self.refreshed[index] < self.membership_changed_at
@@ -234,7 +242,7 @@ impl Sim {
                 self.dial(index, &addr, &hints);
             }
             let free = self.free(index);
-            match self.makers[index].rebalance(now, LIMIT, free) {
+            match self.makers[index].rebalance(now, self.limit, free) {
                 None => {}
                 Some(RebalanceAction::Dial(addr)) => self.dial(index, &addr, &hints),
                 Some(RebalanceAction::Drop(dropped)) => {
@@ -248,7 +256,7 @@ impl Sim {
             }
         }
         for index in std::mem::take(&mut self.changed) {
-            let degree = self.links[index].len().min(LIMIT as usize);
+            let degree = self.links[index].len().min(self.limit as usize);
             self.bytes_per_peer += self.record_bytes[degree];
         }
         self.round += 1;
@@ -261,7 +269,7 @@ fn peer_index(name: PeerName) -> usize {
 }
 
 /// Encoded size of one peer record with `links` connections, as gossip sends it.
-fn record_bytes(links: usize) -> u64 {
+fn record_bytes(links: usize, limit: u32) -> u64 {
     let summary = ConnectionSummary {
         remote_addr: peer_addr(1),
         outbound: true,
@@ -273,7 +281,7 @@ fn record_bytes(links: usize) -> u64 {
         uid: PeerUid(u64::MAX),
         version: u64::MAX / 2,
         listen_addr: peer_addr(0),
-        conn_limit: LIMIT,
+        conn_limit: limit,
         connections: (1..=links).map(|i| (peer(i), summary.clone())).collect(),
     };
     crate::wire::encode_topology(&[record]).unwrap().len() as u64
@@ -296,8 +304,8 @@ fn hop_figures(graph: &MeshGraph) -> (u32, f64) {
     (diameter, total as f64 / pairs as f64)
 }
 
-fn run(peers: usize, seed: u64) -> Figures {
-    let mut sim = Sim::new(seed);
+fn run(peers: usize, limit: u32, seed: u64) -> Figures {
+    let mut sim = Sim::new(seed, limit);
     while sim.makers.len() < peers {
         for _ in 0..JOINS_PER_ROUND.min(peers - sim.makers.len()) {
             sim.join(seed);
@@ -332,6 +340,7 @@ fn run(peers: usize, seed: u64) -> Figures {
     let degrees = (0..graph.len()).map(|index| graph.degree(index));
     Figures {
         peers,
+        limit,
         settle_rounds: last_change - joined_at,
         diameter,
         mean_hops,
@@ -345,10 +354,11 @@ fn run(peers: usize, seed: u64) -> Figures {
 
 fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
     eprintln!(
-        "mesh simulation, {} peers: settled {} rounds (of 2 s) after the last join; diameter {}, mean \
+        "mesh simulation, {} peers, limit {}: settled {} rounds (of 2 s) after the last join; diameter {}, mean \
          hops {:.2}; link changes per minute after the last join {:?}; {} links dropped by \
          rebalancing; degrees {}..={}; ~{} KiB of topology gossip received per peer",
         figures.peers,
+        figures.limit,
         figures.settle_rounds,
         figures.diameter,
         figures.mean_hops,
@@ -360,7 +370,7 @@ fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
     );
     let settled = figures.changes_per_minute.last() == Some(&0);
     assert!(settled, "the last minute must be quiet: {figures:?}");
-    assert!(figures.max_degree <= LIMIT as usize, "{figures:?}");
+    assert!(figures.max_degree <= figures.limit as usize, "{figures:?}");
     assert!(figures.diameter <= max_diameter, "{figures:?}");
     assert!(figures.mean_hops <= max_mean_hops, "{figures:?}");
 }
@@ -368,7 +378,7 @@ fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
 #[test]
 fn two_hundred_fifty_peers_settle_within_three_hops() {
     for case in 0..sim_cases(1) {
-        let figures = run(250, u64::from(case));
+        let figures = run(250, DEFAULT_LIMIT, u64::from(case));
         check(&figures, 3, 2.2);
     }
 }
@@ -378,7 +388,17 @@ fn a_thousand_peers_settle_within_four_hops() {
     // A degree-30 random graph of 1,000 peers has diameter 3; our degrees are lower (discovery
     // stops at its ceiling of 24, and peers within two hops are never dialled).
     for case in 0..sim_cases(1) {
-        let figures = run(1000, 1000 + u64::from(case));
+        let figures = run(1000, DEFAULT_LIMIT, 1000 + u64::from(case));
         check(&figures, 4, 3.0);
+    }
+}
+
+#[test]
+fn sixty_peers_with_a_limit_of_ten_settle_within_four_hops() {
+    // The load test's small case (`mesh_convergence.py --routers 60 --conn-limit 10`): a
+    // degree-10 random graph of 60 peers has diameter 3.
+    for case in 0..sim_cases(3) {
+        let figures = run(60, 10, 60 + u64::from(case));
+        check(&figures, 4, 2.5);
     }
 }
