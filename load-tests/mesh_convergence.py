@@ -47,6 +47,9 @@ EXIT_INTERRUPTED = 130
 
 HTTP_TIMEOUT = 3.0  # seconds, per request
 READY_TIMEOUT = 30.0  # seconds a router has to answer /status before its dependents start
+# Seconds the observer's /report may take: one request a round, and a debug build of 100 routers
+# on a loaded 2-core machine took 10 s to answer it.
+OBSERVER_TIMEOUT = 30.0
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 PR_SET_PDEATHSIG = 1
 
@@ -248,8 +251,8 @@ def http_get(url, timeout=HTTP_TIMEOUT):
         return None, b""
 
 
-def fetch_report(router):
-    status, body = http_get(f"http://{router.http_addr}/report")
+def fetch_report(router, timeout=HTTP_TIMEOUT):
+    status, body = http_get(f"http://{router.http_addr}/report", timeout=timeout)
     if status != 200:
         return router, None, time.monotonic()
     try:
@@ -617,7 +620,7 @@ def run_test(args, routers, binary, log_level):
     while True:
         start = time.monotonic()
         check_dead(routers)
-        _, report, at = fetch_report(observer)
+        _, report, at = fetch_report(observer, OBSERVER_TIMEOUT)
         end = time.monotonic()
         rounds += 1
         round_times.append(end - start)
