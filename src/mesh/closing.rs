@@ -46,6 +46,10 @@ pub enum ClosingReason {
     /// The sleeve heard no UDP heartbeat from the remote for its timeout: the mesh link is up
     /// but no overlay path carries frames.
     UdpHeartbeatTimeout,
+    /// Our connection maker closed this link to make room for one to a far peer: the peer stays
+    /// within two hops of us without it. Retried, but only after a hold (the connection maker's
+    /// `REDIAL_HOLD_AFTER_DROP`), and discovery does not dial a peer that close.
+    Rebalanced,
 }
 
 impl ClosingReason {
@@ -109,6 +113,10 @@ impl std::fmt::Display for ClosingReason {
                 "authentication failed: the peer does not know our mesh password"
             ),
             ClosingReason::UdpHeartbeatTimeout => write!(f, "timed out waiting for UDP heartbeat"),
+            ClosingReason::Rebalanced => write!(
+                f,
+                "closed to rebalance the mesh (the peer stays within two hops without it)"
+            ),
         }
     }
 }

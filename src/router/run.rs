@@ -17,7 +17,7 @@ use crate::actors::connection::{
     estimated_bits,
 };
 use crate::actors::connection_maker::state::{TargetError, normalise_target};
-use crate::actors::connection_maker::{ConnectionMaker, MakerConfig};
+use crate::actors::connection_maker::{ConnectionMaker, MakerConfig, Rebalancing};
 use crate::actors::gossip::Gossip;
 use crate::actors::ipam::{Ipam, IpamConfig};
 use crate::actors::listener::{ConnectionLimiter, Listener};
@@ -240,6 +240,10 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
         default_port: args.port,
         discovery: !args.no_discovery,
         store: store.clone(),
+        rebalancing: Some(Rebalancing {
+            view: view.clone(),
+            gossip: Arc::new(gossip.clone()),
+        }),
     });
     let maker = SupervisedAddr::start(ActorKind::ConnectionMaker, move || {
         ConnectionMaker::new(maker_config.clone()).start()

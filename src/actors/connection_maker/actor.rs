@@ -9,13 +9,16 @@ use actix::prelude::*;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use super::state::{ConnectionMakerState, TargetError};
+use super::mesh_graph::MeshGraph;
+use super::state::{ConnectionMakerState, RebalanceAction, TargetError};
 use crate::actors::connection::{
     ClosingReason, Connection, Direction, LinkContext, LinkEvent, LinkSlot,
 };
 
-use crate::actors::gossip::messages::PeersChanged;
+use crate::actors::gossip::GossipView;
+use crate::actors::gossip::messages::{ClosePeerLink, GossipStatus, PeersChanged};
 use crate::actors::listener::ConnectionLimiter;
+use crate::actors::supervisor::RecipientSource;
 use crate::snapshot::ConnectionStatus;
 use crate::store::Store;
 
@@ -58,11 +61,22 @@ pub struct MakerConfig {
     pub default_port: u16,
     pub discovery: bool,
     pub store: Arc<Store>,
+    /// What rebalancing needs (None: the mesh is left as discovery makes it).
+    pub rebalancing: Option<Rebalancing>,
+}
+
+/// The view of the mesh rebalancing decides from, and where it asks for a link to be closed.
+pub struct Rebalancing {
+    pub view: GossipView,
+    pub gossip: Arc<dyn RecipientSource<ClosePeerLink>>,
 }
 
 pub struct ConnectionMaker {
     state: ConnectionMakerState,
     config: Arc<MakerConfig>,
+    /// A view of the mesh not yet turned into the state's graph: views come with every gossip
+    /// change, the graph is rebuilt at most once a tick.
+    pending_view: Option<Arc<GossipStatus>>,
 }
 
 impl ConnectionMaker {
@@ -82,7 +96,47 @@ impl ConnectionMaker {
             }
             Err(err) => warn!("cannot read persisted peers: {err}"),
         }
-        Self { state, config }
+        Self {
+            state,
+            config,
+            pending_view: None,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.dial_due(ctx);
+        self.rebalance(ctx);
+    }
+
+    fn rebalance(&mut self, ctx: &mut Context<Self>) {
+        let Some(rebalancing) = &self.config.rebalancing else {
+            return;
+        };
+        if let Some(view) = self.pending_view.take() {
+            self.state
+                .set_mesh(Arc::new(MeshGraph::from_records(&view.peers)));
+        }
+        let limiter = &self.config.limiter;
+        let decision = self
+            .state
+            .rebalance(Instant::now(), limiter.limit(), limiter.available());
+        match decision {
+            None => {}
+            Some(RebalanceAction::Drop(peer)) => {
+                info!("closing the link to {peer} to make room for a far peer (rebalancing)");
+                let close = ClosePeerLink {
+                    peer,
+                    reason: ClosingReason::Rebalanced,
+                };
+                if rebalancing.gossip.recipient().try_send(close).is_err() {
+                    debug!("gossip is busy: the rebalancing drop of {peer} waits for later");
+                }
+            }
+            Some(RebalanceAction::Dial(target)) => {
+                info!("->[{target}] dialling a far peer (rebalancing)");
+                self.start_dial(target, ctx);
+            }
+        }
     }
 
     fn persist(&self) {
@@ -102,48 +156,53 @@ impl ConnectionMaker {
             .state
             .due_within(now, limiter.available(), limiter.available_to_discovery());
         for target in due {
-            let Some(permit) = self.config.limiter.try_acquire() else {
-                self.state.attempt_failed(
-                    &target,
-                    None,
-                    format!("connection limit reached ({})", self.config.limiter.limit()),
-                    true,
-                    now,
-                );
-                continue;
-            };
-            let config = self.config.clone();
-            let dial_target = target.clone();
-            let dial = async move {
-                dial(
-                    &dial_target,
-                    config.bind_ip,
-                    config.links.timers.handshake_timeout,
-                )
-                .await
-            };
-            ctx.spawn(
-                dial.into_actor(self)
-                    .map(move |result, act, _| match result {
-                        Ok((stream, remote_addr)) => {
-                            Connection::new(
-                                stream,
-                                remote_addr,
-                                Direction::Outbound { target },
-                                LinkSlot::Held(permit),
-                                act.config.links.clone(),
-                            )
-                            .start();
-                        }
-                        Err(error) => {
-                            drop(permit);
-                            info!("->[{target}] connection failed: {error}");
-                            act.state
-                                .attempt_failed(&target, None, error, true, Instant::now());
-                        }
-                    }),
-            );
+            self.start_dial(target, ctx);
         }
+    }
+
+    /// Dials `target` (marked as attempting by the state) if a permit is left.
+    fn start_dial(&mut self, target: String, ctx: &mut Context<Self>) {
+        let Some(permit) = self.config.limiter.try_acquire() else {
+            self.state.attempt_failed(
+                &target,
+                None,
+                format!("connection limit reached ({})", self.config.limiter.limit()),
+                true,
+                Instant::now(),
+            );
+            return;
+        };
+        let config = self.config.clone();
+        let dial_target = target.clone();
+        let dial = async move {
+            dial(
+                &dial_target,
+                config.bind_ip,
+                config.links.timers.handshake_timeout,
+            )
+            .await
+        };
+        ctx.spawn(
+            dial.into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok((stream, remote_addr)) => {
+                        Connection::new(
+                            stream,
+                            remote_addr,
+                            Direction::Outbound { target },
+                            LinkSlot::Held(permit),
+                            act.config.links.clone(),
+                        )
+                        .start();
+                    }
+                    Err(error) => {
+                        drop(permit);
+                        info!("->[{target}] connection failed: {error}");
+                        act.state
+                            .attempt_failed(&target, None, error, true, Instant::now());
+                    }
+                }),
+        );
     }
 }
 
@@ -183,8 +242,18 @@ impl Actor for ConnectionMaker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        self.dial_due(ctx);
-        ctx.run_interval(TICK_INTERVAL, |act, ctx| act.dial_due(ctx));
+        if let Some(rebalancing) = &self.config.rebalancing {
+            crate::actors::gossip::view::follow(
+                self,
+                ctx,
+                rebalancing.view.clone(),
+                |act, _, view| {
+                    act.pending_view = Some(view);
+                },
+            );
+        }
+        self.tick(ctx);
+        ctx.run_interval(TICK_INTERVAL, |act, ctx| act.tick(ctx));
     }
 }
 
@@ -206,7 +275,9 @@ impl Handler<LinkEvent> for ConnectionMaker {
                     debug!("->[{target}] suggested {} other peers", alternatives.len());
                     self.state.add_hints(alternatives, now);
                 }
-                if lived.is_zero() {
+                if reason == ClosingReason::Rebalanced {
+                    self.state.link_dropped(&target, reason.to_string(), now);
+                } else if lived.is_zero() {
                     self.state.attempt_failed(
                         &target,
                         peer,

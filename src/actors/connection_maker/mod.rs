@@ -3,8 +3,12 @@
 
 mod actor;
 mod discovery_limits;
+pub mod mesh_graph;
+pub mod rebalance;
 pub mod state;
 mod target;
 mod target_address;
 
-pub use actor::{Connect, ConnectionMaker, Forget, GetTargets, MakerConfig, TargetsView};
+pub use actor::{
+    Connect, ConnectionMaker, Forget, GetTargets, MakerConfig, Rebalancing, TargetsView,
+};

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -22,6 +23,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::discovery_limits::{BackoffMemory, DialBudget, MAX_DISCOVERED_TARGETS, Remembered};
+use super::mesh_graph::MeshGraph;
+use super::rebalance::{REDIAL_HOLD_AFTER_DROP, Rebalance, RebalanceInput, Rebalancer};
 pub use super::target::{Target, TargetSource, TargetState};
 use super::target_address::socket_target;
 pub use super::target_address::{TargetError, normalise_target};
@@ -36,6 +39,9 @@ pub const RETRY_BACKOFF_FACTOR: f64 = 1.5;
 pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(6 * 60);
 /// A link that lived at least this long is re-dialled at once when it ends (Weave Net: 1 min).
 pub const LONG_LIVED_LINK: Duration = Duration::from_secs(60);
+
+/// Mixed into the seed of the rebalancing's generator (any constant: it only has to differ).
+const REBALANCE_SEED_SALT: u64 = 0x5eed_ba1a_4ce0_0001;
 
 /// Takes one from a budget; false when it is spent.
 fn take_one(budget: &mut usize) -> bool {
@@ -59,6 +65,25 @@ pub struct ConnectionMakerState {
     dial_budget: DialBudget,
     /// Back-offs of addresses that failed and went away, resumed if they come back.
     backoffs: BackoffMemory,
+    /// The mesh as gossip last described it (empty until the first view).
+    mesh: Arc<MeshGraph>,
+    /// Peers of `mesh` within [`super::rebalance::NEAR_HOPS`] of us, by index: discovery does
+    /// not dial them.
+    near: Vec<bool>,
+    rebalancer: Rebalancer,
+    /// Peers rebalancing dialled, and when: each is dialled at most once per
+    /// [`REDIAL_HOLD_AFTER_DROP`] this way, whatever its back-off says.
+    rebalance_dials: BTreeMap<PeerName, Instant>,
+}
+
+/// What the actor carries out for a rebalancing decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RebalanceAction {
+    /// Dial this target (marked as attempting; report it back like one `due` returned).
+    Dial(String),
+    /// Close our link to this peer with `ClosingReason::Rebalanced`; the link's end is reported
+    /// with [`ConnectionMakerState::link_dropped`].
+    Drop(PeerName),
 }
 
 impl ConnectionMakerState {
@@ -73,7 +98,115 @@ impl ConnectionMakerState {
             rng: StdRng::seed_from_u64(seed),
             dial_budget: DialBudget::default(),
             backoffs: BackoffMemory::default(),
+            mesh: Arc::default(),
+            near: Vec::new(),
+            // Its own stream, so that rebalancing does not shift the retry jitter.
+            rebalancer: Rebalancer::new(seed ^ REBALANCE_SEED_SALT),
+            rebalance_dials: BTreeMap::new(),
         }
+    }
+
+    /// The mesh as gossip now describes it: the dial filter and rebalancing work from it.
+    ///
+    /// Near peers are only left alone when the mesh has more peers than our connection limit:
+    /// a smaller mesh links every pair directly, as before, so that every pod frame takes one
+    /// hop (fastdp needs a direct link).
+    pub fn set_mesh(&mut self, mesh: Arc<MeshGraph>) {
+        self.near = match mesh.index_of(self.our_name) {
+            Some(us) if !mesh.fits_in_limit(us) => mesh.within_two_hops(us),
+            _ => Vec::new(),
+        };
+        self.mesh = mesh;
+    }
+
+    /// Whether `peer` is within two hops of us, so that discovery need not dial it: a link to it
+    /// would shorten no route by more than one hop, and a link rebalancing dropped stays dropped.
+    fn is_near(&self, peer: Option<PeerName>) -> bool {
+        peer.and_then(|peer| self.mesh.index_of(peer))
+            .is_some_and(|index| self.near.get(index).copied().unwrap_or(false))
+    }
+
+    /// Runs a rebalancing decision when one is due (see [`super::rebalance`]); `limit` is our
+    /// connection limit and `free_permits` the links we may still open.
+    pub fn rebalance(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        free_permits: usize,
+    ) -> Option<RebalanceAction> {
+        if !self.rebalancer.is_due(now) {
+            return None;
+        }
+        let mut by_peer: BTreeMap<PeerName, &String> = BTreeMap::new();
+        let mut droppable = Vec::new();
+        for (addr, target) in &self.targets {
+            if target.retired() {
+                continue;
+            }
+            match target.state {
+                TargetState::Connected { peer, since } if !target.direct => {
+                    droppable.push((peer, since));
+                }
+                // Back-off is not waited for: a target refused for a limit backs off for
+                // minutes, but the graph says whether its peer has room now, and rebalancing
+                // dials a peer at most once per hold (`rebalance_dials`), so it hammers nobody.
+                TargetState::Waiting { .. } => {
+                    if let Some(peer) = target.peer {
+                        by_peer.entry(peer).or_insert(addr);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.rebalance_dials
+            .retain(|_, at| now.saturating_duration_since(*at) < REDIAL_HOLD_AFTER_DROP);
+        let connected = &self.connected_peers;
+        let recent = &self.rebalance_dials;
+        let dialable = |peer: PeerName| {
+            by_peer.contains_key(&peer) && !connected.contains(&peer) && !recent.contains_key(&peer)
+        };
+        let input = RebalanceInput {
+            graph: &self.mesh,
+            us: self.our_name,
+            limit,
+            free_permits,
+            droppable: &droppable,
+            dialable: &dialable,
+            now,
+        };
+        let action = match self.rebalancer.decide(&input)? {
+            Rebalance::Dial(peer) => {
+                self.rebalance_dials.insert(peer, now);
+                RebalanceAction::Dial(by_peer.get(&peer)?.to_string())
+            }
+            Rebalance::Drop(peer) => return Some(RebalanceAction::Drop(peer)),
+        };
+        if let RebalanceAction::Dial(addr) = &action
+            && let Some(target) = self.targets.get_mut(addr)
+        {
+            target.state = TargetState::Attempting {
+                started: now,
+                after_error: target.last_error.is_some(),
+            };
+        }
+        Some(action)
+    }
+
+    /// A link we dialled to `addr` was closed by rebalancing: the peer is not dialled again for
+    /// [`REDIAL_HOLD_AFTER_DROP`], and its back-off starts over.
+    pub fn link_dropped(&mut self, addr: &str, reason: String, now: Instant) {
+        let Some(target) = self.targets.get_mut(addr) else {
+            return;
+        };
+        if matches!(target.state, TargetState::Suspended { .. }) {
+            return;
+        }
+        target.retry_interval = INITIAL_RETRY_INTERVAL;
+        target.state = TargetState::Waiting {
+            at: now + REDIAL_HOLD_AFTER_DROP,
+        };
+        target.last_error = Some(reason);
+        self.reap(addr);
     }
 
     /// Adds direct targets (`replace`: drop the direct targets not in `addrs`). New targets are
@@ -246,14 +379,24 @@ impl ConnectionMakerState {
         discovery_permits: usize,
     ) -> Vec<String> {
         let isolated = self.connected_peers.is_empty();
-        let hint_in_flight = self.hint_in_flight();
+        // Only an isolated peer limits its hints in flight: spare the scan otherwise.
+        let hint_in_flight = isolated && self.hint_in_flight();
+        // With no discovery permit left only direct targets (and a hint while isolated) can be
+        // picked: leaving the rest out here spares shuffling hundreds of discovered targets on
+        // every tick of a peer at its discovery ceiling, the usual state of a large mesh.
+        let only_direct = discovery_permits == 0 && !isolated;
         let mut ready: Vec<(u8, &String, TargetSource)> = self
             .targets
             .iter()
             .filter(|(_, target)| {
                 matches!(target.state, TargetState::Waiting { at } if at <= now)
                     && !target.retired()
+                    && (!only_direct || target.direct)
                     && !target.leads_to(&self.connected_peers)
+                    // Once linked, discovery leaves alone the peers within two hops. That is
+                    // what lets the mesh spread out rather than clump, and what keeps a link
+                    // rebalancing dropped from being dialled again by either end.
+                    && (target.direct || isolated || !self.is_near(target.peer))
             })
             .map(|(addr, target)| (target.rank(), addr, target.source()))
             .collect();
@@ -401,6 +544,7 @@ impl ConnectionMakerState {
             .values()
             .filter(|target| !target.retired() && !target.leads_to(&self.connected_peers))
             .filter(|target| !(hints_held_back && target.source() == TargetSource::Hinted))
+            .filter(|target| target.source() == TargetSource::Direct || !self.is_near(target.peer))
             .filter_map(|target| match target.state {
                 TargetState::Waiting { at } => Some(at),
                 _ => None,

@@ -567,3 +567,7 @@ fn a_target_known_to_lead_to_a_linked_peer_is_not_dialled() {
 mod properties;
 
 mod discovery;
+
+mod rebalancing;
+
+mod simulation;

@@ -135,6 +135,10 @@ impl ConnectionMakerState {
             // A full budget: the wakeup is about the schedule, the budget only delays it.
             dial_budget: DialBudget::default(),
             backoffs: BackoffMemory::default(),
+            mesh: self.mesh.clone(),
+            near: self.near.clone(),
+            rebalancer: Rebalancer::new(0),
+            rebalance_dials: BTreeMap::new(),
         };
         copy.due(at, usize::MAX)
     }

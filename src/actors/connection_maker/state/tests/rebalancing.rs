@@ -1,0 +1,196 @@
+//! Tests of what the mesh graph changes in the target table: discovery leaves near peers alone,
+//! rebalancing dials far targets and drops redundant links, and a dropped peer is held back.
+
+use super::*;
+use crate::actors::connection_maker::rebalance::{MIN_LINK_AGE, REDIAL_HOLD_AFTER_DROP};
+use crate::mesh::ClosingReason;
+
+fn addr_of(n: u64) -> String {
+    format!("10.0.0.{n}:6783")
+}
+
+fn discover(st: &mut ConnectionMakerState, peers: impl IntoIterator<Item = u64>, now: Instant) {
+    let listed = peers
+        .into_iter()
+        .map(|n| (name(n), sock(&addr_of(n))))
+        .collect();
+    st.set_discovered(listed, now);
+}
+
+/// A graph of `us()` and peers 1..=20 (limit 10: too many to link them all), with `links` (0
+/// stands for us).
+fn mesh(links: &[(u64, u64)]) -> Arc<MeshGraph> {
+    mesh_limited(10, links)
+}
+
+fn mesh_limited(limit: u32, links: &[(u64, u64)]) -> Arc<MeshGraph> {
+    let peer = |n: u64| if n == 0 { us() } else { name(n) };
+    Arc::new(MeshGraph::new(
+        (0..=20).map(|n| (peer(n), limit)),
+        links.iter().map(|(a, b)| (peer(*a), peer(*b))),
+    ))
+}
+
+#[test]
+fn discovery_leaves_peers_within_two_hops_alone() {
+    let now = Instant::now();
+    let mut st = state(true);
+    // us - 1 - 2 - 3: 2 is near, 3 is not.
+    discover(&mut st, [2, 3], now);
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3)]));
+    assert_eq!(st.due(now, 10), strings(&[&addr_of(3)]));
+    // A direct target is the operator's: dialled however near.
+    st.add_direct(&[addr_of(2)], false, now).unwrap();
+    assert_eq!(st.due(now, 10), strings(&[&addr_of(2)]));
+}
+
+#[test]
+fn a_mesh_within_the_limit_links_every_pair() {
+    let now = Instant::now();
+    for limit in [0, 20, 30] {
+        let mut st = state(true);
+        discover(&mut st, [2, 3], now);
+        st.set_connected_peers(BTreeSet::from([name(1)]));
+        st.set_mesh(mesh_limited(limit, &[(0, 1), (1, 2), (2, 3)]));
+        assert_eq!(
+            sorted(st.due(now, 10)),
+            strings(&[&addr_of(2), &addr_of(3)]),
+            "limit {limit}"
+        );
+    }
+}
+
+#[test]
+fn without_a_link_near_peers_are_dialled() {
+    let now = Instant::now();
+    let mut st = state(true);
+    discover(&mut st, [1, 2], now);
+    // A stale view that still shows our old link: isolated now, nothing is near.
+    st.set_mesh(mesh(&[(1, 2)]));
+    assert_eq!(
+        sorted(st.due(now, 10)),
+        strings(&[&addr_of(1), &addr_of(2)])
+    );
+}
+
+#[test]
+fn rebalancing_dials_the_far_target() {
+    let now = Instant::now();
+    let mut st = state(true);
+    // us - 1 - 2 - 3 - 4: 4 is four hops away.
+    discover(&mut st, [2, 3, 4], now);
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    assert_eq!(
+        st.rebalance(now, 30, 10),
+        None,
+        "the first call only schedules"
+    );
+    let later = now + secs(3600);
+    assert_eq!(
+        st.rebalance(later, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+    assert!(matches!(
+        st.target(&addr_of(4)).unwrap().state(),
+        TargetState::Attempting { .. }
+    ));
+    assert_eq!(st.rebalance(later, 30, 10), None, "one change per interval");
+}
+
+#[test]
+fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
+    let now = Instant::now();
+    let mut st = state(true);
+    discover(&mut st, 1..=4, now);
+    for addr in st.due(now, 10) {
+        let n = addr.trim_start_matches("10.0.0.").trim_end_matches(":6783");
+        st.attempt_succeeded(&addr, name(n.parse().unwrap()), now);
+    }
+    discover(&mut st, 1..=8, now);
+    st.set_connected_peers((1..=4).map(name).collect());
+    // us linked to 1..=4; 1 and 2 linked (each is the other's common neighbour with us); all of
+    // 1..=4 linked to 10 and 11 (above the floor); 4 - 5 - 6 - 7 - 8 makes 7 and 8 far.
+    let mut links = vec![
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (1, 2),
+        (4, 5),
+        (5, 6),
+        (6, 7),
+        (7, 8),
+    ];
+    for n in 1..=4 {
+        links.extend([(n, 10), (n, 11)]);
+    }
+    st.set_mesh(mesh(&links));
+    assert_eq!(
+        st.rebalance(now, 30, 0),
+        None,
+        "the first call only schedules"
+    );
+    let young = now + MIN_LINK_AGE - secs(1);
+    assert_eq!(st.rebalance(young, 30, 0), None, "links too young to drop");
+    let later = now + secs(3600);
+    let Some(RebalanceAction::Drop(dropped)) = st.rebalance(later, 30, 0) else {
+        panic!("a full peer with a far peer drops a redundant link");
+    };
+    assert!(dropped == name(1) || dropped == name(2), "{dropped}");
+    let addr = addr_of(dropped.as_u64());
+    st.link_dropped(&addr, ClosingReason::Rebalanced.to_string(), later);
+    assert_eq!(due_at(&st, &addr), later + REDIAL_HOLD_AFTER_DROP);
+    // Once the hold is over the peer is still near (through the other one): not dialled.
+    let mut links_after = links.clone();
+    links_after.retain(|link| *link != (0, dropped.as_u64()));
+    st.set_connected_peers((1..=4).map(name).filter(|p| *p != dropped).collect());
+    st.set_mesh(mesh(&links_after));
+    let after_hold = later + REDIAL_HOLD_AFTER_DROP;
+    assert!(!st.due(after_hold, 30).contains(&addr));
+}
+
+#[test]
+fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
+    let now = Instant::now();
+    let mut st = state(true);
+    // us - 1 - 2 - 3 - 4: 4 is far, and was refused a moment ago (backing off).
+    discover(&mut st, [2, 3, 4], now);
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    let refused = "refused by the remote: connection limit reached (10)".to_string();
+    for n in [3, 4] {
+        st.attempt_failed(&addr_of(n), Some(name(n)), refused.clone(), true, now);
+    }
+    assert_eq!(
+        st.rebalance(now, 30, 10),
+        None,
+        "the first call only schedules"
+    );
+    let later = now + secs(60);
+    assert!(
+        due_at(&st, &addr_of(4)) <= now + secs(3),
+        "backing off, not yet due"
+    );
+    assert_eq!(
+        st.rebalance(later, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+    st.attempt_failed(&addr_of(4), Some(name(4)), refused, true, later);
+    // Refused again: not dialled by rebalancing again until the hold is over (3, a neighbour
+    // of it three hops away, is tried instead, once).
+    let mut dials = Vec::new();
+    for second in (70..REDIAL_HOLD_AFTER_DROP.as_secs()).step_by(5) {
+        if let Some(RebalanceAction::Dial(addr)) = st.rebalance(now + secs(second), 30, 10) {
+            st.attempt_failed(&addr, None, "refused".into(), true, now + secs(second));
+            dials.push(addr);
+        }
+    }
+    assert_eq!(dials, strings(&[&addr_of(3)]));
+    let after_hold = later + REDIAL_HOLD_AFTER_DROP + secs(60);
+    assert_eq!(
+        st.rebalance(after_hold, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+}
