@@ -186,10 +186,13 @@ done
 # it carried in that time: for (d), the CPU per Gbit/s of the encryption.
 declare -A cpu_ticks
 router_ticks() { # the routers' CPU ticks (utime + stime) so far, summed over both nodes
-  local total=0 pid i
+  local total=0 pid i comm
+  # The kernel's name of the process: the binary's file name, cut to 15 bytes (--weft may name
+  # a copy called otherwise).
+  comm=$(basename "$weft" | cut -c1-15)
   for i in 0 1; do
     for pid in $(ip netns pids "${nodes[i]}"); do
-      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = weft ] || continue
+      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || continue
       total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
     done
   done
