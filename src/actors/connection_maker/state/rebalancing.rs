@@ -1,0 +1,121 @@
+//! The target table's side of rebalancing: the mesh it dials by, which peers are near enough to
+//! leave alone, the one decision per interval (made by
+//! [`crate::actors::connection_maker::rebalance`]) applied to the targets, and the hold on a
+//! peer whose link rebalancing dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{ConnectionMakerState, INITIAL_RETRY_INTERVAL, RebalanceAction, TargetState};
+use crate::actors::connection_maker::mesh_graph::MeshGraph;
+use crate::actors::connection_maker::rebalance::{
+    REDIAL_HOLD_AFTER_DROP, Rebalance, RebalanceInput,
+};
+use crate::topology::PeerName;
+
+impl ConnectionMakerState {
+    /// The mesh as gossip now describes it: the dial filter and rebalancing work from it.
+    ///
+    /// Near peers are only left alone when the mesh has more peers than our connection limit:
+    /// a smaller mesh links every pair directly, as before, so that every pod frame takes one
+    /// hop (fastdp needs a direct link).
+    pub fn set_mesh(&mut self, mesh: Arc<MeshGraph>) {
+        self.near = match mesh.index_of(self.our_name) {
+            Some(us) if !mesh.fits_in_limit(us) => mesh.within_two_hops(us),
+            _ => Vec::new(),
+        };
+        self.mesh = mesh;
+    }
+
+    /// Whether `peer` is within two hops of us, so that discovery need not dial it: a link to it
+    /// would shorten no route by more than one hop, and a link rebalancing dropped stays dropped.
+    pub(super) fn is_near(&self, peer: Option<PeerName>) -> bool {
+        peer.and_then(|peer| self.mesh.index_of(peer))
+            .is_some_and(|index| self.near.get(index).copied().unwrap_or(false))
+    }
+
+    /// Runs a rebalancing decision when one is due (see
+    /// [`crate::actors::connection_maker::rebalance`]); `limit` is our
+    /// connection limit and `free_permits` the links we may still open.
+    pub fn rebalance(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        free_permits: usize,
+    ) -> Option<RebalanceAction> {
+        if !self.rebalancer.is_due(now) {
+            return None;
+        }
+        let mut by_peer: BTreeMap<PeerName, &String> = BTreeMap::new();
+        let mut droppable = Vec::new();
+        for (addr, target) in &self.targets {
+            if target.retired() {
+                continue;
+            }
+            match target.state {
+                TargetState::Connected { peer, since } if !target.direct => {
+                    droppable.push((peer, since));
+                }
+                // Back-off is not waited for: a target refused for a limit backs off for
+                // minutes, but the graph says whether its peer has room now, and rebalancing
+                // dials a peer at most once per hold (`rebalance_dials`), so it hammers nobody.
+                TargetState::Waiting { .. } => {
+                    if let Some(peer) = target.peer {
+                        by_peer.entry(peer).or_insert(addr);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.rebalance_dials
+            .retain(|_, at| now.saturating_duration_since(*at) < REDIAL_HOLD_AFTER_DROP);
+        let connected = &self.connected_peers;
+        let recent = &self.rebalance_dials;
+        let dialable = |peer: PeerName| {
+            by_peer.contains_key(&peer) && !connected.contains(&peer) && !recent.contains_key(&peer)
+        };
+        let input = RebalanceInput {
+            graph: &self.mesh,
+            us: self.our_name,
+            limit,
+            free_permits,
+            droppable: &droppable,
+            dialable: &dialable,
+            now,
+        };
+        let action = match self.rebalancer.decide(&input)? {
+            Rebalance::Dial(peer) => {
+                self.rebalance_dials.insert(peer, now);
+                RebalanceAction::Dial(by_peer.get(&peer)?.to_string())
+            }
+            Rebalance::Drop(peer) => return Some(RebalanceAction::Drop(peer)),
+        };
+        if let RebalanceAction::Dial(addr) = &action
+            && let Some(target) = self.targets.get_mut(addr)
+        {
+            target.state = TargetState::Attempting {
+                started: now,
+                after_error: target.last_error.is_some(),
+            };
+        }
+        Some(action)
+    }
+
+    /// A link we dialled to `addr` was closed by rebalancing: the peer is not dialled again for
+    /// [`REDIAL_HOLD_AFTER_DROP`], and its back-off starts over.
+    pub fn link_dropped(&mut self, addr: &str, reason: String, now: Instant) {
+        let Some(target) = self.targets.get_mut(addr) else {
+            return;
+        };
+        if matches!(target.state, TargetState::Suspended { .. }) {
+            return;
+        }
+        target.retry_interval = INITIAL_RETRY_INTERVAL;
+        target.state = TargetState::Waiting {
+            at: now + REDIAL_HOLD_AFTER_DROP,
+        };
+        target.last_error = Some(reason);
+        self.reap(addr);
+    }
+}
