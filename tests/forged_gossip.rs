@@ -151,6 +151,18 @@ fn record(name: PeerName, uid: u64, version: u64, listen_addr: SocketAddr) -> Pe
     }
 }
 
+/// The version of `name`'s record in `router`'s topology.
+fn version_seen_by(router: &Router, name: &str) -> u64 {
+    router.report().unwrap()["Peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|peer| peer["Name"] == name)
+        .unwrap()["Version"]
+        .as_u64()
+        .unwrap()
+}
+
 fn summary() -> ConnectionSummary {
     ConnectionSummary {
         remote_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
@@ -233,14 +245,7 @@ fn a_forged_record_at_the_top_of_the_versions_is_not_believed() {
             .log_contains("ignored 1 peer records from")),
         "no warning about the forged record"
     );
-    let version_of_victim = routers[0].report().unwrap()["Peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|peer| peer["Name"] == routers[1].name.as_str())
-        .unwrap()["Version"]
-        .as_u64()
-        .unwrap();
+    let version_of_victim = version_seen_by(&routers[0], &routers[1].name);
     assert!(version_of_victim < u64::MAX / 2, "{version_of_victim}");
     assert!(fully_routed(&routers), "the victim is still routed");
 }
@@ -352,14 +357,7 @@ fn a_forger_without_the_mesh_password_gets_nothing_in() {
         expected.sort();
         assert_eq!(peers, expected);
     }
-    let version_of_victim = routers[0].report().unwrap()["Peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|peer| peer["Name"] == routers[1].name.as_str())
-        .unwrap()["Version"]
-        .as_u64()
-        .unwrap();
+    let version_of_victim = version_seen_by(&routers[0], &routers[1].name);
     assert!(version_of_victim < u64::MAX / 2, "{version_of_victim}");
     assert!(fully_routed(&routers), "the victim is still routed");
     assert!(!routers[0].log_contains("ignored 1 peer records from"));
