@@ -405,7 +405,7 @@ impl Handler<Outgoing> for Connection {
 
     fn handle(&mut self, msg: Outgoing, ctx: &mut Context<Self>) {
         match msg {
-            Outgoing::Message(msg) => self.state.send(&msg),
+            Outgoing::Message(framed) => self.state.send_framed(&framed),
             Outgoing::Close(reason) => self.state.close(reason),
         }
         self.pump(ctx);

@@ -3,6 +3,7 @@
 //! tells gossip and the connection maker why.
 
 mod actor;
+mod framed;
 mod handshake;
 mod psk;
 mod refuse;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::mesh::ClosingReason;
 pub use crate::mesh::LinkId;
 pub use actor::{Connection, Direction};
+pub use framed::FramedMessage;
 pub use handshake::MAX_HELLO_BYTES;
 pub use psk::{
     ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, MESH_KEY_SALT, MeshKey, MeshKeyError,
@@ -43,7 +45,8 @@ use sleeve_keying::KeyRole;
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub enum Outgoing {
-    Message(crate::wire::ProtocolMsg),
+    /// A message framed once, however many links it goes to.
+    Message(FramedMessage),
     Close(ClosingReason),
 }
 

@@ -98,7 +98,7 @@ impl SecureChannel {
 
     /// Without a password plaintext goes out as it comes, from the first byte: the dialler's
     /// `Hello` follows its header at once, as it always did.
-    fn in_clear(&self) -> bool {
+    pub fn in_clear(&self) -> bool {
         self.key.is_none() && !matches!(self.stage, Stage::Failed)
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::framed::FramedMessage;
 use super::handshake::{Handshake, HandshakeFailure, Handshaken, Progress};
 use super::psk::MeshKey;
 use super::secure::SecureChannel;
@@ -21,8 +22,7 @@ use super::{ClosingReason, LinkTimers, LocalIdentity};
 use crate::topology::{PeerName, check_nickname};
 use crate::wire::sleeve::seal::{Direction, SleeveKey};
 use crate::wire::{
-    Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, WireError,
-    decode_message, encode_frame, encode_message,
+    Features, FrameCodec, LinkNonce, MAX_FRAME_BYTES, ProtocolMsg, Refusal, decode_message,
 };
 
 /// What the actor must do, in the order queued.
@@ -266,7 +266,7 @@ impl LinkState {
         };
         let mut out = BytesMut::new();
         let admitted = handshake.admitted(decision, &mut out);
-        self.seal(out);
+        self.seal(&out);
         match admitted {
             Ok(()) => self.process(now),
             Err(failure) => self.fail(failure),
@@ -332,16 +332,26 @@ impl LinkState {
     /// Queues `msg` for the remote. Dropped before the link is registered, as no one can have
     /// meant it for a link that does not exist yet.
     pub fn send(&mut self, msg: &ProtocolMsg) {
+        self.send_framed(&FramedMessage::of(msg));
+    }
+
+    /// Sends a message framed once for many links: without a password the frame's bytes go to
+    /// the socket as they are, shared with the other links, and with one they are sealed.
+    pub fn send_framed(&mut self, framed: &FramedMessage) {
         if !matches!(self.phase, Phase::Registering | Phase::Up { .. }) {
             return;
         }
-        let mut out = BytesMut::new();
-        match encode_message("message", msg).and_then(|bytes| encode_frame(bytes, &mut out)) {
-            Ok(()) => self.seal(out),
-            Err(WireError::FrameTooLarge { len, .. }) => {
-                self.outputs.push_back(LinkOutput::Oversized { bytes: len })
+        match framed {
+            FramedMessage::Frame(frame) if self.channel.in_clear() => {
+                if !frame.is_empty() {
+                    self.outputs.push_back(LinkOutput::Transmit(frame.clone()));
+                }
             }
-            Err(err) => self.close(ClosingReason::Protocol(err.to_string())),
+            FramedMessage::Frame(frame) => self.seal(frame),
+            FramedMessage::TooLarge { bytes } => self
+                .outputs
+                .push_back(LinkOutput::Oversized { bytes: *bytes }),
+            FramedMessage::Unencodable(err) => self.close(ClosingReason::Protocol(err.clone())),
         }
     }
 
@@ -384,7 +394,7 @@ impl LinkState {
                 Phase::Handshake { handshake, .. } => {
                     let mut out = BytesMut::new();
                     let progress = handshake.advance(&mut self.input, &mut out);
-                    self.seal(out);
+                    self.seal(&out);
                     if self.is_closed() {
                         return;
                     }
@@ -453,12 +463,12 @@ impl LinkState {
     }
 
     /// Plaintext for the peer, through the channel.
-    fn seal(&mut self, plain: BytesMut) {
+    fn seal(&mut self, plain: &[u8]) {
         if plain.is_empty() {
             return;
         }
         let mut wire = BytesMut::new();
-        let sealed = self.channel.send(&plain, &mut wire);
+        let sealed = self.channel.send(plain, &mut wire);
         self.transmit(wire);
         if let Err(reason) = sealed {
             self.finish(reason);

@@ -13,13 +13,13 @@ use tracing::{debug, info, warn};
 use super::messages::*;
 use super::state::{Effect, GossipError, GossipState};
 use super::view::ViewSender;
-use crate::actors::connection::Outgoing;
+use crate::actors::connection::{FramedMessage, Outgoing};
 use crate::actors::log_limit::LogLimiter;
 use crate::actors::supervisor::RecipientSource;
 use crate::mesh::{ClosingReason, LinkId};
 use crate::metrics;
 use crate::topology::PeerRecord;
-use crate::wire::MAX_TOPOLOGY_PAYLOAD_BYTES;
+use crate::wire::{MAX_TOPOLOGY_PAYLOAD_BYTES, ProtocolMsg};
 
 /// How often coalesced updates and anti-entropy are considered.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -68,13 +68,23 @@ impl Gossip {
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
+        // Each message is framed once, for all the links it goes to in this batch.
+        let mut framed: Vec<(Arc<ProtocolMsg>, FramedMessage)> = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Send { link, msg } => {
                     let Some(outbox) = self.outboxes.get(&link) else {
                         continue;
                     };
-                    if outbox.try_send(Outgoing::Message(msg)).is_err() {
+                    let frame = match framed.iter().find(|(sent, _)| Arc::ptr_eq(sent, &msg)) {
+                        Some((_, frame)) => frame.clone(),
+                        None => {
+                            let frame = FramedMessage::of(&msg);
+                            framed.push((msg, frame.clone()));
+                            frame
+                        }
+                    };
+                    if outbox.try_send(Outgoing::Message(frame)).is_err() {
                         metrics::message_dropped(metrics::DropReason::LinkMailboxFull);
                     }
                 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -53,9 +54,11 @@ struct LinkEntry {
 /// What the actor must do after a state change.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
+    /// `msg` to the link. One message going to many links is one `Arc`, so the actor frames it
+    /// once and the links share its bytes.
     Send {
         link: LinkId,
-        msg: ProtocolMsg,
+        msg: Arc<ProtocolMsg>,
     },
     Close {
         link: LinkId,
@@ -247,11 +250,10 @@ impl GossipState {
         // many messages as it takes.
         let (messages, too_large) = topology_messages(&self.topology.full_state());
         effects.extend(too_large);
-        effects.extend(
-            messages
-                .into_iter()
-                .map(|msg| Effect::Send { link: link.id, msg }),
-        );
+        effects.extend(messages.into_iter().map(|msg| Effect::Send {
+            link: link.id,
+            msg: Arc::new(msg),
+        }));
         effects.push(Effect::PeersChanged);
         Ok(effects)
     }
@@ -360,12 +362,12 @@ impl GossipState {
                 } else if let Some(link) = self.next_hop_link(dest) {
                     effects.push(Effect::Send {
                         link,
-                        msg: ProtocolMsg::GossipUnicast {
+                        msg: Arc::new(ProtocolMsg::GossipUnicast {
                             channel,
                             source,
                             dest,
                             payload,
-                        },
+                        }),
                     });
                 }
             }
@@ -374,16 +376,18 @@ impl GossipState {
                 source,
                 payload,
             } => {
-                effects.extend(self.broadcast_children(source).into_iter().map(|link| {
-                    Effect::Send {
+                let children = self.broadcast_children(source);
+                if !children.is_empty() {
+                    let relayed = Arc::new(ProtocolMsg::GossipBroadcast {
+                        channel: channel.clone(),
+                        source,
+                        payload: payload.clone(),
+                    });
+                    effects.extend(children.into_iter().map(|link| Effect::Send {
                         link,
-                        msg: ProtocolMsg::GossipBroadcast {
-                            channel: channel.clone(),
-                            source,
-                            payload: payload.clone(),
-                        },
-                    }
-                }));
+                        msg: Arc::clone(&relayed),
+                    }));
+                }
                 if source != local {
                     effects.push(Effect::Deliver {
                         channel,
@@ -441,7 +445,7 @@ impl GossipState {
             effects.extend(too_large);
             effects.extend(messages.into_iter().map(|msg| Effect::Send {
                 link: from_link,
-                msg,
+                msg: Arc::new(msg),
             }));
         }
         if outcome.rejected > 0 {

@@ -11,11 +11,12 @@ use super::*;
 use crate::topology::PeerUid;
 use crate::wire::{
     HEADER_LEN, Hello, LinkCommitment, ProtocolHeader, RefusalReason, Reveal, Security,
-    encode_frame,
+    encode_frame, encode_message,
 };
 
 mod properties;
 mod sealed;
+mod shared_frames;
 
 const TIMERS: LinkTimers = LinkTimers {
     handshake_timeout: Duration::from_secs(10),

@@ -2,6 +2,8 @@
 //! routes), to every peer (our broadcast tree) or to a random subset of neighbours, and topology
 //! updates cut into frame-sized messages for 2·log2(peers) random neighbours.
 
+use std::sync::Arc;
+
 use rand::seq::IndexedRandom;
 use serde_bytes::ByteBuf;
 
@@ -19,28 +21,28 @@ impl GossipState {
         };
         vec![Effect::Send {
             link,
-            msg: ProtocolMsg::GossipUnicast {
+            msg: Arc::new(ProtocolMsg::GossipUnicast {
                 channel: channel.to_string(),
                 source: local,
                 dest,
                 payload: ByteBuf::from(payload),
-            },
+            }),
         }]
     }
 
     /// Sends gossip of a local subsystem to every peer, along our broadcast tree.
     pub fn send_broadcast(&mut self, channel: &str, payload: Vec<u8>) -> Vec<Effect> {
         let local = self.local_name();
-        let payload = ByteBuf::from(payload);
+        let msg = Arc::new(ProtocolMsg::GossipBroadcast {
+            channel: channel.to_string(),
+            source: local,
+            payload: ByteBuf::from(payload),
+        });
         self.broadcast_children(local)
             .into_iter()
             .map(|link| Effect::Send {
                 link,
-                msg: ProtocolMsg::GossipBroadcast {
-                    channel: channel.to_string(),
-                    source: local,
-                    payload: payload.clone(),
-                },
+                msg: Arc::clone(&msg),
             })
             .collect()
     }
@@ -79,12 +81,13 @@ impl GossipState {
             .choose_multiple(&mut self.rng, fanout.min(links.len()))
             .copied()
             .collect();
+        let messages: Vec<Arc<ProtocolMsg>> = messages.into_iter().map(Arc::new).collect();
         chosen
             .into_iter()
             .flat_map(|link| {
                 messages.iter().map(move |msg| Effect::Send {
                     link,
-                    msg: msg.clone(),
+                    msg: Arc::clone(msg),
                 })
             })
             .collect()

@@ -144,7 +144,7 @@ fn topology_sends(effects: &[Effect]) -> Vec<(LinkId, Vec<PeerRecord>)> {
         .iter()
         .filter_map(|effect| match effect {
             Effect::Send { link, msg } if is_topology_gossip(msg) => {
-                let ProtocolMsg::Gossip { payload, .. } = msg else {
+                let ProtocolMsg::Gossip { payload, .. } = msg.as_ref() else {
                     return None;
                 };
                 let records = decode_message("topology gossip", payload)
@@ -205,7 +205,7 @@ fn register_link_sends_the_full_state_down_the_new_link_and_reports_peers_change
         vec![
             Effect::Send {
                 link: LinkId(13),
-                msg: topology_gossip(&full_state),
+                msg: Arc::new(topology_gossip(&full_state)),
             },
             Effect::PeersChanged,
         ]

@@ -36,7 +36,7 @@ fn unicast_for_us_is_delivered_and_for_another_peer_goes_to_the_next_hop() {
         source.send_unicast("ipam", name(3), vec![7]),
         vec![Effect::Send {
             link: LinkId(12),
-            msg: unicast(3),
+            msg: Arc::new(unicast(3)),
         }]
     );
 
@@ -53,7 +53,7 @@ fn unicast_for_us_is_delivered_and_for_another_peer_goes_to_the_next_hop() {
         middle.receive(LinkId(21), unicast(3), t0),
         Ok(vec![Effect::Send {
             link: LinkId(23),
-            msg: unicast(3),
+            msg: Arc::new(unicast(3)),
         }])
     );
     // No route to an unknown peer: dropped, as a router drops what it cannot route.
@@ -80,7 +80,7 @@ fn broadcast_is_delivered_and_relayed_to_tree_children_never_back() {
         effects,
         vec![Effect::Send {
             link: LinkId(12),
-            msg: broadcast(1),
+            msg: Arc::new(broadcast(1)),
         }]
     );
 
@@ -119,14 +119,26 @@ fn channel_gossip_to_neighbours_goes_to_a_logarithmic_subset_on_its_channel() {
         chosen.len()
     );
     for effect in &effects {
-        let Effect::Send {
-            msg: ProtocolMsg::Gossip { channel, payload },
-            ..
-        } = effect
-        else {
+        let Effect::Send { msg, .. } = effect else {
             panic!("unexpected effect {effect:?}");
+        };
+        let ProtocolMsg::Gossip { channel, payload } = msg.as_ref() else {
+            panic!("unexpected message {msg:?}");
         };
         assert_eq!(channel, "ipam");
         assert_eq!(payload.as_ref(), &[1, 2, 3]);
     }
+    // One message for all of them, which the actor frames once.
+    let messages: Vec<&Arc<ProtocolMsg>> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Send { msg, .. } => Some(msg),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        messages
+            .windows(2)
+            .all(|pair| Arc::ptr_eq(pair[0], pair[1]))
+    );
 }

@@ -277,7 +277,7 @@ impl Mesh {
                     if is_topology_gossip(&msg) {
                         self.topology_messages_sent += 1;
                     }
-                    self.in_flight.push_back((to, msg));
+                    self.in_flight.push_back((to, Arc::unwrap_or_clone(msg)));
                 }
                 Effect::Deliver {
                     channel,
