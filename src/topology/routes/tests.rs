@@ -161,3 +161,55 @@ fn large_mesh_is_fully_routed() {
     // Our own broadcast goes to all 30 neighbours directly.
     assert_eq!(routes.broadcast(name(1)).len(), 30);
 }
+
+/// A ring of `peers`, each also linked to the peers `step`s away (30 links each for 15 steps).
+fn circulant(peers: u64, steps: u64) -> Vec<PeerRecord> {
+    let edges: Vec<(u64, u64)> = (0..peers)
+        .flat_map(|a| (1..=steps).map(move |step| (a + 1, (a + step * 7) % peers + 1)))
+        .filter(|(a, b)| a != b)
+        .collect();
+    let ids: Vec<u64> = (1..=peers).collect();
+    mesh(&ids, &edges)
+}
+
+#[test]
+fn a_settled_mesh_shares_one_computation_between_both_route_sets() {
+    let topology = topology_of(1, &circulant(120, 15));
+    let graph = Graph::build(&topology);
+    assert_eq!(graph.all, graph.established, "every link is established");
+    let local = graph.index_of(name(1)).expect("local peer");
+    let routes = Routes::compute(&topology);
+    let (unicast_all, broadcast_all) = graph.routes(&graph.all, local);
+    assert_eq!(routes.unicast_all, unicast_all);
+    assert_eq!(routes.broadcast_all, broadcast_all);
+    assert_eq!(routes.unicast, routes.unicast_all);
+    assert_eq!(routes.broadcast.len(), 120);
+}
+
+#[test]
+fn one_pending_link_gives_the_all_routes_their_own_computation() {
+    let mut records = circulant(120, 15);
+    // Peer 2 reports one of its links as not yet established: it leaves the established graph.
+    let pending = *records[1]
+        .connections
+        .keys()
+        .next()
+        .expect("peer 2 has links");
+    records[1]
+        .connections
+        .get_mut(&pending)
+        .expect("that link")
+        .established = false;
+    let topology = topology_of(1, &records);
+    let graph = Graph::build(&topology);
+    assert_ne!(graph.all, graph.established);
+    let local = graph.index_of(name(1)).expect("local peer");
+    let routes = Routes::compute(&topology);
+    let (unicast_all, broadcast_all) = graph.routes(&graph.all, local);
+    let (unicast, broadcast) = graph.routes(&graph.established, local);
+    assert_eq!(
+        (routes.unicast_all, routes.broadcast_all),
+        (unicast_all, broadcast_all)
+    );
+    assert_eq!((routes.unicast, routes.broadcast), (unicast, broadcast));
+}
