@@ -9,7 +9,8 @@
 #   (c) Weft sleeve (userspace): the same routers with `--no-fastdp`, so every frame between the
 #       nodes crosses the sleeve (TAP, batched UDP with GSO/GRO, the router's threads)
 #   (d) Weft encrypted sleeve: (c) with a mesh password, so every datagram is sealed
-#       (ChaCha20-Poly1305, keys agreed on the Noise-protected mesh link)
+#       (AES-256-GCM where the CPU has AES instructions, else ChaCha20-Poly1305; keys agreed on the
+#       Noise-protected mesh link)
 #
 #   underlay namespace:  a Linux bridge, one veth per node (RFC 5737: 203.0.113.1 and .2/24)
 #   node1, node2:        one namespace each
