@@ -144,6 +144,18 @@ fn node_with_keys(tag: &str, index: u8, pod_ip: Ipv4Addr, keys: Option<Arc<Sleev
     }
 }
 
+/// Publishes a table for `node` whose one neighbour is `peer`, at `peer_ip` on the underlay,
+/// reached directly, and where every pod MAC is.
+fn publish_direct(node: &Node, peer: PeerName, peer_ip: &str, pods: &[(MacAddr, PeerName)]) {
+    publish(
+        node,
+        &[(peer, peer_ip)],
+        &[(peer, peer)],
+        &[(node.name, vec![peer])],
+        pods,
+    );
+}
+
 /// Publishes a table for `node`: `neighbours` by (peer, underlay address), `next_hops`,
 /// `children` per source, and where every pod MAC is.
 fn publish(
@@ -184,28 +196,40 @@ fn publish(
 /// dont: DF clear) until one answers (ARP first), at most ~10 s.
 fn ping(from: &Node, to: Ipv4Addr, size: &str, pmtudisc: &str) {
     let target = to.to_string();
-    let args = [
-        "ip",
-        "netns",
-        "exec",
-        from.pod.name(),
-        "/usr/bin/ping",
-        "-c",
-        "2",
-        "-W",
-        "1",
-        "-s",
-        size,
-        "-M",
-        pmtudisc,
-        &target,
-    ];
+    let args = pod_ping(from, &target, "2", size, pmtudisc);
     for _ in 0..5 {
         if run(&args).status.success() {
             return;
         }
     }
     must(&args);
+}
+
+/// The command that pings `target` from `from`'s pod: `count` echoes of `size` bytes, 1 s each,
+/// with `-M pmtudisc`.
+fn pod_ping<'a>(
+    from: &'a Node,
+    target: &'a str,
+    count: &'a str,
+    size: &'a str,
+    pmtudisc: &'a str,
+) -> [&'a str; 14] {
+    [
+        "ip",
+        "netns",
+        "exec",
+        from.pod.name(),
+        "/usr/bin/ping",
+        "-c",
+        count,
+        "-W",
+        "1",
+        "-s",
+        size,
+        "-M",
+        pmtudisc,
+        target,
+    ]
 }
 
 const TCP_SERVER: &str = "import socket,hashlib,sys
@@ -229,22 +253,8 @@ c.sendall(data);c.close();print(len(data),hashlib.sha256(data).hexdigest())\n";
 /// A ping of `size` bytes with DF from `from`'s pod to `to`'s fails, and the pod has learnt
 /// `mtu` for the path from the ICMP "fragmentation needed" the sleeve answered.
 fn ping_too_big_teaches_mtu(from: &Node, to: &Node, size: &str, mtu: u32) {
-    let too_big = run(&[
-        "ip",
-        "netns",
-        "exec",
-        from.pod.name(),
-        "/usr/bin/ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "-s",
-        size,
-        "-M",
-        "do",
-        &to.pod_ip.to_string(),
-    ]);
+    let target = to.pod_ip.to_string();
+    let too_big = run(&pod_ping(from, &target, "1", size, "do"));
     assert!(!too_big.status.success());
     let route = from.pod.ip(&["route", "get", &to.pod_ip.to_string()]);
     assert!(route.contains(&format!("mtu {mtu}")), "{route}");
@@ -310,20 +320,8 @@ fn two_nodes_ping_and_move_megabytes_over_tcp() {
     let mut b = node("pair", 2, Ipv4Addr::new(10, 32, 0, 2));
     underlay(&a, "192.168.77.1", &b, "192.168.77.2", "pr");
     let pods = [(a.pod_mac, a.name), (b.pod_mac, b.name)];
-    publish(
-        &a,
-        &[(b.name, "192.168.77.2")],
-        &[(b.name, b.name)],
-        &[(a.name, vec![b.name])],
-        &pods,
-    );
-    publish(
-        &b,
-        &[(a.name, "192.168.77.1")],
-        &[(a.name, a.name)],
-        &[(b.name, vec![a.name])],
-        &pods,
-    );
+    publish_direct(&a, b.name, "192.168.77.2", &pods);
+    publish_direct(&b, a.name, "192.168.77.1", &pods);
     ping(&a, b.pod_ip, "56", "do");
     ping(&b, a.pod_ip, "56", "do");
     // 1400 bytes of ICMP payload: a 1428-byte packet, within sleeve's 1437.

@@ -14,15 +14,22 @@ fn next_transmission(end: &mut End) -> Bytes {
     }
 }
 
+/// `message` framed once for every link, and the frame it holds (small messages always frame).
+fn framed_once(message: &ProtocolMsg) -> (FramedMessage, Bytes) {
+    let framed = FramedMessage::of(message);
+    let FramedMessage::Frame(frame) = &framed else {
+        panic!("a small message frames: {framed:?}");
+    };
+    let frame = frame.clone();
+    (framed, frame)
+}
+
 #[test]
 fn clear_links_send_the_shared_frame_itself_without_a_copy() {
     let now = Instant::now();
     let (mut one, mut two) = established(now);
     let message = gossip(b"one topology update for every neighbour");
-    let framed = FramedMessage::of(&message);
-    let FramedMessage::Frame(frame) = &framed else {
-        panic!("a small message frames: {framed:?}");
-    };
+    let (framed, frame) = framed_once(&message);
     one.state.send_framed(&framed);
     two.state.send_framed(&framed);
     let (from_one, from_two) = (next_transmission(&mut one), next_transmission(&mut two));
@@ -43,12 +50,9 @@ fn sealed_links_seal_the_shared_frame_and_the_peer_opens_the_same_message() {
     let mut acceptor = End::sealed(&identity(2, 20, "two"), false, Some(KEY), now);
     converse(&mut dialler, &mut acceptor, now);
     let message = gossip(b"a marker the underlay must not see");
-    let framed = FramedMessage::of(&message);
+    let (framed, frame) = framed_once(&message);
     dialler.state.send_framed(&framed);
     let sealed = next_transmission(&mut dialler);
-    let FramedMessage::Frame(frame) = &framed else {
-        panic!("a small message frames: {framed:?}");
-    };
     assert_ne!(sealed.as_ptr(), frame.as_ptr());
     assert!(
         !sealed

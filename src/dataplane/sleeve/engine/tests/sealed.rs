@@ -43,20 +43,8 @@ fn sealed_nodes_carry_pings_and_tcp_across_a_rekey_and_drop_forgeries_and_replay
     let b = node_with_keys("seal", 2, Ipv4Addr::new(10, 32, 0, 2), Some(keys_b.clone()));
     underlay(&a, "192.168.81.1", &b, "192.168.81.2", "se");
     let pods = [(a.pod_mac, a.name), (b.pod_mac, b.name)];
-    publish(
-        &a,
-        &[(b.name, "192.168.81.2")],
-        &[(b.name, b.name)],
-        &[(a.name, vec![b.name])],
-        &pods,
-    );
-    publish(
-        &b,
-        &[(a.name, "192.168.81.1")],
-        &[(a.name, a.name)],
-        &[(b.name, vec![a.name])],
-        &pods,
-    );
+    publish_direct(&a, b.name, "192.168.81.2", &pods);
+    publish_direct(&b, a.name, "192.168.81.1", &pods);
     let a_to_b = SleeveKey::from_bytes(0, [0x11; 32]);
     agree(&a, &keys_a, &b, &keys_b, &a_to_b);
     agree(
@@ -137,13 +125,7 @@ fn a_sealed_node_without_a_key_for_its_neighbour_sends_nothing() {
     let b = node("nokey", 2, Ipv4Addr::new(10, 32, 0, 2));
     underlay(&a, "192.168.82.1", &b, "192.168.82.2", "nk");
     let pods = [(a.pod_mac, a.name), (b.pod_mac, b.name)];
-    publish(
-        &a,
-        &[(b.name, "192.168.82.2")],
-        &[(b.name, b.name)],
-        &[(a.name, vec![b.name])],
-        &pods,
-    );
+    publish_direct(&a, b.name, "192.168.82.2", &pods);
     let pinged = run(&[
         "ip",
         "netns",
