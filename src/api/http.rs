@@ -273,11 +273,9 @@ pub async fn snapshot(state: &ApiState) -> Result<RouterStatus, ApiError> {
         broadcast_routes: gossip
             .routes
             .broadcast
-            .iter()
-            .map(|(source, via)| BroadcastRoute {
-                source: *source,
-                via: via.clone(),
-            })
+            .to_map()
+            .into_iter()
+            .map(|(source, via)| BroadcastRoute { source, via })
             .collect(),
         termination_count: metrics::termination_count(),
         refused_for_limit_count: metrics::refused_for_limit_count(),

@@ -2,8 +2,16 @@
 //! breadth-first search (neighbours visited in ascending name order), so that every peer computes
 //! the same trees from the same topology. Hop-by-hop forwarding only works because of that: each
 //! peer decides the next step on its own, and the steps must add up to one loop-free path or tree.
+//!
+//! Unicast routes take one search from us and are computed with the topology. A broadcast tree
+//! takes one search from its source, and every reachable peer is a source: 250 routers on two
+//! cores spent half their CPU searching trees nobody asked for (a perf profile of
+//! `load-tests/mesh_convergence.py --routers 250`), so [`BroadcastTrees`] searches a source's
+//! tree the first time a broadcast from it is forwarded and keeps it while the topology lasts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use super::{PeerName, Topology};
 
@@ -14,12 +22,11 @@ pub struct Routes {
     pub unicast: BTreeMap<PeerName, PeerName>,
     /// destination → next hop, over any connection listed by both ends (used for gossip).
     pub unicast_all: BTreeMap<PeerName, PeerName>,
-    /// source → the neighbours we forward that source's broadcasts to (our children in the
-    /// source's tree), over established symmetric connections. Every reachable source, ourselves
-    /// included, has an entry (possibly empty).
-    pub broadcast: BTreeMap<PeerName, Vec<PeerName>>,
+    /// Per source, the neighbours we forward that source's broadcasts to (our children in the
+    /// source's tree), over established symmetric connections.
+    pub broadcast: BroadcastTrees,
     /// Same as `broadcast` over any symmetric connection (used for gossip).
-    pub broadcast_all: BTreeMap<PeerName, Vec<PeerName>>,
+    pub broadcast_all: BroadcastTrees,
 }
 
 impl Routes {
@@ -30,21 +37,18 @@ impl Routes {
             // Unreachable (a topology always holds our record), but no routes is the safe answer.
             return Self::default();
         };
-        let (unicast, broadcast) = graph.routes(&graph.established, local);
-        // Once every link is established (a settled mesh) the two graphs are one: the second
-        // pass would repeat the first's search per reachable peer, which profiles of 250 routers
-        // show dominating their CPU (half of all samples in `Tree::search`).
-        let (unicast_all, broadcast_all) = if graph.all == graph.established {
-            (unicast.clone(), broadcast.clone())
-        } else {
-            graph.routes(&graph.all, local)
-        };
-        Self {
-            unicast,
-            unicast_all,
-            broadcast,
-            broadcast_all,
-        }
+        graph.routes_of(local)
+    }
+
+    /// The routes of `local` in a mesh of established `links` (each pair linked both ways):
+    /// what [`Self::compute`] gives for a topology whose records list exactly these links.
+    /// Lets the data plane's tests and simulations build their tables the way the router does.
+    pub fn from_links(local: PeerName, links: &[(PeerName, PeerName)]) -> Self {
+        let graph = Graph::from_links(local, links);
+        let local = graph
+            .index_of(local)
+            .expect("from_links numbers the local peer");
+        graph.routes_of(local)
     }
 
     pub fn unicast(&self, dest: PeerName) -> Option<PeerName> {
@@ -56,17 +60,136 @@ impl Routes {
     }
 
     pub fn broadcast(&self, source: PeerName) -> &[PeerName] {
-        self.broadcast
-            .get(&source)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.broadcast.children(source)
     }
 
     pub fn broadcast_all(&self, source: PeerName) -> &[PeerName] {
-        self.broadcast_all
-            .get(&source)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.broadcast_all.children(source)
+    }
+}
+
+/// Our children in each reachable source's broadcast tree (ourselves included as a source), each
+/// searched on first use and cached. Clones share the cache, so the gossip, the sleeve's tables
+/// and the I/O threads reading them search each tree at most once per topology. Equality is the
+/// graph's: two values over the same links give the same children for every source.
+#[derive(Clone, Default)]
+pub struct BroadcastTrees {
+    /// `None` when we know no graph at all (no peer is a source).
+    trees: Option<Arc<Trees>>,
+}
+
+struct Trees {
+    /// Peers by ascending name; indices into `adjacency`.
+    names: Arc<[PeerName]>,
+    adjacency: Adjacency,
+    local: usize,
+    /// Peers reachable from us: the only sources whose broadcasts can reach us.
+    reachable: Vec<bool>,
+    /// Per source, our children in its tree, once searched.
+    children: Vec<OnceLock<Vec<PeerName>>>,
+}
+
+impl BroadcastTrees {
+    fn new(names: Arc<[PeerName]>, adjacency: Adjacency, local: usize, ours: &Tree) -> Self {
+        let mut reachable = vec![false; names.len()];
+        for &peer in &ours.order {
+            reachable[peer] = true;
+        }
+        let trees = Trees {
+            children: (0..names.len()).map(|_| OnceLock::new()).collect(),
+            names,
+            adjacency,
+            local,
+            reachable,
+        };
+        // Our own tree is the unicast search: its children come without a second search.
+        let own = trees.named(ours.children(&trees.adjacency, local));
+        let _ = trees.children[local].set(own);
+        Self {
+            trees: Some(Arc::new(trees)),
+        }
+    }
+
+    /// Our children in `source`'s tree, ascending; empty for a source we cannot reach (its
+    /// broadcasts cannot arrive here) or do not know.
+    pub fn children(&self, source: PeerName) -> &[PeerName] {
+        let Some(trees) = &self.trees else {
+            return &[];
+        };
+        let Ok(source) = trees.names.binary_search(&source) else {
+            return &[];
+        };
+        if !trees.reachable[source] {
+            return &[];
+        }
+        trees.children[source].get_or_init(|| {
+            let tree = Tree::search(&trees.adjacency, source);
+            trees.named(tree.children(&trees.adjacency, trees.local))
+        })
+    }
+
+    /// Every reachable source with our children in its tree: searches every tree not searched
+    /// yet, so it is for the status report and tests, not for forwarding.
+    pub fn to_map(&self) -> BTreeMap<PeerName, Vec<PeerName>> {
+        let Some(trees) = &self.trees else {
+            return BTreeMap::new();
+        };
+        trees
+            .names
+            .iter()
+            .zip(&trees.reachable)
+            .filter(|(_, reachable)| **reachable)
+            .map(|(&source, _)| (source, self.children(source).to_vec()))
+            .collect()
+    }
+
+    /// How many sources' trees have been searched so far (ours is searched with the routes).
+    pub fn searched(&self) -> usize {
+        self.trees.as_ref().map_or(0, |trees| {
+            trees
+                .children
+                .iter()
+                .filter(|cell| cell.get().is_some())
+                .count()
+        })
+    }
+}
+
+impl Trees {
+    fn named(&self, peers: impl Iterator<Item = usize>) -> Vec<PeerName> {
+        peers.map(|peer| self.names[peer]).collect()
+    }
+}
+
+impl PartialEq for BroadcastTrees {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.trees, &other.trees) {
+            (None, None) => true,
+            (Some(ours), Some(theirs)) => {
+                Arc::ptr_eq(ours, theirs)
+                    || (ours.local == theirs.local
+                        && ours.names == theirs.names
+                        && ours.adjacency == theirs.adjacency)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BroadcastTrees {}
+
+impl fmt::Debug for BroadcastTrees {
+    /// The trees searched so far (printing must not search the rest).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(trees) = &self.trees else {
+            return f.write_str("BroadcastTrees(none)");
+        };
+        let searched = trees
+            .names
+            .iter()
+            .zip(&trees.children)
+            .filter_map(|(source, cell)| cell.get().map(|children| (source, children)));
+        f.debug_map().entries(searched).finish()
     }
 }
 
@@ -85,32 +208,42 @@ struct Graph {
 
 impl Graph {
     fn build(topology: &Topology) -> Self {
-        // `peers()` yields records in name order, so indices follow name order.
+        // `peers()` yields records in name order, so indices follow name order, and each
+        // record's `connections` iterate in name order too, so every list comes out ascending.
         let names: Vec<PeerName> = topology.peers().map(|record| record.name).collect();
-        let index: HashMap<PeerName, usize> = names
-            .iter()
+        // First what each peer lists, by index: (remote, established). Lookups in sorted vectors
+        // rather than maps keep this a fraction of a millisecond at 250 peers of 30 links.
+        let listed: Vec<Vec<(usize, bool)>> = topology
+            .peers()
             .enumerate()
-            .map(|(i, &name)| (name, i))
+            .map(|(from, record)| {
+                record
+                    .connections
+                    .iter()
+                    // No record for the remote: it cannot confirm the connection. A peer
+                    // connected to itself routes nothing.
+                    .filter_map(|(remote, summary)| {
+                        let to = names.binary_search(remote).ok()?;
+                        (to != from).then_some((to, summary.established))
+                    })
+                    .collect()
+            })
             .collect();
-        let mut established = vec![Vec::new(); names.len()];
-        let mut all = vec![Vec::new(); names.len()];
-        for (from, record) in topology.peers().enumerate() {
-            // `connections` iterates in name order too, so every list comes out ascending.
-            for (remote, summary) in &record.connections {
-                let Some(&to) = index.get(remote) else {
-                    continue; // no record for the remote: it cannot confirm the connection
-                };
-                if to == from {
-                    continue; // a peer connected to itself routes nothing
-                }
-                let Some(back) = topology
-                    .peer(*remote)
-                    .and_then(|other| other.connections.get(&record.name))
-                else {
+        let with_room = || -> Adjacency {
+            listed
+                .iter()
+                .map(|connections| Vec::with_capacity(connections.len()))
+                .collect()
+        };
+        let (mut established, mut all) = (with_room(), with_room());
+        for (from, connections) in listed.iter().enumerate() {
+            for &(to, ours_established) in connections {
+                let back = &listed[to];
+                let Ok(at) = back.binary_search_by_key(&from, |&(remote, _)| remote) else {
                     continue; // one-sided: the remote does not (or no longer) lists us
                 };
                 all[from].push(to);
-                if summary.established && back.established {
+                if ours_established && back[at].1 {
                     established[from].push(to);
                 }
             }
@@ -122,41 +255,71 @@ impl Graph {
         }
     }
 
+    /// `local` and the ends of `links`, every link established both ways.
+    fn from_links(local: PeerName, links: &[(PeerName, PeerName)]) -> Self {
+        let mut names: Vec<PeerName> = links.iter().flat_map(|&(a, b)| [a, b]).collect();
+        names.push(local);
+        names.sort_unstable();
+        names.dedup();
+        let mut adjacency = vec![Vec::new(); names.len()];
+        for &(a, b) in links {
+            let (Ok(a), Ok(b)) = (names.binary_search(&a), names.binary_search(&b)) else {
+                unreachable!("every end of a link was numbered above");
+            };
+            if a != b {
+                adjacency[a].push(b);
+                adjacency[b].push(a);
+            }
+        }
+        for neighbours in &mut adjacency {
+            neighbours.sort_unstable();
+            neighbours.dedup();
+        }
+        Self {
+            names,
+            all: adjacency.clone(),
+            established: adjacency,
+        }
+    }
+
     fn index_of(&self, name: PeerName) -> Option<usize> {
         self.names.binary_search(&name).ok()
     }
 
-    /// Unicast next hops and broadcast children of `local` over `adjacency`.
-    fn routes(
-        &self,
-        adjacency: &Adjacency,
-        local: usize,
-    ) -> (
-        BTreeMap<PeerName, PeerName>,
-        BTreeMap<PeerName, Vec<PeerName>>,
-    ) {
-        let ours = Tree::search(adjacency, local);
-        let unicast = ours
-            .next_hops(local)
-            .into_iter()
-            .map(|(dest, hop)| (self.names[dest], self.names[hop]))
-            .collect();
-        // Broadcast sources are exactly the peers reachable from us: others' broadcasts cannot
-        // arrive here. One search per source keeps the total at O(peers × connections).
-        let broadcast = ours
-            .order
-            .iter()
-            .map(|&source| {
-                let tree = Tree::search(adjacency, source);
-                let children = tree
-                    .children(adjacency, local)
-                    .map(|child| self.names[child])
-                    .collect();
-                (self.names[source], children)
-            })
-            .collect();
-        (unicast, broadcast)
+    fn routes_of(self, local: usize) -> Routes {
+        let names: Arc<[PeerName]> = self.names.into();
+        // Once every link is established (a settled mesh) the two graphs are one, and so are
+        // their routes and trees: one search, and one cache the gossip and the sleeve share.
+        let settled = self.all == self.established;
+        let (unicast, broadcast) = routes_over(&names, self.established, local);
+        let (unicast_all, broadcast_all) = if settled {
+            (unicast.clone(), broadcast.clone())
+        } else {
+            routes_over(&names, self.all, local)
+        };
+        Routes {
+            unicast,
+            unicast_all,
+            broadcast,
+            broadcast_all,
+        }
     }
+}
+
+/// Unicast next hops of `local` over `adjacency`, and the broadcast trees over it.
+fn routes_over(
+    names: &Arc<[PeerName]>,
+    adjacency: Adjacency,
+    local: usize,
+) -> (BTreeMap<PeerName, PeerName>, BroadcastTrees) {
+    let ours = Tree::search(&adjacency, local);
+    let unicast = ours
+        .next_hops(local)
+        .into_iter()
+        .map(|(dest, hop)| (names[dest], names[hop]))
+        .collect();
+    let broadcast = BroadcastTrees::new(Arc::clone(names), adjacency, local, &ours);
+    (unicast, broadcast)
 }
 
 /// A breadth-first search tree.

@@ -292,11 +292,11 @@ proptest! {
             let routes = Routes::compute(&merged(ours, &[&others]));
             established.insert(
                 ours.name,
-                PeerRoutes { unicast: routes.unicast, broadcast: routes.broadcast },
+                PeerRoutes { unicast: routes.unicast, broadcast: routes.broadcast.to_map() },
             );
             all.insert(
                 ours.name,
-                PeerRoutes { unicast: routes.unicast_all, broadcast: routes.broadcast_all },
+                PeerRoutes { unicast: routes.unicast_all, broadcast: routes.broadcast_all.to_map() },
             );
         }
         check_routes(&established, &symmetric(&records, true))?;

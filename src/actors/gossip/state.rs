@@ -155,7 +155,13 @@ impl GossipState {
 
     fn refresh_routes(&mut self) {
         if self.routes_stale {
-            self.routes = Routes::compute(&self.topology);
+            let fresh = Routes::compute(&self.topology);
+            // Most changes (versions, addresses, far links pending) leave the graph as it was:
+            // keeping the routes we hold keeps the broadcast trees already searched, and lets
+            // the sleeve see at a pointer's glance that nothing moved.
+            if fresh != self.routes {
+                self.routes = fresh;
+            }
             self.routes_stale = false;
         }
     }

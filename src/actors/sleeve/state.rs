@@ -13,7 +13,7 @@ use super::pmtu::{PmtuProber, ProbeOutcome};
 use crate::actors::mac_learner::state::MacSnapshot;
 use crate::actors::overlay::FastdpPeers;
 use crate::dataplane::sleeve::{ForwardingTable, Neighbour};
-use crate::topology::{PeerName, Routes};
+use crate::topology::{BroadcastTrees, PeerName, Routes};
 use crate::wire::sleeve::{
     Control, DATAGRAM_HEADER_LEN, ETHERNET_HEADER_LEN, MAX_DATAGRAM_LEN, RECORD_HEADER_LEN,
     seal::SEAL_OVERHEAD,
@@ -95,7 +95,8 @@ pub struct SleeveState {
     max_mtu: u16,
     links: BTreeMap<PeerName, SleeveLink>,
     next_hops: HashMap<PeerName, PeerName>,
-    broadcast_children: HashMap<PeerName, Vec<PeerName>>,
+    /// Our children in each source's broadcast tree (searched lazily, shared with the table).
+    broadcast: BroadcastTrees,
     fastdp: FastdpPeers,
     macs: Arc<MacSnapshot>,
     /// Something the forwarding table is built from changed since it was last built.
@@ -121,7 +122,7 @@ impl SleeveState {
             max_mtu,
             links: BTreeMap::new(),
             next_hops: HashMap::new(),
-            broadcast_children: HashMap::new(),
+            broadcast: BroadcastTrees::default(),
             fastdp: FastdpPeers::default(),
             macs: Arc::new(MacSnapshot::default()),
             dirty: true,
@@ -166,14 +167,9 @@ impl SleeveState {
         }
         let next_hops: HashMap<PeerName, PeerName> =
             routes.unicast.iter().map(|(&d, &h)| (d, h)).collect();
-        let children: HashMap<PeerName, Vec<PeerName>> = routes
-            .broadcast
-            .iter()
-            .map(|(&source, kids)| (source, kids.clone()))
-            .collect();
-        if next_hops != self.next_hops || children != self.broadcast_children {
+        if next_hops != self.next_hops || routes.broadcast != self.broadcast {
             self.next_hops = next_hops;
-            self.broadcast_children = children;
+            self.broadcast = routes.broadcast.clone();
             changed = true;
         }
         self.dirty |= changed;
@@ -341,7 +337,7 @@ impl SleeveState {
             local: self.local,
             neighbours,
             next_hops: self.next_hops.clone(),
-            broadcast_children: self.broadcast_children.clone(),
+            broadcast: self.broadcast.clone(),
             macs: Arc::clone(&self.macs),
         }
     }
@@ -368,10 +364,7 @@ impl SleeveState {
     /// has not proven it carries pod frames yet.
     fn routes_through(&self, peer: PeerName) -> bool {
         self.next_hops.get(&peer) == Some(&peer)
-            && self
-                .broadcast_children
-                .get(&self.local)
-                .is_some_and(|children| children.contains(&peer))
+            && self.broadcast.children(self.local).contains(&peer)
     }
 }
 

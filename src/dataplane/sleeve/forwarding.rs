@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::dataplane::mac_table::MacSnapshot;
-use crate::topology::PeerName;
+use crate::topology::{BroadcastTrees, PeerName};
 
 /// A peer we hold an established mesh connection with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,8 +46,11 @@ pub struct ForwardingTable {
     pub neighbours: HashMap<PeerName, Neighbour>,
     /// Every reachable peer → the neighbour that is the next hop towards it.
     pub next_hops: HashMap<PeerName, PeerName>,
-    /// Broadcast source (ourselves included) → our children in its tree.
-    pub broadcast_children: HashMap<PeerName, Vec<PeerName>>,
+    /// Our children in each broadcast source's tree (ourselves included), from the gossip's
+    /// routes. A source's tree is searched the first time one of its broadcasts passes, here or
+    /// in the control plane, and then kept: on the I/O thread that is one breadth-first search
+    /// of the mesh (tens of microseconds at 250 peers) per source per topology change.
+    pub broadcast: BroadcastTrees,
     pub macs: Arc<MacSnapshot>,
 }
 
@@ -58,7 +61,7 @@ impl ForwardingTable {
             local,
             neighbours: HashMap::new(),
             next_hops: HashMap::new(),
-            broadcast_children: HashMap::new(),
+            broadcast: BroadcastTrees::default(),
             macs: Arc::new(MacSnapshot::default()),
         }
     }
@@ -71,10 +74,7 @@ impl ForwardingTable {
 
     /// Our children in `source`'s broadcast tree.
     pub fn children_of(&self, source: PeerName) -> &[PeerName] {
-        self.broadcast_children
-            .get(&source)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.broadcast.children(source)
     }
 
     /// Whether our broadcasts must be relayed through `child`: some other peer's route from us

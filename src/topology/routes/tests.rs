@@ -51,8 +51,8 @@ fn lone_peer_has_only_its_own_empty_broadcast_entry() {
     let routes = Routes::compute(&Topology::new(record(1, 1, 1, &[])));
     assert!(routes.unicast.is_empty());
     assert!(routes.unicast_all.is_empty());
-    assert_eq!(routes.broadcast, children(&[(1, &[])]));
-    assert_eq!(routes.broadcast_all, children(&[(1, &[])]));
+    assert_eq!(routes.broadcast.to_map(), children(&[(1, &[])]));
+    assert_eq!(routes.broadcast_all.to_map(), children(&[(1, &[])]));
     assert_eq!(routes.broadcast(name(1)), &[] as &[PeerName]);
     assert_eq!(routes.unicast(name(2)), None);
 }
@@ -67,7 +67,7 @@ fn one_sided_connections_are_not_used() {
     ];
     let routes = Routes::compute(&topology_of(1, &records));
     assert!(routes.unicast_all.is_empty());
-    assert_eq!(routes.broadcast_all, children(&[(1, &[])]));
+    assert_eq!(routes.broadcast_all.to_map(), children(&[(1, &[])]));
 }
 
 #[test]
@@ -82,9 +82,9 @@ fn unestablished_connections_only_count_for_the_all_routes() {
     let routes = Routes::compute(&topology_of(1, &records));
     assert_eq!(routes.unicast, hops(&[(2, 2)]));
     assert_eq!(routes.unicast_all, hops(&[(2, 2), (3, 2), (4, 2)]));
-    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+    assert_eq!(routes.broadcast.to_map(), children(&[(1, &[2]), (2, &[])]));
     assert_eq!(
-        routes.broadcast_all,
+        routes.broadcast_all.to_map(),
         children(&[(1, &[2]), (2, &[]), (3, &[]), (4, &[])])
     );
 }
@@ -97,7 +97,7 @@ fn references_to_peers_without_records_are_ignored() {
     ];
     let routes = Routes::compute(&topology_of(1, &records));
     assert_eq!(routes.unicast, hops(&[(2, 2)]));
-    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+    assert_eq!(routes.broadcast.to_map(), children(&[(1, &[2]), (2, &[])]));
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn self_connections_are_ignored() {
     let records = [record(1, 1, 1, &[(1, true)])];
     let routes = Routes::compute(&topology_of(1, &records));
     assert!(routes.unicast.is_empty());
-    assert_eq!(routes.broadcast, children(&[(1, &[])]));
+    assert_eq!(routes.broadcast.to_map(), children(&[(1, &[])]));
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn line_routes_go_through_the_neighbour() {
     assert_eq!(routes.unicast, hops(&[(1, 1), (3, 3), (4, 3)]));
     // From 1 the broadcast comes through us and we pass it on to 3; from 4 the reverse.
     assert_eq!(
-        routes.broadcast,
+        routes.broadcast.to_map(),
         children(&[(1, &[3]), (2, &[1, 3]), (3, &[1]), (4, &[1])])
     );
 }
@@ -143,7 +143,7 @@ fn unreachable_peers_get_no_routes() {
     let records = mesh(&[1, 2, 3, 4], &[(1, 2), (3, 4)]);
     let routes = Routes::compute(&topology_of(1, &records));
     assert_eq!(routes.unicast, hops(&[(2, 2)]));
-    assert_eq!(routes.broadcast, children(&[(1, &[2]), (2, &[])]));
+    assert_eq!(routes.broadcast.to_map(), children(&[(1, &[2]), (2, &[])]));
     assert_eq!(routes.broadcast(name(3)), &[] as &[PeerName]);
 }
 
@@ -157,7 +157,7 @@ fn large_mesh_is_fully_routed() {
     let peers: Vec<u64> = (1..=PEERS).collect();
     let routes = Routes::compute(&topology_of(1, &mesh(&peers, &edges)));
     assert_eq!(routes.unicast.len(), 499);
-    assert_eq!(routes.broadcast.len(), 500);
+    assert_eq!(routes.broadcast.to_map().len(), 500);
     // Our own broadcast goes to all 30 neighbours directly.
     assert_eq!(routes.broadcast(name(1)).len(), 30);
 }
@@ -172,22 +172,55 @@ fn circulant(peers: u64, steps: u64) -> Vec<PeerRecord> {
     mesh(&ids, &edges)
 }
 
+/// What the routes held before trees were searched lazily: every reachable source's tree
+/// searched up front, our children in each.
+fn every_tree(
+    graph: &Graph,
+    adjacency: &Adjacency,
+    local: usize,
+) -> BTreeMap<PeerName, Vec<PeerName>> {
+    Tree::search(adjacency, local)
+        .order
+        .iter()
+        .map(|&source| {
+            let tree = Tree::search(adjacency, source);
+            let children = tree
+                .children(adjacency, local)
+                .map(|c| graph.names[c])
+                .collect();
+            (graph.names[source], children)
+        })
+        .collect()
+}
+
 #[test]
-fn a_settled_mesh_shares_one_computation_between_both_route_sets() {
+fn a_settled_mesh_shares_one_search_and_one_cache_between_both_route_sets() {
     let topology = topology_of(1, &circulant(120, 15));
     let graph = Graph::build(&topology);
     assert_eq!(graph.all, graph.established, "every link is established");
     let local = graph.index_of(name(1)).expect("local peer");
     let routes = Routes::compute(&topology);
-    let (unicast_all, broadcast_all) = graph.routes(&graph.all, local);
-    assert_eq!(routes.unicast_all, unicast_all);
-    assert_eq!(routes.broadcast_all, broadcast_all);
     assert_eq!(routes.unicast, routes.unicast_all);
-    assert_eq!(routes.broadcast.len(), 120);
+    assert_eq!(
+        routes.broadcast.searched(),
+        1,
+        "only our own tree, with the unicast search"
+    );
+    let _ = routes.broadcast_all(name(50));
+    assert_eq!(
+        routes.broadcast.searched(),
+        2,
+        "the gossip's search serves the sleeve too"
+    );
+    assert_eq!(
+        routes.broadcast_all.to_map(),
+        every_tree(&graph, &graph.all, local)
+    );
+    assert_eq!(routes.broadcast.searched(), 120);
 }
 
 #[test]
-fn one_pending_link_gives_the_all_routes_their_own_computation() {
+fn one_pending_link_gives_the_all_routes_their_own_trees() {
     let mut records = circulant(120, 15);
     // Peer 2 reports one of its links as not yet established: it leaves the established graph.
     let pending = *records[1]
@@ -205,11 +238,85 @@ fn one_pending_link_gives_the_all_routes_their_own_computation() {
     assert_ne!(graph.all, graph.established);
     let local = graph.index_of(name(1)).expect("local peer");
     let routes = Routes::compute(&topology);
-    let (unicast_all, broadcast_all) = graph.routes(&graph.all, local);
-    let (unicast, broadcast) = graph.routes(&graph.established, local);
+    assert_ne!(routes.broadcast, routes.broadcast_all);
     assert_eq!(
-        (routes.unicast_all, routes.broadcast_all),
-        (unicast_all, broadcast_all)
+        routes.broadcast_all.to_map(),
+        every_tree(&graph, &graph.all, local)
     );
-    assert_eq!((routes.unicast, routes.broadcast), (unicast, broadcast));
+    assert_eq!(
+        routes.broadcast.searched(),
+        1,
+        "the other graph's trees are its own"
+    );
+    assert_eq!(
+        routes.broadcast.to_map(),
+        every_tree(&graph, &graph.established, local)
+    );
+}
+
+#[test]
+fn a_tree_is_searched_once_when_first_asked_for_and_clones_share_it() {
+    let routes = Routes::compute(&topology_of(1, &circulant(60, 5)));
+    let trees = routes.broadcast.clone();
+    assert_eq!(trees.searched(), 1);
+    let first = routes.broadcast(name(30)).to_vec();
+    assert_eq!(
+        trees.searched(),
+        2,
+        "the clone sees the search made through the original"
+    );
+    assert_eq!(trees.children(name(30)), first.as_slice());
+    assert_eq!(trees.searched(), 2, "asked again: no second search");
+    // A peer we do not know costs no search.
+    assert!(trees.children(name(999)).is_empty());
+    assert_eq!(trees.searched(), 2);
+}
+
+#[test]
+fn trees_are_equal_when_their_graphs_are_whatever_was_searched() {
+    let records = circulant(40, 4);
+    let one = Routes::compute(&topology_of(1, &records));
+    let other = Routes::compute(&topology_of(1, &records));
+    let _ = one.broadcast(name(7));
+    assert_eq!(one, other);
+    let elsewhere = Routes::compute(&topology_of(2, &records));
+    assert_ne!(
+        one.broadcast, elsewhere.broadcast,
+        "same graph, another local peer"
+    );
+    let fewer = Routes::compute(&topology_of(1, &circulant(40, 3)));
+    assert_ne!(one.broadcast, fewer.broadcast);
+}
+
+#[test]
+fn routes_from_links_are_the_routes_of_a_topology_listing_them() {
+    let edges = [(1, 2), (1, 3), (2, 4), (3, 4), (4, 5), (6, 7)];
+    let records = mesh(&[1, 2, 3, 4, 5, 6, 7], &edges);
+    let links: Vec<(PeerName, PeerName)> = edges.iter().map(|&(a, b)| (name(a), name(b))).collect();
+    for local in [1, 4, 6] {
+        let computed = Routes::compute(&topology_of(local, &records));
+        let from_links = Routes::from_links(name(local), &links);
+        assert_eq!(from_links, computed);
+        assert_eq!(from_links.broadcast.to_map(), computed.broadcast.to_map());
+    }
+}
+
+proptest::proptest! {
+    /// Searching a source's tree when asked gives what searching every tree up front gave.
+    #[test]
+    fn lazily_searched_trees_match_every_tree_searched_up_front(
+        edges in proptest::collection::vec((0u64..24, 0u64..24), 0..80),
+        local in 0u64..24,
+    ) {
+        let links: Vec<(PeerName, PeerName)> =
+            edges.iter().map(|&(a, b)| (name(a + 1), name(b + 1))).collect();
+        let graph = Graph::from_links(name(local + 1), &links);
+        let index = graph.index_of(name(local + 1)).expect("local peer");
+        let expected = every_tree(&graph, &graph.established, index);
+        let routes = Routes::from_links(name(local + 1), &links);
+        for (source, children) in &expected {
+            proptest::prop_assert_eq!(routes.broadcast(*source), children.as_slice());
+        }
+        proptest::prop_assert_eq!(routes.broadcast.to_map(), expected);
+    }
 }

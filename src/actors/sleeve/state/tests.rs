@@ -40,12 +40,7 @@ fn link(peer: PeerName, link_id: u64, last: u8) -> NeighbourLink {
 
 /// B is a neighbour; C is reached through B.
 fn routes() -> Routes {
-    let mut routes = Routes::default();
-    routes.unicast.insert(B, B);
-    routes.unicast.insert(C, B);
-    routes.broadcast.insert(LOCAL, vec![B]);
-    routes.broadcast.insert(C, vec![]);
-    routes
+    Routes::from_links(LOCAL, &[(LOCAL, B), (B, C)])
 }
 
 fn carried_draining(carried: &[PeerName], draining: &[PeerName]) -> FastdpPeers {
@@ -236,8 +231,7 @@ fn a_new_connection_to_the_same_peer_starts_afresh() {
 fn an_acked_link_is_established_only_once_the_routes_reach_its_peer() {
     let now = Instant::now();
     let mut state = SleeveState::new(LOCAL, 1437);
-    let mut unrouted = Routes::default();
-    unrouted.broadcast.insert(LOCAL, vec![]);
+    let unrouted = Routes::from_links(LOCAL, &[]);
     state.set_links(vec![link(B, 7, 2)], &unrouted, now);
     state.on_tick(now);
     state.on_control(addr(2), B, Control::HeartbeatAck { connection_id: 7 }, now);

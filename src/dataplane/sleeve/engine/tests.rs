@@ -4,7 +4,6 @@
 //! over TCP (partial checksums and TSO super-frames included), talk across a relay, and count
 //! broadcasts. Every namespace is unique per test and removed on drop, also after a failure.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use crate::dataplane::sleeve::{
     ensure_sleeve_tap, sleeve_tap_name,
 };
 use crate::dataplane::testns::TestNs;
-use crate::topology::PeerName;
+use crate::topology::{PeerName, Routes};
 use crate::wire::sleeve::datagram_payload_limit;
 use crate::wire::sleeve::seal::{Direction, SealingKey, SleeveKey};
 use crate::wire::sleeve::{Control, encode_control_datagram};
@@ -147,22 +146,15 @@ fn node_with_keys(tag: &str, index: u8, pod_ip: Ipv4Addr, keys: Option<Arc<Sleev
 /// Publishes a table for `node` whose one neighbour is `peer`, at `peer_ip` on the underlay,
 /// reached directly, and where every pod MAC is.
 fn publish_direct(node: &Node, peer: PeerName, peer_ip: &str, pods: &[(MacAddr, PeerName)]) {
-    publish(
-        node,
-        &[(peer, peer_ip)],
-        &[(peer, peer)],
-        &[(node.name, vec![peer])],
-        pods,
-    );
+    publish(node, &[(peer, peer_ip)], &[(node.name, peer)], pods);
 }
 
-/// Publishes a table for `node`: `neighbours` by (peer, underlay address), `next_hops`,
-/// `children` per source, and where every pod MAC is.
+/// Publishes a table for `node`: `neighbours` by (peer, underlay address), the routes the
+/// gossip would compute over the mesh's `links`, and where every pod MAC is.
 fn publish(
     node: &Node,
     neighbours: &[(PeerName, &str)],
-    next_hops: &[(PeerName, PeerName)],
-    children: &[(PeerName, Vec<PeerName>)],
+    links: &[(PeerName, PeerName)],
     pods: &[(MacAddr, PeerName)],
 ) {
     let mut table = ForwardingTable::alone(node.name);
@@ -177,8 +169,9 @@ fn publish(
             },
         );
     }
-    table.next_hops = next_hops.iter().copied().collect();
-    table.broadcast_children = children.iter().cloned().collect::<HashMap<_, _>>();
+    let routes = Routes::from_links(node.name, links);
+    table.next_hops = routes.unicast.into_iter().collect();
+    table.broadcast = routes.broadcast;
     let mut macs = MacTable::new();
     for &(mac, at) in pods {
         let location = if at == node.name {
@@ -433,31 +426,15 @@ fn a_chain_relays_unicast_and_delivers_each_broadcast_once() {
         (b.pod_mac, b.name),
         (c.pod_mac, c.name),
     ];
-    publish(
-        &a,
-        &[(b.name, "192.168.78.2")],
-        &[(b.name, b.name), (c.name, b.name)],
-        &[(a.name, vec![b.name])],
-        &pods,
-    );
+    let chain = [(a.name, b.name), (b.name, c.name)];
+    publish(&a, &[(b.name, "192.168.78.2")], &chain, &pods);
     publish(
         &b,
         &[(a.name, "192.168.78.1"), (c.name, "192.168.79.3")],
-        &[(a.name, a.name), (c.name, c.name)],
-        &[
-            (a.name, vec![c.name]),
-            (c.name, vec![a.name]),
-            (b.name, vec![a.name, c.name]),
-        ],
+        &chain,
         &pods,
     );
-    publish(
-        &c,
-        &[(b.name, "192.168.79.2")],
-        &[(b.name, b.name), (a.name, b.name)],
-        &[(c.name, vec![b.name])],
-        &pods,
-    );
+    publish(&c, &[(b.name, "192.168.79.2")], &chain, &pods);
     ping(&a, c.pod_ip, "56", "do");
     ping(&c, a.pod_ip, "56", "do");
     tcp_transfer(&a, &c, 2 << 20);

@@ -1,5 +1,5 @@
 //! Whole meshes simulated over the pure forwarding functions: every peer's table built the way
-//! the `Sleeve` actor builds it (one breadth-first search per source, neighbours in name order),
+//! the `Sleeve` actor builds it (from the routes the gossip computes over the mesh's links),
 //! frames followed hop by hop, kernel (fastdp) deliveries counted alongside sleeve ones.
 
 use std::collections::VecDeque;
@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::*;
 use crate::dataplane::mac_table::MacTable;
 use crate::dataplane::sleeve::forwarding::Neighbour;
+use crate::topology::Routes;
 use proptest::prelude::*;
 
 fn peer(index: usize) -> PeerName {
@@ -33,22 +34,13 @@ impl Mesh {
             .collect()
     }
 
-    /// Breadth-first parents from `source` (neighbours in order, so every peer computes the same).
-    fn bfs_parents(&self, source: usize) -> Vec<Option<usize>> {
-        let mut parent = vec![None; self.len()];
-        let mut seen = vec![false; self.len()];
-        seen[source] = true;
-        let mut queue = VecDeque::from([source]);
-        while let Some(at) = queue.pop_front() {
-            for next in self.neighbours(at) {
-                if !seen[next] {
-                    seen[next] = true;
-                    parent[next] = Some(at);
-                    queue.push_back(next);
-                }
-            }
-        }
-        parent
+    /// Every direct connection, once.
+    fn links(&self) -> Vec<(PeerName, PeerName)> {
+        (0..self.len())
+            .flat_map(|a| self.neighbours(a).into_iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| (peer(a), peer(b)))
+            .collect()
     }
 
     /// Peer `me`'s table, with `macs` saying where each peer's pod MAC is.
@@ -69,27 +61,9 @@ impl Mesh {
                 },
             );
         }
-        let mine = self.bfs_parents(me);
-        for dest in 0..self.len() {
-            if dest == me || (mine[dest].is_none()) {
-                continue;
-            }
-            let mut hop = dest;
-            while mine[hop] != Some(me) {
-                hop = mine[hop].unwrap();
-            }
-            table.next_hops.insert(peer(dest), peer(hop));
-        }
-        for source in 0..self.len() {
-            let parents = self.bfs_parents(source);
-            let children: Vec<PeerName> = (0..self.len())
-                .filter(|&c| parents[c] == Some(me))
-                .map(peer)
-                .collect();
-            if !children.is_empty() {
-                table.broadcast_children.insert(peer(source), children);
-            }
-        }
+        let routes = Routes::from_links(peer(me), &self.links());
+        table.next_hops = routes.unicast.into_iter().collect();
+        table.broadcast = routes.broadcast;
         table.macs = Arc::clone(macs);
         table
     }
