@@ -26,6 +26,10 @@ pub struct Topology {
     clock_anchor: u64,
     /// Milliseconds since then, as the owner last told us (time is injected, never read here).
     elapsed_ms: u64,
+    /// Counts the changes to the records: equal counts mean equal records, which lets the gossip
+    /// tell whether its published view is current without comparing every record (at 250 peers
+    /// that comparison was an eighth of the routers' CPU).
+    changes: u64,
 }
 
 /// What a merge changed.
@@ -58,6 +62,7 @@ impl Topology {
             clock_anchor: local.version,
             elapsed_ms: 0,
             peers: BTreeMap::from([(name, local)]),
+            changes: 0,
         }
     }
 
@@ -77,6 +82,12 @@ impl Topology {
 
     pub fn local_name(&self) -> PeerName {
         self.local
+    }
+
+    /// How many times the records have changed since this table was made: two reads that
+    /// return the same count saw the same records.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub fn local(&self) -> &PeerRecord {
@@ -116,6 +127,7 @@ impl Topology {
         }
         local.connections.insert(remote, summary);
         local.version = next_version(local.version);
+        self.changes += 1;
     }
 
     /// Removes our connection to `remote`; bumps our version and returns true if there was one.
@@ -125,6 +137,7 @@ impl Topology {
             return false;
         }
         local.version = next_version(local.version);
+        self.changes += 1;
         true
     }
 
@@ -174,6 +187,7 @@ impl Topology {
                 }
                 _ => {
                     self.peers.insert(name, record.clone());
+                    self.changes += 1;
                     outcome.improved.push(record);
                 }
             }
@@ -186,11 +200,20 @@ impl Topology {
     /// Returns the removed records.
     pub fn garbage_collect(&mut self) -> Vec<PeerRecord> {
         let reachable = self.reachable_from_local();
-        let (kept, removed): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.peers)
+        // Usually every peer is still reachable: find the others before moving anything.
+        let unreachable: Vec<PeerName> = self
+            .peers
+            .keys()
+            .filter(|name| !reachable.contains(name))
+            .copied()
+            .collect();
+        if !unreachable.is_empty() {
+            self.changes += 1;
+        }
+        unreachable
             .into_iter()
-            .partition(|(name, _)| reachable.contains(name));
-        self.peers = kept;
-        removed.into_values().collect()
+            .filter_map(|name| self.peers.remove(&name))
+            .collect()
     }
 
     /// Our own record, for editing.
@@ -213,6 +236,7 @@ impl Topology {
             return false;
         }
         local.version = next_version(record.version);
+        self.changes += 1;
         true
     }
 

@@ -38,6 +38,15 @@ fn distinct_records(raw: &[RawRecord]) -> Vec<PeerRecord> {
     by_key.into_values().collect()
 }
 
+/// One edit of a topology, for the change-count property.
+#[derive(Debug, Clone)]
+enum Step {
+    Merge(Vec<RawRecord>),
+    Connect(u64, bool),
+    Disconnect(u64),
+    Collect,
+}
+
 /// Merges `batches` one after the other into a fresh topology of `local`.
 fn merged(local: &PeerRecord, batches: &[&[PeerRecord]]) -> Topology {
     let mut topology = Topology::new(local.clone());
@@ -301,6 +310,43 @@ proptest! {
         }
         check_routes(&established, &symmetric(&records, true))?;
         check_routes(&all, &symmetric(&records, false))?;
+    }
+
+    /// The change count is what lets the gossip skip comparing every record before publishing
+    /// its view: whatever is done to the table, the count moves exactly when the records do.
+    #[test]
+    fn the_change_count_moves_exactly_when_the_records_change(
+        steps in prop::collection::vec(
+            prop_oneof![
+                prop::collection::vec(raw_record(), 0..4).prop_map(Step::Merge),
+                (0..MAX_PEERS, any::<bool>()).prop_map(|(n, e)| Step::Connect(n, e)),
+                (0..MAX_PEERS).prop_map(Step::Disconnect),
+                Just(Step::Collect),
+            ],
+            0..24,
+        ),
+    ) {
+        let mut topology = Topology::new(record(0, 0, 0, &[]));
+        for step in steps {
+            let (before, count) = (topology.full_state(), topology.changes());
+            match step {
+                Step::Merge(raw) => {
+                    topology.merge(distinct_records(&raw));
+                }
+                Step::Connect(n, established) => topology.set_local_connection(
+                    name(n),
+                    super::test_support::summary(established),
+                ),
+                Step::Disconnect(n) => {
+                    topology.remove_local_connection(name(n));
+                }
+                Step::Collect => {
+                    topology.garbage_collect();
+                }
+            }
+            prop_assert_eq!(topology.full_state() != before, topology.changes() != count);
+            prop_assert!(topology.changes() >= count);
+        }
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Gossip {
     fn apply(&mut self, effects: Vec<Effect>) {
         // Each message is framed once, for all the links it goes to in this batch.
         let mut framed: Vec<(Arc<ProtocolMsg>, FramedMessage)> = Vec::new();
+        let mut peers_changed = false;
         for effect in effects {
             match effect {
                 Effect::Send { link, msg } => {
@@ -138,24 +139,28 @@ impl Gossip {
                         );
                     }
                 }
-                Effect::PeersChanged => self.publish_peers(),
+                Effect::PeersChanged => peers_changed = true,
             }
+        }
+        // Once per batch, after all of it: the directory is a pass over every record.
+        if peers_changed {
+            self.publish_peers();
         }
         metrics::set_peers(self.state.topology().len());
         self.publish_view();
     }
 
     fn publish_peers(&mut self) {
+        let directory = self.state.peer_directory();
         let changed = PeersChanged {
             connected: self.state.connected_peers(),
-            discovered: self.state.discovery_targets(),
-            addresses: self.state.peer_addresses(),
+            discovered: directory.discovery_targets,
+            addresses: directory.addresses,
         };
         if self.maker.recipient().try_send(changed).is_err() {
             metrics::message_dropped(metrics::DropReason::MakerMailboxFull);
         }
-        let hints = self.state.refusal_hints();
-        self.hints.send_replace(hints);
+        self.hints.send_replace(directory.refusal_hints);
     }
 }
 

@@ -124,6 +124,9 @@ pub struct GossipState {
     rng: StdRng,
     /// When this state was made: the topology's version ceiling moves with the time since.
     created: Instant,
+    /// The topology's change count when its records were last published in the view (none yet
+    /// from this incarnation: a restarted gossip publishes its fresh view at once).
+    published_changes: Option<u64>,
 }
 
 impl GossipState {
@@ -141,6 +144,7 @@ impl GossipState {
             next_anti_entropy: now + ANTI_ENTROPY_INTERVAL,
             rng: StdRng::seed_from_u64(seed),
             created: now,
+            published_changes: None,
         }
     }
 
@@ -168,6 +172,15 @@ impl GossipState {
 
     pub fn local_name(&self) -> PeerName {
         self.topology.local_name()
+    }
+
+    /// The topology's change count as of the last published view.
+    pub fn published_changes(&self) -> Option<u64> {
+        self.published_changes
+    }
+
+    pub fn set_published_changes(&mut self, changes: u64) {
+        self.published_changes = Some(changes);
     }
 
     pub fn links(&self) -> Vec<LinkView> {

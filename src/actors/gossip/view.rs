@@ -28,13 +28,13 @@ pub fn channel() -> (ViewSender, GossipView) {
     }))
 }
 
-/// Publishes the state's view if it differs from the one last published. Comparing borrows
-/// what is held and allocates nothing: cheap enough to run after every gossip message and tick.
+/// Publishes the state's view if it differs from the one last published. The records are known
+/// unchanged by their change count, the links by comparing the few of them: cheap enough to run
+/// after every gossip message and tick.
 pub fn publish_if_changed(state: &mut GossipState, sender: &ViewSender) {
-    let unchanged = {
-        let last = sender.borrow();
-        state.topology().peers().eq(last.peers.iter()) && state.links_equal(&last.links)
-    };
+    let changes = state.topology().changes();
+    let unchanged =
+        state.published_changes() == Some(changes) && state.links_equal(&sender.borrow().links);
     if unchanged {
         return;
     }
@@ -45,6 +45,7 @@ pub fn publish_if_changed(state: &mut GossipState, sender: &ViewSender) {
     };
     // No follower is fine (they may come later, and read the latest value then).
     sender.send_replace(Arc::new(view));
+    state.set_published_changes(changes);
 }
 
 /// Calls `on_change` with the current view now, and again with each new one, for as long as the

@@ -109,3 +109,43 @@ fn hints_never_name_a_full_neighbour() {
         assert_eq!(state.refusal_hints(), expected, "limit {limit}");
     }
 }
+
+/// The gossip actor asks for all three at once after the peers change, from one pass over the
+/// records: the answers must be the ones each question gets alone.
+#[test]
+fn the_peer_directory_answers_as_each_question_does_alone() {
+    let t0 = Instant::now();
+    let explicit = SocketAddr::from(([192, 168, 7, 4], 7000));
+    let mut records = vec![
+        record_listing(2, 3, &[1, 3, 4, 5]),
+        record_listing(3, 3, &[2]),
+        PeerRecord {
+            listen_addr: explicit,
+            ..record_listing(4, 3, &[2])
+        },
+    ];
+    // Peer 5 is full: no discovery target, and not a hint.
+    records.push(PeerRecord {
+        conn_limit: 1,
+        ..record_listing(5, 3, &[2])
+    });
+    let mut state = linked(1, &[(12, 2)], &records, t0);
+    let directory = state.peer_directory();
+    assert_eq!(directory.addresses, state.peer_addresses());
+    assert_eq!(directory.discovery_targets, state.discovery_targets());
+    // Equally loaded peers are shuffled (they share the newcomers): compare as sets.
+    let sorted = |mut hints: Vec<SocketAddr>| {
+        hints.sort();
+        hints
+    };
+    assert_eq!(
+        sorted(directory.refusal_hints.clone()),
+        sorted(state.refusal_hints())
+    );
+    assert!(
+        !directory
+            .refusal_hints
+            .contains(&SocketAddr::new(ip(5), MESH_PORT))
+    );
+    assert_eq!(directory.addresses.len(), 4, "every peer but us");
+}
