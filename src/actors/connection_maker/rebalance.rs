@@ -6,7 +6,9 @@
 //!
 //! The rules, and why:
 //! - **Dial far**: when a peer is [`FAR_HOPS`] or more away, dial the farthest such peer,
-//!   preferring one with room for another link (a full one would refuse us).
+//!   preferring one with room for another link (a full one would refuse us). Any peer whose
+//!   address gossip gives may be dialled, not only discovery's targets: those leave out peers past
+//!   four fifths of their limit, which in a settled mesh is nearly every peer.
 //! - **Make room**: when that peer is there but we are at our limit, drop our most redundant
 //!   link instead; the next interval dials. A link is redundant when its peer stays within two
 //!   hops of us without it (a common neighbour), which also means dropping it can never

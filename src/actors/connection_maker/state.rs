@@ -74,6 +74,9 @@ pub struct ConnectionMakerState {
     /// Peers rebalancing dialled, and when: each is dialled at most once per
     /// [`REDIAL_HOLD_AFTER_DROP`] this way, whatever its back-off says.
     rebalance_dials: BTreeMap<PeerName, Instant>,
+    /// Where gossip says every other known peer listens (as target addresses): rebalancing may
+    /// dial a far peer that is no target of ours (see `rebalance`).
+    peer_addresses: BTreeMap<PeerName, String>,
 }
 
 /// What the actor carries out for a rebalancing decision.
@@ -103,6 +106,7 @@ impl ConnectionMakerState {
             // Its own stream, so that rebalancing does not shift the retry jitter.
             rebalancer: Rebalancer::new(seed ^ REBALANCE_SEED_SALT),
             rebalance_dials: BTreeMap::new(),
+            peer_addresses: BTreeMap::new(),
         }
     }
 
@@ -221,9 +225,16 @@ impl ConnectionMakerState {
     /// Tells which peer listens where, so that a target (say a direct one that never connected
     /// itself) is known to lead to a peer that may already be linked with us the other way.
     pub fn learn_peer_addresses(&mut self, known: &[(PeerName, SocketAddr)]) {
+        self.peer_addresses.clear();
         for (peer, addr) in known {
-            if let Some(target) = socket_target(*addr).and_then(|key| self.targets.get_mut(&key)) {
+            let Some(key) = socket_target(*addr) else {
+                continue;
+            };
+            if let Some(target) = self.targets.get_mut(&key) {
                 target.peer = Some(*peer);
+            }
+            if *peer != self.our_name {
+                self.peer_addresses.insert(*peer, key);
             }
         }
     }

@@ -194,3 +194,59 @@ fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
         Some(RebalanceAction::Dial(addr_of(4)))
     );
 }
+
+/// Discovery lists only peers below four fifths of their limit: in a mesh where every peer is
+/// past that, rebalancing must still reach a far peer, by the address gossip gives for it.
+#[test]
+fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_it() {
+    let now = Instant::now();
+    let mut st = state(true);
+    // us - 1 - 2 - 3 - 4, none of them a discovery target.
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    let known: Vec<(PeerName, SocketAddr)> = (1..=4)
+        .map(|n| (name(n), sock(&addr_of(n))))
+        .chain([(us(), sock("10.0.0.99:6783"))])
+        .collect();
+    st.learn_peer_addresses(&known);
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    assert!(st.due(now, 10).is_empty(), "discovery dials none of them");
+    assert_eq!(
+        st.rebalance(now, 30, 10),
+        None,
+        "the first call only schedules"
+    );
+    let later = now + secs(3600);
+    assert_eq!(
+        st.rebalance(later, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(4)))
+    );
+    // A target of no source (the status lists none), held while the attempt lasts.
+    assert!(st.target(&addr_of(4)).is_none());
+    assert!(matches!(
+        st.targets[&addr_of(4)].state(),
+        TargetState::Attempting { .. }
+    ));
+    // Refused (4 is full): nothing keeps the target, nothing else dials it, and rebalancing
+    // holds it back like any peer it dialled.
+    st.attempt_failed(&addr_of(4), Some(name(4)), "refused".into(), true, later);
+    assert!(!st.targets.contains_key(&addr_of(4)));
+    assert!(st.due(later + secs(60), 10).is_empty());
+    assert_eq!(
+        st.rebalance(later + secs(60), 30, 10),
+        Some(RebalanceAction::Dial(addr_of(3))),
+        "4 is held back; its neighbour 3, three hops away, brings it within two"
+    );
+}
+
+#[test]
+fn without_discovery_rebalancing_dials_no_peer_known_only_from_gossip() {
+    let now = Instant::now();
+    let mut st = state(false);
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    let known: Vec<(PeerName, SocketAddr)> =
+        (1..=4).map(|n| (name(n), sock(&addr_of(n)))).collect();
+    st.learn_peer_addresses(&known);
+    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    assert_eq!(st.rebalance(now, 30, 10), None);
+    assert_eq!(st.rebalance(now + secs(3600), 30, 10), None);
+}
