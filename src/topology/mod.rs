@@ -14,6 +14,7 @@ mod tests;
 pub use nickname::{MAX_NICKNAME_BYTES, NicknameError, check_nickname};
 pub use peer_name::{PeerName, PeerNameError, PeerUid};
 pub use peers::{MAX_VERSION_LEAD, MergeOutcome, Topology};
+pub(crate) use routes::undirected_adjacency;
 pub use routes::{BroadcastTrees, Routes};
 
 use std::collections::BTreeMap;

@@ -261,20 +261,13 @@ impl Graph {
         names.push(local);
         names.sort_unstable();
         names.dedup();
-        let mut adjacency = vec![Vec::new(); names.len()];
-        for &(a, b) in links {
-            let (Ok(a), Ok(b)) = (names.binary_search(&a), names.binary_search(&b)) else {
-                unreachable!("every end of a link was numbered above");
-            };
-            if a != b {
-                adjacency[a].push(b);
-                adjacency[b].push(a);
-            }
-        }
-        for neighbours in &mut adjacency {
-            neighbours.sort_unstable();
-            neighbours.dedup();
-        }
+        let index = |name: &PeerName| {
+            names
+                .binary_search(name)
+                .expect("every end of a link was numbered above")
+        };
+        let adjacency =
+            undirected_adjacency(names.len(), links.iter().map(|(a, b)| (index(a), index(b))));
         Self {
             names,
             all: adjacency.clone(),
@@ -304,6 +297,27 @@ impl Graph {
             broadcast_all,
         }
     }
+}
+
+/// Adjacency lists of `peers` peers linked both ways by `links` (pairs of indices): each list
+/// ascending, without duplicates or self-links. The routes and the connection maker's mesh graph
+/// both number peers by ascending name and build their graphs of links here.
+pub(crate) fn undirected_adjacency(
+    peers: usize,
+    links: impl IntoIterator<Item = (usize, usize)>,
+) -> Vec<Vec<usize>> {
+    let mut adjacency = vec![Vec::new(); peers];
+    for (a, b) in links {
+        if a != b {
+            adjacency[a].push(b);
+            adjacency[b].push(a);
+        }
+    }
+    for neighbours in &mut adjacency {
+        neighbours.sort_unstable();
+        neighbours.dedup();
+    }
+    adjacency
 }
 
 /// Unicast next hops of `local` over `adjacency`, and the broadcast trees over it.

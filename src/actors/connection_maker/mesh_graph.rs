@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::topology::{PeerName, PeerRecord};
+use crate::topology::{PeerName, PeerRecord, undirected_adjacency};
 
 /// The mesh's symmetric links, peers numbered by ascending name.
 #[derive(Clone, Debug, Default)]
@@ -54,20 +54,11 @@ impl MeshGraph {
         let limits: Vec<u32> = by_name.values().copied().collect();
         let index: HashMap<PeerName, usize> =
             names.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let mut adjacency = vec![Vec::new(); names.len()];
-        for (a, b) in links {
-            let (Some(&a), Some(&b)) = (index.get(&a), index.get(&b)) else {
-                continue;
-            };
-            if a != b {
-                adjacency[a].push(b);
-                adjacency[b].push(a);
-            }
-        }
-        for neighbours in &mut adjacency {
-            neighbours.sort_unstable();
-            neighbours.dedup();
-        }
+        // A link to a peer we hold no record of leads nowhere.
+        let known = links
+            .into_iter()
+            .filter_map(|(a, b)| Some((*index.get(&a)?, *index.get(&b)?)));
+        let adjacency = undirected_adjacency(names.len(), known);
         Self {
             names,
             index,

@@ -195,13 +195,9 @@ fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
     );
 }
 
-/// Discovery lists only peers below four fifths of their limit: in a mesh where every peer is
-/// past that, rebalancing must still reach a far peer, by the address gossip gives for it.
-#[test]
-fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_it() {
-    let now = Instant::now();
-    let mut st = state(true);
-    // us - 1 - 2 - 3 - 4, none of them a discovery target.
+/// us - 1 - 2 - 3 - 4, linked with 1, every peer's address (ours too) known from gossip and none
+/// of them a discovery target.
+fn chain_known_only_from_gossip(st: &mut ConnectionMakerState) {
     st.set_connected_peers(BTreeSet::from([name(1)]));
     let known: Vec<(PeerName, SocketAddr)> = (1..=4)
         .map(|n| (name(n), sock(&addr_of(n))))
@@ -209,6 +205,15 @@ fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_i
         .collect();
     st.learn_peer_addresses(&known);
     st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+}
+
+/// Discovery lists only peers below four fifths of their limit: in a mesh where every peer is
+/// past that, rebalancing must still reach a far peer, by the address gossip gives for it.
+#[test]
+fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_it() {
+    let now = Instant::now();
+    let mut st = state(true);
+    chain_known_only_from_gossip(&mut st);
     assert!(st.due(now, 10).is_empty(), "discovery dials none of them");
     assert_eq!(
         st.rebalance(now, 30, 10),
@@ -242,11 +247,7 @@ fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_i
 fn without_discovery_rebalancing_dials_no_peer_known_only_from_gossip() {
     let now = Instant::now();
     let mut st = state(false);
-    st.set_connected_peers(BTreeSet::from([name(1)]));
-    let known: Vec<(PeerName, SocketAddr)> =
-        (1..=4).map(|n| (name(n), sock(&addr_of(n)))).collect();
-    st.learn_peer_addresses(&known);
-    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    chain_known_only_from_gossip(&mut st);
     assert_eq!(st.rebalance(now, 30, 10), None);
     assert_eq!(st.rebalance(now + secs(3600), 30, 10), None);
 }
