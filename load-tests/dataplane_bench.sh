@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-plane benchmark: pod-to-pod TCP throughput (iperf3) and RTT (ping) between two namespaced
-# nodes, for three data planes on the same topology:
+# nodes, for these data planes on the same topology:
 #
 #   (a) plain kernel VXLAN set up by hand (bridge + vxlan device, learning off, one static flood
 #       FDB entry towards the other node, pod veths, MTU 1450): the ceiling
@@ -11,6 +11,8 @@
 #   (d) Weft encrypted sleeve: (c) with a mesh password, so every datagram is sealed
 #       (AES-256-GCM where the CPU has AES instructions, else ChaCha20-Poly1305; keys agreed on the
 #       Noise-protected mesh link)
+#   (e) Weft sleeve on two TAP queues (--sleeve-queues 2): two pairs of I/O threads per node
+#       and two UDP sockets each way, against (c)'s one
 #
 #   underlay namespace:  a Linux bridge, one veth per node (RFC 5737: 203.0.113.1 and .2/24)
 #   node1, node2:        one namespace each
@@ -25,6 +27,7 @@
 #   load-tests/dataplane_bench.sh --runs 5 --weft target/debug/weft
 #   load-tests/dataplane_bench.sh --planes ac      only (a) and (c)
 #   load-tests/dataplane_bench.sh --planes acd     kernel VXLAN, sleeve, encrypted sleeve
+#   load-tests/dataplane_bench.sh --planes ace     the sleeve on one TAP queue and on two
 #
 # Needs root. Not run in CI. Installs iperf3, nftables, iputils-ping and curl with apt-get if
 # missing.
@@ -39,20 +42,20 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 duration=10
 runs=3
 weft=""
-planes=abcd
+planes=abcde
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
     --runs) runs=${2:?--runs needs a count}; shift 2 ;;
     --weft) weft=${2:?--weft needs a path}; shift 2 ;;
-    --planes) planes=${2:?--planes needs letters among a, b, c, d}; shift 2 ;;
+    --planes) planes=${2:?--planes needs letters among a, b, c, d, e}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$duration" =~ ^[1-9][0-9]*$ ]] || { echo "--duration must be a positive integer" >&2; exit 2; }
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "--runs must be a positive integer" >&2; exit 2; }
-[[ "$planes" =~ ^a?b?c?d?$ && -n "$planes" ]] || { echo "--planes takes a, b, c, d in order (e.g. acd)" >&2; exit 2; }
+[[ "$planes" =~ ^a?b?c?d?e?$ && -n "$planes" ]] || { echo "--planes takes a, b, c, d, e in order (e.g. ace)" >&2; exit 2; }
 wants() { [[ "$planes" == *"$1"* ]]; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -180,7 +183,7 @@ remove_iperf_server() {
 }
 
 declare -A result
-for key in a-1 a-4 a-rtt an-1 an-4 an-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt d-1 d-4 d-rtt; do
+for key in a-1 a-4 a-rtt an-1 an-4 an-rtt b-1 b-4 b-rtt c-1 c-4 c-rtt d-1 d-4 d-rtt e-1 e-4 e-rtt; do
   result[$key]=-
 done
 # The routers' CPU time (user + system, clock ticks) while a plane was measured, and the gigabits
@@ -311,6 +314,7 @@ if wants d; then
   # The password on the command line is fine for a throwaway benchmark node.
   weft_plane d sleeve --no-fastdp --password "dataplane-bench-$run_id-password"
 fi
+if wants e; then weft_plane e sleeve --no-fastdp --sleeve-queues 2; fi
 
 # ---- the table
 ratio() { awk -v b="$1" -v a="$2" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}'; }
@@ -329,6 +333,7 @@ row "(a+nat) the same + pods' NAT" "${result[an-1]} Gbit/s" "${result[an-4]} Gbi
 row "(b) Weft fastdp" "${result[b-1]} Gbit/s" "${result[b-4]} Gbit/s" "${result[b-rtt]} ms"
 row "(c) Weft sleeve (--no-fastdp)" "${result[c-1]} Gbit/s" "${result[c-4]} Gbit/s" "${result[c-rtt]} ms"
 row "(d) Weft encrypted sleeve" "${result[d-1]} Gbit/s" "${result[d-4]} Gbit/s" "${result[d-rtt]} ms"
+row "(e) Weft sleeve, two TAP queues" "${result[e-1]} Gbit/s" "${result[e-4]} Gbit/s" "${result[e-rtt]} ms"
 row "ratio b/a" "$(ratio "${result[b-1]}" "${result[a-1]}")" \
   "$(ratio "${result[b-4]}" "${result[a-4]}")" "$(ratio "${result[b-rtt]}" "${result[a-rtt]}")"
 row "ratio c/a" "$(ratio "${result[c-1]}" "${result[a-1]}")" \
@@ -337,6 +342,10 @@ row "ratio d/a" "$(ratio "${result[d-1]}" "${result[a-1]}")" \
   "$(ratio "${result[d-4]}" "${result[a-4]}")" "$(ratio "${result[d-rtt]}" "${result[a-rtt]}")"
 row "ratio d/c (cost of encryption)" "$(ratio "${result[d-1]}" "${result[c-1]}")" \
   "$(ratio "${result[d-4]}" "${result[c-4]}")" "$(ratio "${result[d-rtt]}" "${result[c-rtt]}")"
+row "ratio e/a" "$(ratio "${result[e-1]}" "${result[a-1]}")" \
+  "$(ratio "${result[e-4]}" "${result[a-4]}")" "$(ratio "${result[e-rtt]}" "${result[a-rtt]}")"
+row "ratio e/c (a second queue)" "$(ratio "${result[e-1]}" "${result[c-1]}")" \
+  "$(ratio "${result[e-4]}" "${result[c-4]}")" "$(ratio "${result[e-rtt]}" "${result[c-rtt]}")"
 row "ratio b/(a+nat)" "$(ratio "${result[b-1]}" "${result[an-1]}")" \
   "$(ratio "${result[b-4]}" "${result[an-4]}")" "$(ratio "${result[b-rtt]}" "${result[an-rtt]}")"
 row "ratio c/(a+nat)" "$(ratio "${result[c-1]}" "${result[an-1]}")" \
@@ -352,4 +361,4 @@ cpu_per_gbit() { # cpu_per_gbit PLANE
     -v g4="${result[$1-4]}" 'BEGIN {gbit = r * d * (g1 + g4); if (gbit > 0) printf "%.2f", t / hz / gbit; else print "-"}'
 }
 echo
-echo "Routers' CPU seconds per Gbit carried, i.e. cores per Gbit/s (both nodes): (c) $(cpu_per_gbit c), (d) $(cpu_per_gbit d)"
+echo "Routers' CPU seconds per Gbit carried, i.e. cores per Gbit/s (both nodes): (c) $(cpu_per_gbit c), (d) $(cpu_per_gbit d), (e) $(cpu_per_gbit e)"

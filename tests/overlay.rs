@@ -263,7 +263,14 @@ fn with_no_fastdp_pods_talk_over_sleeve_and_a_deleted_tap_is_rebuilt() {
     let node1 = lab.node(1);
     let node2 = lab.node(2);
     let sleeve_only: Vec<&str> = TWO_ROUTERS.iter().copied().chain(["--no-fastdp"]).collect();
-    lab.router(&node1, 0xf5, &sleeve_only, &[]);
+    // Node 1's TAP has two queues, node 2's one: a peer's queue count is its own business, and
+    // the rebuild below must bring back every queue.
+    let two_queues: Vec<&str> = sleeve_only
+        .iter()
+        .copied()
+        .chain(["--sleeve-queues", "2"])
+        .collect();
+    lab.router(&node1, 0xf5, &two_queues, &[]);
     lab.router(&node2, 0xf5, &sleeve_only, &[&node1]);
     let pod1 = lab.pod(&node1, "pod1", "10.33.0.1/12");
     let pod2 = lab.pod(&node2, "pod2", "10.33.0.2/12");
@@ -324,6 +331,9 @@ fn with_no_fastdp_pods_talk_over_sleeve_and_a_deleted_tap_is_rebuilt() {
         log.contains("restarting the sleeve") && log.contains("sleeve: restarted on sleeve-6783"),
         "{log}"
     );
+    let tap = in_netns(&node1.ns, "ip", &["-d", "link", "show", "sleeve-6783"]);
+    let tap = String::from_utf8_lossy(&tap.stdout);
+    assert!(tap.contains("multi_queue numqueues 2"), "{tap}");
 }
 
 /// The `established` lines of a node's `weave status connections`.

@@ -62,6 +62,17 @@ pub struct RouterArgs {
     /// Do not program the kernel's VXLAN path (fastdp).
     #[arg(long, env = "WEAVE_NO_FASTDP")]
     pub no_fastdp: bool,
+    /// Queues of the sleeve's TAP device (1 to 8), each with its own pair of I/O threads and UDP
+    /// sockets. One by default: the kernel steers a flow to the queue its replies were written
+    /// to, which gathers every flow onto one pair, so more queues do not spread flows yet
+    /// (load-tests/README.md, "Sleeve queues").
+    #[arg(
+        long,
+        env = "WEFT_SLEEVE_QUEUES",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=8)
+    )]
+    pub sleeve_queues: u8,
     /// With a password: underlay subnets (CIDR, comma-separated) whose peers may use fastdp,
     /// which this kernel cannot encrypt; peers elsewhere use the encrypted sleeve (Weave Net's
     /// `--trusted-subnets`). Without a password every peer may use fastdp.

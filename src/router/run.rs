@@ -319,6 +319,7 @@ pub async fn run(args: RouterArgs) -> Result<(), RouterError> {
             let started = super::sleeve::start(
                 name,
                 args.port,
+                usize::from(args.sleeve_queues),
                 dataplane.underlay_mtu,
                 &dataplane.bridge,
                 dataplane,

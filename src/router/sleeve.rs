@@ -19,8 +19,8 @@ use crate::actors::overlay::{MacsSeen, Subscriber};
 use crate::actors::sleeve::{ControlReceived, Sleeve, SleeveIo};
 use crate::actors::supervisor::SupervisedAddr;
 use crate::dataplane::sleeve::{
-    ForwardingTable, SharedTable, SleeveEngine, SleeveEvent, SleeveKeys, SleeveSocket, SleeveStats,
-    ensure_sleeve_tap,
+    EngineQueue, ForwardingTable, QueueSockets, SharedTable, SleeveEngine, SleeveEvent, SleeveKeys,
+    SleeveSocket, SleeveStats, ensure_sleeve_tap,
 };
 use crate::dataplane::{DataplaneError, LinkStats, NetlinkLinkOps};
 use crate::metrics::{self, ActorKind, OverlayPath};
@@ -77,14 +77,14 @@ impl SleeveIo for EngineIo {
     }
 }
 
-/// What it takes to (re)start the engine: the devices, the socket and the shared table. The
-/// socket stays bound for the router's life (the actor sends on a clone), so a restarted engine
-/// gets a clone of it rather than a new bind.
+/// What it takes to (re)start the engine: the devices, the sockets and the shared table. The
+/// sockets stay bound for the router's life (the actor sends on a clone of queue 0's mesh
+/// socket), so a restarted engine gets clones of them rather than new binds.
 struct EngineParts {
     ops: NetlinkLinkOps,
     bridge: String,
     tap: String,
-    socket: SleeveSocket,
+    sockets: Vec<QueueSockets>,
     table: SharedTable,
     events: mpsc::Sender<SleeveEvent>,
     /// With a mesh password; kept across engine restarts, so no link must agree keys again.
@@ -92,23 +92,35 @@ struct EngineParts {
 }
 
 impl EngineParts {
-    /// A clone of the one socket (the same bound port), for an engine or the actor.
-    fn clone_socket(&self) -> Result<SleeveSocket, DataplaneError> {
-        self.socket
+    fn duplicate_error(&self) -> impl Fn(io::Error) -> DataplaneError + '_ {
+        |source| DataplaneError::Io {
+            op: "duplicate the sleeve socket of",
+            name: self.tap.clone(),
+            source,
+        }
+    }
+
+    /// A clone of queue 0's mesh socket (the mesh port), for the actor's control datagrams.
+    fn control_socket(&self) -> Result<SleeveSocket, DataplaneError> {
+        self.sockets[0]
+            .mesh
             .try_clone()
-            .map_err(|source| DataplaneError::Io {
-                op: "duplicate the sleeve socket of",
-                name: self.tap.clone(),
-                source,
-            })
+            .map_err(self.duplicate_error())
     }
 
     async fn start(&self) -> Result<SleeveEngine, DataplaneError> {
-        let (tap, _) = ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap).await?;
-        let socket = self.clone_socket()?;
+        let (taps, _) =
+            ensure_sleeve_tap(&self.ops, &self.bridge, &self.tap, self.sockets.len()).await?;
+        let queues = taps
+            .into_iter()
+            .zip(&self.sockets)
+            .map(|(tap, sockets)| {
+                let sockets = sockets.try_clone().map_err(self.duplicate_error())?;
+                Ok(EngineQueue { tap, sockets })
+            })
+            .collect::<Result<Vec<_>, DataplaneError>>()?;
         SleeveEngine::start(
-            tap,
-            socket,
+            queues,
             Arc::clone(&self.table),
             self.events.clone(),
             self.keys.clone(),
@@ -116,13 +128,14 @@ impl EngineParts {
     }
 }
 
-/// Opens the TAP and the socket, starts the engine, the actor and the pump. `underlay_mtu`
-/// bounds the path-MTU search. With `sealed` (a mesh password) every datagram is sealed with
+/// Opens the TAP's `queues` queues and their sockets, starts the engine, the actor and the pump.
+/// `underlay_mtu` bounds the path-MTU search. With `sealed` (a mesh password) every datagram is sealed with
 /// keys the links agree. Must run inside the actix system.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     name: PeerName,
     mesh_port: u16,
+    queues: usize,
     underlay_mtu: u32,
     bridge: &str,
     dataplane: &Dataplane,
@@ -132,7 +145,7 @@ pub async fn start(
 ) -> Result<SleeveRuntime, DataplaneError> {
     let keys = sealed.then(|| Arc::new(SleeveKeys::new()));
     let bind = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, mesh_port);
-    let socket = SleeveSocket::bind(bind)?;
+    let sockets = QueueSockets::bind(bind, queues)?;
     let table: SharedTable = Arc::new(arc_swap::ArcSwap::from_pointee(ForwardingTable::alone(
         name,
     )));
@@ -141,7 +154,7 @@ pub async fn start(
         ops: NetlinkLinkOps::new()?,
         bridge: bridge.to_string(),
         tap: dataplane.tap.clone(),
-        socket,
+        sockets,
         table: Arc::clone(&table),
         events,
         keys: keys.clone(),
@@ -149,7 +162,7 @@ pub async fn start(
     let engine = parts.start().await?;
     let io: Arc<dyn SleeveIo> = Arc::new(EngineIo {
         table,
-        socket: parts.clone_socket()?,
+        socket: parts.control_socket()?,
         keys,
     });
     let max_mtu = if sealed {

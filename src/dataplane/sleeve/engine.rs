@@ -1,8 +1,15 @@
-//! [`SleeveEngine`]: the sleeve's hot path, two dedicated OS threads that never go through actor
-//! mailboxes. `sleeve-tx` reads frames from the TAP and sends them as datagrams (batched per next
-//! hop, super-frames as fragment trains); `sleeve-rx` receives datagrams, delivers ours to the
-//! TAP, relays the rest, reassembles fragments, and hands control records and learned MACs to the
-//! `Sleeve` actor as [`SleeveEvent`]s over a bounded channel it never waits on.
+//! [`SleeveEngine`]: the sleeve's hot path, dedicated OS threads that never go through actor
+//! mailboxes, a pair per queue of the TAP. `sleeve-tx-<queue>` reads frames from its TAP queue
+//! and sends them as datagrams (batched per next hop, super-frames as fragment trains);
+//! `sleeve-rx-<queue>` receives datagrams on its socket of the mesh port's `SO_REUSEPORT` group,
+//! delivers ours to its TAP queue, relays the rest, reassembles fragments, and hands control
+//! records and learned MACs to the `Sleeve` actor as [`SleeveEvent`]s over a bounded channel it
+//! never waits on.
+//!
+//! A flow stays on one pair from end to end, which keeps its frames in order and a fragmented
+//! frame's pieces in one reassembler: the kernel puts a flow's frames on one TAP queue, the
+//! queue's thread sends them all from its one socket, and the receiving group hashes that
+//! socket's address and port to one of its sockets every time.
 //!
 //! With a mesh password every datagram leaves sealed with its next hop's key and every datagram
 //! arriving is opened (authenticated, replay-checked) before it is parsed ([`SleeveKeys`]);
@@ -27,8 +34,9 @@ use tokio::sync::mpsc;
 use super::batch::{BatchError, Batcher};
 use super::forwarding::ForwardingTable;
 use super::keys::SleeveKeys;
+use super::queue_sockets::QueueSockets;
 use super::stats::{DropCause, SleeveStats};
-use super::tap::Tap;
+use super::tap::{MAX_TAP_QUEUES, Tap};
 use super::udp::{MAX_GSO_MESSAGE_LEN, SendQueue, SleeveSocket};
 use crate::dataplane::error::{DataplaneError, Result};
 use crate::dataplane::mac_table::{Location, REFRESH_INTERVAL};
@@ -50,6 +58,11 @@ pub const POLL_TIMEOUT_MS: u16 = 100;
 const BURST_FRAMES: usize = 64;
 /// Queued bytes that force a send mid-burst, bounding the send arena (1 MiB).
 const QUEUE_FLUSH_BYTES: usize = 1 << 20;
+/// Step between the frame ids one thread numbers its fragmented frames with: a power of two
+/// with room for every thread's slot (two per queue), so the low bits, and with them the
+/// threads' ids, stay apart when the counters wrap. Ids of one source need to differ because a
+/// receiver reassembles by source and id.
+const FRAME_ID_STRIDE: u32 = 2 * MAX_TAP_QUEUES as u32;
 /// MACs remembered as recently reported per thread; cleared whole when exceeded, which only costs
 /// a few repeated reports.
 const RECENT_MACS_LIMIT: usize = 4096;
@@ -72,10 +85,10 @@ pub enum SleeveEvent {
     /// Source MACs seen since the last event (at most one event per burst): `Local` for frames
     /// captured from our bridge, `Remote(source)` for frames delivered from the overlay.
     MacsSeen(Vec<(MacAddr, Location)>),
-    /// An I/O thread (`sleeve-tx` or `sleeve-rx`) met an error it cannot continue after (the
-    /// TAP was deleted, the socket closed) and ended; the actor should stop the engine and start
-    /// a new one on fresh devices.
-    Failed { thread: &'static str, error: String },
+    /// An I/O thread (`sleeve-tx-<queue>` or `sleeve-rx-<queue>`) met an error it cannot
+    /// continue after (the TAP was deleted, the socket closed) and ended; the actor should stop
+    /// the engine and start a new one on fresh devices.
+    Failed { thread: String, error: String },
 }
 
 /// The running hot path. Dropping it stops it too.
@@ -86,66 +99,70 @@ pub struct SleeveEngine {
     stats: Arc<SleeveStats>,
 }
 
+/// One queue's devices: a queue of the TAP and its sockets.
+#[derive(Debug)]
+pub struct EngineQueue {
+    pub tap: Tap,
+    pub sockets: QueueSockets,
+}
+
 impl SleeveEngine {
-    /// Starts `sleeve-tx` (TAP → UDP) and `sleeve-rx` (UDP → TAP) on `tap` and `socket` (each
-    /// thread gets its own descriptor clone), forwarding by `table`, reporting on `events`;
-    /// with `keys` (a mesh password) every datagram is sealed and opened with them.
+    /// Starts, for each of `queues`, `sleeve-tx-<queue>` (TAP → UDP) and `sleeve-rx-<queue>`
+    /// (UDP → TAP) (the two share the TAP queue through descriptor clones), forwarding by
+    /// `table`, reporting on `events`; with `keys` (a mesh password) every datagram is sealed and
+    /// opened with them. At most [`MAX_TAP_QUEUES`] queues.
     pub fn start(
-        tap: Tap,
-        socket: SleeveSocket,
+        queues: Vec<EngineQueue>,
         table: SharedTable,
         events: mpsc::Sender<SleeveEvent>,
         keys: Option<Arc<SleeveKeys>>,
     ) -> Result<SleeveEngine> {
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(SleeveStats::default());
-        let io_err = |op: &'static str, name: &str| {
-            let name = name.to_string();
-            move |source: std::io::Error| DataplaneError::Io { op, name, source }
-        };
-        let tap_rx = tap.try_clone()?;
-        let socket_rx = socket
-            .try_clone()
-            .map_err(io_err("duplicate sleeve socket for", tap.name()))?;
-        let tx = tx::TxLoop::new(
-            tap,
-            socket,
-            Shared {
-                table: Arc::clone(&table),
-                events: events.clone(),
-                stats: Arc::clone(&stats),
-                shutdown: Arc::clone(&shutdown),
-                keys: keys.clone(),
-            },
-        );
-        let rx = rx::RxLoop::new(
-            tap_rx,
-            socket_rx,
-            Shared {
-                table,
-                events,
-                stats: Arc::clone(&stats),
-                shutdown: Arc::clone(&shutdown),
-                keys,
-            },
-        );
         let mut engine = SleeveEngine {
-            shutdown,
-            threads: Vec::with_capacity(2),
-            stats,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(2 * queues.len()),
+            stats: Arc::new(SleeveStats::default()),
         };
-        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.to_string())
+        if queues.is_empty() || queues.len() > MAX_TAP_QUEUES {
+            return Err(DataplaneError::Invalid {
+                op: "start sleeve engine",
+                name: String::new(),
+                reason: format!("{} queues, 1 to {MAX_TAP_QUEUES} allowed", queues.len()),
+            });
+        }
+        let shared = |thread: String, slot: u32| Shared {
+            thread,
+            frame_id_slot: slot,
+            table: Arc::clone(&table),
+            events: events.clone(),
+            stats: Arc::clone(&engine.stats),
+            shutdown: Arc::clone(&engine.shutdown),
+            keys: keys.clone(),
+        };
+        let mut loops: Vec<(String, Box<dyn FnOnce() + Send>)> = Vec::new();
+        for (index, queue) in queues.into_iter().enumerate() {
+            let slot = 2 * index as u32;
+            let tap_rx = queue.tap.try_clone()?;
+            let (tx_name, rx_name) = (format!("sleeve-tx-{index}"), format!("sleeve-rx-{index}"));
+            let tx = tx::TxLoop::new(queue.tap, queue.sockets.send, shared(tx_name.clone(), slot));
+            let rx = rx::RxLoop::new(
+                tap_rx,
+                queue.sockets.mesh,
+                shared(rx_name.clone(), slot + 1),
+            );
+            loops.push((tx_name, Box::new(move || tx.run())));
+            loops.push((rx_name, Box::new(move || rx.run())));
+        }
+        for (name, body) in loops {
+            let thread = std::thread::Builder::new()
+                .name(name.clone())
                 .spawn(body)
-                .map_err(io_err("spawn thread", name))
-        };
-        engine
-            .threads
-            .push(spawn("sleeve-tx", Box::new(move || tx.run()))?);
-        engine
-            .threads
-            .push(spawn("sleeve-rx", Box::new(move || rx.run()))?);
+                .map_err(|source| DataplaneError::Io {
+                    op: "spawn thread",
+                    name,
+                    source,
+                })?;
+            engine.threads.push(thread);
+        }
         Ok(engine)
     }
 
@@ -175,8 +192,12 @@ impl Drop for SleeveEngine {
     }
 }
 
-/// What both threads share.
+/// What every thread is given: its own name and frame id slot, and what they all share.
 struct Shared {
+    /// The thread's name, in logs and [`SleeveEvent::Failed`].
+    thread: String,
+    /// Low bits of every frame id this thread numbers fragments with (see [`FRAME_ID_STRIDE`]).
+    frame_id_slot: u32,
     table: SharedTable,
     events: mpsc::Sender<SleeveEvent>,
     stats: Arc<SleeveStats>,
@@ -191,7 +212,8 @@ impl Shared {
     }
 
     /// Ends a thread on an unrecoverable error: logged, and told to the actor.
-    fn fail(&self, thread: &'static str, error: String) {
+    fn fail(&self, error: String) {
+        let thread = self.thread.clone();
         tracing::error!(thread, %error, "sleeve: I/O thread stopped");
         self.emit(SleeveEvent::Failed { thread, error });
     }
@@ -293,9 +315,10 @@ impl Outbound {
             stats: Arc::clone(&shared.stats),
             batchers: HashMap::new(),
             queue: SendQueue::new(),
-            // Different per thread and per start, so ids from a restarted engine do not collide
-            // with frames still being reassembled from the previous one.
-            next_frame_id: rand::random(),
+            // Random per start, so ids from a restarted engine do not collide with frames still
+            // being reassembled from the previous one; the slot in the low bits keeps the
+            // threads' ids apart.
+            next_frame_id: (rand::random::<u32>() & !(FRAME_ID_STRIDE - 1)) | shared.frame_id_slot,
         }
     }
 
@@ -383,7 +406,7 @@ impl Outbound {
         }
         // Every fragment but the last fills a datagram exactly: the size GSO cuts the train at.
         let payload_limit = self.plain_limit(payload_limit.min(MAX_GSO_MESSAGE_LEN));
-        self.next_frame_id = self.next_frame_id.wrapping_add(1);
+        self.next_frame_id = self.next_frame_id.wrapping_add(FRAME_ID_STRIDE);
         let meta = FragmentMeta {
             source,
             destination,

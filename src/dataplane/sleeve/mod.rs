@@ -6,8 +6,8 @@
 //!   "fragmentation needed" reply, and the forwarding decisions ([`forward_captured`],
 //!   [`forward_received`]) over the [`ForwardingTable`] the `Sleeve` actor publishes;
 //! - I/O: the TAP device ([`Tap`], [`ensure_sleeve_tap`]), the batched UDP socket
-//!   ([`SleeveSocket`]) and the [`SleeveEngine`] whose two threads run the hot path, with its
-//!   counters ([`SleeveStats`]) and the [`SleeveEvent`]s it reports to the actor.
+//!   ([`SleeveSocket`], a group of them per TAP queue: [`QueueSockets`]) and the
+//!   [`SleeveEngine`] whose threads (a pair per queue) run the hot path, with its counters ([`SleeveStats`]) and the [`SleeveEvent`]s it reports to the actor.
 
 mod batch;
 mod checksum;
@@ -16,6 +16,7 @@ mod forward;
 mod forwarding;
 mod icmp;
 mod keys;
+mod queue_sockets;
 mod reassembly;
 mod stats;
 mod tap;
@@ -28,17 +29,18 @@ pub use checksum::{
     ChecksumError, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
     complete_partial_checksum, internet_checksum, ones_complement_add, ones_complement_sum,
 };
-pub use engine::{POLL_TIMEOUT_MS, SharedTable, SleeveEngine, SleeveEvent};
+pub use engine::{EngineQueue, POLL_TIMEOUT_MS, SharedTable, SleeveEngine, SleeveEvent};
 pub use forward::{Action, DropReason, forward_captured, forward_received};
 pub use forwarding::{ForwardingTable, Neighbour};
 pub use icmp::{NoReply, fragmentation_needed_reply, is_ipv4_dont_fragment};
 pub use keys::{KeyError, SleeveKeys};
+pub use queue_sockets::QueueSockets;
 pub use reassembly::{
     MAX_BUFFERED_BYTES, MAX_FRAMES_PER_SOURCE, REASSEMBLY_TIMEOUT, Reassembled, Reassembler,
     ReassemblyError,
 };
 pub use stats::{DropCause, SleeveStats, SleeveStatsSnapshot};
-pub use tap::{SLEEVE_TAP_PREFIX, Tap, ensure_sleeve_tap, sleeve_tap_name};
+pub use tap::{MAX_TAP_QUEUES, SLEEVE_TAP_PREFIX, Tap, ensure_sleeve_tap, sleeve_tap_name};
 pub use udp::{
     MAX_GSO_MESSAGE_LEN, MAX_GSO_SEGMENTS, RECV_BATCH, RecvBatch, SendQueue, SendReport,
     SleeveSocket, is_message_too_long,

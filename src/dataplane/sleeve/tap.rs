@@ -7,6 +7,12 @@
 //! checksum instead of 1.4 KiB segments, one read each, and accepts them back the same way.
 //! The device is persistent so it and its bridge-port settings survive router restarts.
 //!
+//! It is always multi-queue (`IFF_MULTI_QUEUE`), one queue per pair of I/O threads: the kernel
+//! spreads the bridge's flows over the queues by flow hash (and sends a flow's replies to the
+//! queue its frames were written to), so each pair of threads carries its own flows on its own
+//! core. One queue or eight, the device is the same, so a router restarted with another count
+//! adopts it.
+//!
 //! Why not the `tun` crate (checked at 0.8.14): it can open an L2 device with `IFF_VNET_HDR`,
 //! but it refuses more than one queue (`Error::InvalidQueuesNumber`), and the sleeve's way to
 //! more than one core is `IFF_MULTI_QUEUE` with a reader per queue; it has no `TUNSETVNETHDRSZ`
@@ -40,7 +46,13 @@ pub fn sleeve_tap_name(mesh_port: u16) -> String {
     format!("{SLEEVE_TAP_PREFIX}{mesh_port}")
 }
 
-/// An open TAP device, non-blocking, every frame preceded by a 10-byte `virtio_net_hdr`.
+/// Most queues the sleeve opens on its TAP (the kernel allows 256): beyond eight pairs of I/O
+/// threads the UDP socket and the bridge are the bottleneck, and the frame ids each thread
+/// numbers its fragments with are kept apart in the low bits (see the engine's `Outbound`).
+pub const MAX_TAP_QUEUES: usize = 8;
+
+/// One queue of an open TAP device, non-blocking, every frame preceded by a 10-byte
+/// `virtio_net_hdr`.
 #[derive(Debug)]
 pub struct Tap {
     file: File,
@@ -48,8 +60,23 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Creates the TAP `name`, or attaches to the existing persistent one (adopting it), with
-    /// `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, a 10-byte header, checksum/TSO offloads, persistent.
+    /// Opens `count` queues (1 to [`MAX_TAP_QUEUES`]) of the TAP `name`, creating it or attaching
+    /// to the existing persistent one (adopting it).
+    pub fn open_queues(name: &str, count: usize) -> Result<Vec<Self>> {
+        if !(1..=MAX_TAP_QUEUES).contains(&count) {
+            return Err(DataplaneError::Invalid {
+                op: "open TAP",
+                name: name.to_string(),
+                reason: format!("{count} queues asked for, 1 to {MAX_TAP_QUEUES} allowed"),
+            });
+        }
+        (0..count).map(|_| Self::open(name)).collect()
+    }
+
+    /// Creates the TAP `name`, or attaches one more queue to the existing persistent one, with
+    /// `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE`, a 10-byte header,
+    /// checksum/TSO offloads, persistent. A device made without `IFF_MULTI_QUEUE` (by an older
+    /// router) refuses the attach with `EINVAL`.
     pub fn open(name: &str) -> Result<Self> {
         let io_err = |op: &'static str| {
             move |source: io::Error| DataplaneError::Io {
@@ -66,7 +93,8 @@ impl Tap {
             .open(TUN_CLONE_DEVICE)
             .map_err(io_err("open /dev/net/tun for"))?;
         let fd = file.as_raw_fd();
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
+        ifr.ifr_ifru.ifru_flags =
+            (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE) as i16;
         // SAFETY: `fd` is an open tun fd for the whole call and `ifr` is a valid, initialised
         // ifreq the kernel reads and writes (it fills in the final name).
         cvt(unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut ifr) })
@@ -150,21 +178,37 @@ fn cvt(result: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Creates or adopts the TAP `name` and makes it an isolated, non-learning, up port of `bridge`
-/// with the bridge's MTU: what the router runs at start. Adopting keeps the device (and every
-/// frame the kernel is carrying through the bridge meanwhile) in place.
+/// Creates or adopts the TAP `name`, opens `queues` queues of it, and makes it an isolated,
+/// non-learning, up port of `bridge` with the bridge's MTU: what the router runs at start.
+/// Adopting keeps the device (and every frame the kernel is carrying through the bridge
+/// meanwhile) in place; a single-queue device left by an older router cannot be adopted and is
+/// replaced.
 pub async fn ensure_sleeve_tap<L: LinkOps>(
     ops: &L,
     bridge: &str,
     name: &str,
-) -> Result<(Tap, Link)> {
+    queues: usize,
+) -> Result<(Vec<Tap>, Link)> {
     const OP: &str = "ensure sleeve TAP";
     let bridge_link = ops.require(OP, bridge).await?;
     bridge_link.expect_kind(LinkKind::Bridge)?;
-    if let Some(existing) = ops.link(name).await? {
-        existing.expect_kind(LinkKind::Tun)?;
-    }
-    let tap = Tap::open(name)?;
+    let existed = match ops.link(name).await? {
+        Some(existing) => {
+            existing.expect_kind(LinkKind::Tun)?;
+            true
+        }
+        None => false,
+    };
+    let taps = match Tap::open_queues(name, queues) {
+        Err(DataplaneError::Io { source, .. })
+            if existed && source.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            tracing::warn!(tap = name, "replacing a single-queue sleeve TAP");
+            ops.delete_link(name).await?;
+            Tap::open_queues(name, queues)?
+        }
+        opened => opened?,
+    };
     let link = ops.require(OP, name).await?;
     if link.mtu != bridge_link.mtu {
         ops.set_mtu(name, bridge_link.mtu).await?;
@@ -177,5 +221,8 @@ pub async fn ensure_sleeve_tap<L: LinkOps>(
     ops.set_port_learning(name, false).await?;
     ops.set_up(name, true).await?;
     let link = ops.require(OP, name).await?;
-    Ok((tap, link))
+    Ok((taps, link))
 }
+
+#[cfg(test)]
+mod tests;

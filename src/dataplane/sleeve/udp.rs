@@ -54,6 +54,11 @@ impl SleeveSocket {
     /// Binds `addr` with DF on every datagram, big buffers, and UDP GRO when the kernel has it.
     /// Sends block (backpressure), receives poll.
     pub fn bind(addr: SocketAddrV4) -> Result<Self> {
+        Self::bind_with(addr, false)
+    }
+
+    /// [`SleeveSocket::bind`], joining `addr`'s `SO_REUSEPORT` group when `reuse_port`.
+    pub(super) fn bind_with(addr: SocketAddrV4, reuse_port: bool) -> Result<Self> {
         let name = addr.to_string();
         let io_err = |op: &'static str| {
             let name = name.clone();
@@ -77,6 +82,11 @@ impl SleeveSocket {
             let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
         }
         let gro = setsockopt_int(&socket, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+        if reuse_port {
+            socket
+                .set_reuse_port(true)
+                .map_err(io_err("set SO_REUSEPORT on sleeve socket"))?;
+        }
         socket
             .bind(&SockAddr::from(addr))
             .map_err(io_err("bind sleeve UDP socket"))?;

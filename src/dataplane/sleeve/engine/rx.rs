@@ -1,8 +1,8 @@
-//! `sleeve-rx`: datagrams received in batches, opened when the mesh has a password (a datagram
-//! that fails authentication or the replay window, or arrives unsealed, is dropped and counted,
-//! never parsed), parsed (check-then-parse, borrowed), forwarded by
-//! [`forward_received`]: frames for us written to the TAP, others relayed to their next hop,
-//! fragments for us reassembled, control records handed to the actor.
+//! `sleeve-rx-<queue>`: datagrams received in batches on one socket of the mesh port, opened
+//! when the mesh has a password (a datagram that fails authentication or the replay window, or
+//! arrives unsealed, is dropped and counted, never parsed), parsed (check-then-parse, borrowed),
+//! forwarded by [`forward_received`]: frames for us written to the TAP queue, others relayed to
+//! their next hop, fragments for us reassembled, control records handed to the actor.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -25,8 +25,6 @@ use crate::wire::sleeve::fragment::{Datagram, Fragment, FragmentMeta, encode_fra
 use crate::wire::sleeve::seal::is_sealed;
 use crate::wire::sleeve::{Record, RecordDestination};
 
-/// The thread's name, in logs and [`SleeveEvent::Failed`].
-const THREAD: &str = "sleeve-rx";
 /// The header frames delivered whole get: nothing to finish, nothing to segment.
 const PLAIN_VNET_HDR: [u8; VIRTIO_NET_HDR_LEN] = [0; VIRTIO_NET_HDR_LEN];
 
@@ -69,7 +67,7 @@ impl RxLoop {
                     self.shared.stats.count_reassembly_drops(&mut reassembler);
                     continue;
                 }
-                Err(error) => return self.shared.fail(THREAD, format!("UDP socket: {error}")),
+                Err(error) => return self.shared.fail(format!("UDP socket: {error}")),
             }
             let table = self.shared.table.load_full();
             out.retarget(&table);

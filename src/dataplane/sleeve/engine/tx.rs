@@ -1,4 +1,5 @@
-//! `sleeve-tx`: frames read from the TAP, forwarded by [`forward_captured`], sent in batches.
+//! `sleeve-tx-<queue>`: frames read from one TAP queue, forwarded by [`forward_captured`], sent
+//! in batches.
 //!
 //! Per frame: plain frames with a partial checksum get it completed (the receiving pod would drop
 //! them otherwise); GSO super-frames keep their partial checksum and go as fragment trains with
@@ -24,8 +25,6 @@ use crate::dataplane::sleeve::tap::Tap;
 use crate::dataplane::sleeve::udp::SleeveSocket;
 use crate::wire::sleeve::fragment::MAX_REASSEMBLED_LEN;
 
-/// The thread's name, in logs and [`super::SleeveEvent::Failed`].
-const THREAD: &str = "sleeve-tx";
 /// `virtio_net_hdr.gso_type` of a frame that is not a GSO super-frame.
 const GSO_NONE: u8 = 0;
 /// A header saying nothing: no checksum to finish, no segmentation.
@@ -58,7 +57,7 @@ impl TxLoop {
                 Err(error) => {
                     return self
                         .shared
-                        .fail(THREAD, format!("TAP {}: {error}", self.tap.name()));
+                        .fail(format!("TAP {}: {error}", self.tap.name()));
                 }
             }
             let table = self.shared.table.load_full();
@@ -72,7 +71,7 @@ impl TxLoop {
                     Err(e) => {
                         // A TAP read fails only when the device is gone or broken.
                         let error = format!("read TAP {}: {e}", self.tap.name());
-                        return self.shared.fail(THREAD, error);
+                        return self.shared.fail(error);
                     }
                 };
                 self.captured(
