@@ -129,8 +129,8 @@ impl EngineParts {
 }
 
 /// Opens the TAP's `queues` queues and their sockets, starts the engine, the actor and the pump.
-/// `underlay_mtu` bounds the path-MTU search. With `sealed` (a mesh password) every datagram is sealed with
-/// keys the links agree. Must run inside the actix system.
+/// `underlay_mtu` bounds the path-MTU search. With `sealed` (a mesh password) every datagram is
+/// sealed with keys the links agree. Must run inside the actix system.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     name: PeerName,

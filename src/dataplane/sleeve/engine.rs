@@ -36,7 +36,7 @@ use super::forwarding::ForwardingTable;
 use super::keys::SleeveKeys;
 use super::queue_sockets::QueueSockets;
 use super::stats::{DropCause, SleeveStats};
-use super::tap::{MAX_TAP_QUEUES, Tap};
+use super::tap::{MAX_TAP_QUEUES, Tap, check_queue_count};
 use super::udp::{MAX_GSO_MESSAGE_LEN, SendQueue, SleeveSocket};
 use crate::dataplane::error::{DataplaneError, Result};
 use crate::dataplane::mac_table::{Location, REFRESH_INTERVAL};
@@ -117,18 +117,12 @@ impl SleeveEngine {
         events: mpsc::Sender<SleeveEvent>,
         keys: Option<Arc<SleeveKeys>>,
     ) -> Result<SleeveEngine> {
+        check_queue_count("start sleeve engine", "", queues.len())?;
         let mut engine = SleeveEngine {
             shutdown: Arc::new(AtomicBool::new(false)),
             threads: Vec::with_capacity(2 * queues.len()),
             stats: Arc::new(SleeveStats::default()),
         };
-        if queues.is_empty() || queues.len() > MAX_TAP_QUEUES {
-            return Err(DataplaneError::Invalid {
-                op: "start sleeve engine",
-                name: String::new(),
-                reason: format!("{} queues, 1 to {MAX_TAP_QUEUES} allowed", queues.len()),
-            });
-        }
         let shared = |thread: String, slot: u32| Shared {
             thread,
             frame_id_slot: slot,

@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::libc;
 
-use super::tap::MAX_TAP_QUEUES;
+use super::tap::{MAX_TAP_QUEUES, check_queue_count};
 use super::udp::SleeveSocket;
 use crate::dataplane::error::{DataplaneError, Result};
 
@@ -52,13 +52,7 @@ impl QueueSockets {
     /// The group admits only sockets of the same user; a second router on the node would fail
     /// earlier, on the mesh port's TCP listener.
     pub fn bind(mut addr: SocketAddrV4, count: usize) -> Result<Vec<Self>> {
-        if !(1..=MAX_TAP_QUEUES).contains(&count) {
-            return Err(DataplaneError::Invalid {
-                op: "bind sleeve sockets",
-                name: addr.to_string(),
-                reason: format!("{count} queues asked for, 1 to {MAX_TAP_QUEUES} allowed"),
-            });
-        }
+        check_queue_count("bind sleeve sockets", &addr.to_string(), count)?;
         let mut queues = Vec::with_capacity(count);
         for queue in 0..count {
             let mesh = SleeveSocket::bind_with(addr, true)?;

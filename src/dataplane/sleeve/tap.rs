@@ -51,6 +51,19 @@ pub fn sleeve_tap_name(mesh_port: u16) -> String {
 /// numbers its fragments with are kept apart in the low bits (see the engine's `Outbound`).
 pub const MAX_TAP_QUEUES: usize = 8;
 
+/// Refuses a queue count outside 1 to [`MAX_TAP_QUEUES`], for `op` on `name`: the one check
+/// behind the TAP, its sockets and the engine.
+pub(super) fn check_queue_count(op: &'static str, name: &str, count: usize) -> Result<()> {
+    if (1..=MAX_TAP_QUEUES).contains(&count) {
+        return Ok(());
+    }
+    Err(DataplaneError::Invalid {
+        op,
+        name: name.to_string(),
+        reason: format!("{count} queues asked for, 1 to {MAX_TAP_QUEUES} allowed"),
+    })
+}
+
 /// One queue of an open TAP device, non-blocking, every frame preceded by a 10-byte
 /// `virtio_net_hdr`.
 #[derive(Debug)]
@@ -63,13 +76,7 @@ impl Tap {
     /// Opens `count` queues (1 to [`MAX_TAP_QUEUES`]) of the TAP `name`, creating it or attaching
     /// to the existing persistent one (adopting it).
     pub fn open_queues(name: &str, count: usize) -> Result<Vec<Self>> {
-        if !(1..=MAX_TAP_QUEUES).contains(&count) {
-            return Err(DataplaneError::Invalid {
-                op: "open TAP",
-                name: name.to_string(),
-                reason: format!("{count} queues asked for, 1 to {MAX_TAP_QUEUES} allowed"),
-            });
-        }
+        check_queue_count("open TAP", name, count)?;
         (0..count).map(|_| Self::open(name)).collect()
     }
 

@@ -31,6 +31,16 @@ fn mesh_limited(limit: u32, links: &[(u64, u64)]) -> Arc<MeshGraph> {
     ))
 }
 
+/// Rebalancing's first call (limit 30, `free_permits` free) makes no change, it only schedules
+/// the first one.
+fn schedule_rebalancing(st: &mut ConnectionMakerState, now: Instant, free_permits: usize) {
+    assert_eq!(
+        st.rebalance(now, 30, free_permits),
+        None,
+        "the first call only schedules"
+    );
+}
+
 #[test]
 fn discovery_leaves_peers_within_two_hops_alone() {
     let now = Instant::now();
@@ -82,11 +92,7 @@ fn rebalancing_dials_the_far_target() {
     discover(&mut st, [2, 3, 4], now);
     st.set_connected_peers(BTreeSet::from([name(1)]));
     st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
-    assert_eq!(
-        st.rebalance(now, 30, 10),
-        None,
-        "the first call only schedules"
-    );
+    schedule_rebalancing(&mut st, now, 10);
     let later = now + secs(3600);
     assert_eq!(
         st.rebalance(later, 30, 10),
@@ -127,11 +133,7 @@ fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
         links.extend([(n, 10), (n, 11)]);
     }
     st.set_mesh(mesh(&links));
-    assert_eq!(
-        st.rebalance(now, 30, 0),
-        None,
-        "the first call only schedules"
-    );
+    schedule_rebalancing(&mut st, now, 0);
     let young = now + MIN_LINK_AGE - secs(1);
     assert_eq!(st.rebalance(young, 30, 0), None, "links too young to drop");
     let later = now + secs(3600);
@@ -163,11 +165,7 @@ fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
     for n in [3, 4] {
         st.attempt_failed(&addr_of(n), Some(name(n)), refused.clone(), true, now);
     }
-    assert_eq!(
-        st.rebalance(now, 30, 10),
-        None,
-        "the first call only schedules"
-    );
+    schedule_rebalancing(&mut st, now, 10);
     let later = now + secs(60);
     assert!(
         due_at(&st, &addr_of(4)) <= now + secs(3),
@@ -215,11 +213,7 @@ fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_i
     let mut st = state(true);
     chain_known_only_from_gossip(&mut st);
     assert!(st.due(now, 10).is_empty(), "discovery dials none of them");
-    assert_eq!(
-        st.rebalance(now, 30, 10),
-        None,
-        "the first call only schedules"
-    );
+    schedule_rebalancing(&mut st, now, 10);
     let later = now + secs(3600);
     assert_eq!(
         st.rebalance(later, 30, 10),
