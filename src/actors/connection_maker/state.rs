@@ -71,9 +71,11 @@ pub struct ConnectionMakerState {
     /// not dial them.
     near: Vec<bool>,
     rebalancer: Rebalancer,
-    /// Peers rebalancing dialled, and when: each is dialled at most once per
+    /// Peers rebalancing dialled or dropped, and when: each is dialled at most once per
     /// [`REDIAL_HOLD_AFTER_DROP`] this way, whatever its back-off says.
     rebalance_dials: BTreeMap<PeerName, Instant>,
+    /// Since when the mesh view has not shown our links as they are (see `view_lags`).
+    view_lagging_since: Option<Instant>,
     /// Where gossip says every other known peer listens (as target addresses): rebalancing may
     /// dial a far peer that is no target of ours (see `rebalance`).
     peer_addresses: BTreeMap<PeerName, String>,
@@ -106,6 +108,7 @@ impl ConnectionMakerState {
             // Its own stream, so that rebalancing does not shift the retry jitter.
             rebalancer: Rebalancer::new(seed ^ REBALANCE_SEED_SALT),
             rebalance_dials: BTreeMap::new(),
+            view_lagging_since: None,
             peer_addresses: BTreeMap::new(),
         }
     }
@@ -375,6 +378,9 @@ impl ConnectionMakerState {
         target.state = TargetState::Connected { peer, since: now };
         target.last_error = None;
         target.retry_interval = INITIAL_RETRY_INTERVAL;
+        if self.rebalance_dials.contains_key(&peer) {
+            self.rebalancer.dial_succeeded();
+        }
     }
 
     /// The attempt to `addr` failed. `retry == false` (connect to ourselves, name collision)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::{ConnectionMakerState, INITIAL_RETRY_INTERVAL, RebalanceAction, TargetState};
 use crate::actors::connection_maker::mesh_graph::MeshGraph;
 use crate::actors::connection_maker::rebalance::{
-    REDIAL_HOLD_AFTER_DROP, Rebalance, RebalanceInput,
+    MAX_VIEW_LAG, REDIAL_HOLD_AFTER_DROP, Rebalance, RebalanceInput,
 };
 use crate::topology::PeerName;
 
@@ -44,28 +44,20 @@ impl ConnectionMakerState {
         limit: u32,
         free_permits: usize,
     ) -> Option<RebalanceAction> {
-        if !self.rebalancer.is_due(now) {
+        if !self.rebalancer.is_due(now) || self.view_lags(now) {
             return None;
         }
+        let droppable = self.droppable_links();
         let mut by_peer: BTreeMap<PeerName, String> = BTreeMap::new();
-        let mut droppable = Vec::new();
         for (addr, target) in &self.targets {
-            if target.retired() {
+            // Back-off is not waited for: a target refused for a limit backs off for minutes,
+            // but the graph says whether its peer has room now, and rebalancing dials a peer at
+            // most once per hold (`rebalance_dials`), so it hammers nobody.
+            if target.retired() || !matches!(target.state, TargetState::Waiting { .. }) {
                 continue;
             }
-            match target.state {
-                TargetState::Connected { peer, since } if !target.direct => {
-                    droppable.push((peer, since));
-                }
-                // Back-off is not waited for: a target refused for a limit backs off for
-                // minutes, but the graph says whether its peer has room now, and rebalancing
-                // dials a peer at most once per hold (`rebalance_dials`), so it hammers nobody.
-                TargetState::Waiting { .. } => {
-                    if let Some(peer) = target.peer {
-                        by_peer.entry(peer).or_insert_with(|| addr.clone());
-                    }
-                }
-                _ => {}
+            if let Some(peer) = target.peer {
+                by_peer.entry(peer).or_insert_with(|| addr.clone());
             }
         }
         // And any other peer gossip tells the address of. Discovery only lists peers below its
@@ -111,6 +103,43 @@ impl ConnectionMakerState {
         Some(RebalanceAction::Dial(addr))
     }
 
+    /// Whether the mesh view does not show our links as they are yet (one we made is not listed
+    /// by its other end, or one we lost still is), for at most [`MAX_VIEW_LAG`]: a decision waits
+    /// for the view to catch up. Deciding from a view that lags our own last change counts its
+    /// gains twice; and on an overloaded node, where gossip lags most, many peers acting on the
+    /// same stale picture feed the load that makes it stale (250 routers on two cores, before
+    /// this wait, were still changing links 600 s after the last start).
+    fn view_lags(&mut self, now: Instant) -> bool {
+        let listed = self.mesh.index_of(self.our_name).map(|us| {
+            let neighbours = self.mesh.neighbours(us);
+            neighbours.len() == self.connected_peers.len()
+                && neighbours
+                    .iter()
+                    .all(|&peer| self.connected_peers.contains(&self.mesh.name(peer)))
+        });
+        if listed == Some(true) {
+            self.view_lagging_since = None;
+            return false;
+        }
+        let since = *self.view_lagging_since.get_or_insert(now);
+        now.saturating_duration_since(since) < MAX_VIEW_LAG
+    }
+
+    /// Links we dialled to a peer that is no direct target, with the time each came up: the
+    /// ones rebalancing may drop (the other end holds no target that would re-dial at once).
+    /// Retired targets count: gossip stops listing a peer as discovered once we are linked to
+    /// it, which retires the target that dialled it while the link lasts.
+    fn droppable_links(&self) -> Vec<(PeerName, Instant)> {
+        self.targets
+            .values()
+            .filter(|target| !target.direct)
+            .filter_map(|target| match target.state {
+                TargetState::Connected { peer, since } => Some((peer, since)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A link we dialled to `addr` was closed by rebalancing: the peer is not dialled again for
     /// [`REDIAL_HOLD_AFTER_DROP`], and its back-off starts over.
     pub fn link_dropped(&mut self, addr: &str, reason: String, now: Instant) {
@@ -125,6 +154,11 @@ impl ConnectionMakerState {
             at: now + REDIAL_HOLD_AFTER_DROP,
         };
         target.last_error = Some(reason);
+        // The target itself may go now (a discovered one is retired while its link lasts),
+        // and with it the wait: rebalancing's own hold keeps the peer back.
+        if let Some(peer) = target.peer {
+            self.rebalance_dials.insert(peer, now);
+        }
         self.reap(addr);
     }
 }

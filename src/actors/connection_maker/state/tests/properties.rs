@@ -139,6 +139,7 @@ impl ConnectionMakerState {
             near: self.near.clone(),
             rebalancer: Rebalancer::new(0),
             rebalance_dials: BTreeMap::new(),
+            view_lagging_since: None,
             peer_addresses: self.peer_addresses.clone(),
         };
         copy.due(at, usize::MAX)

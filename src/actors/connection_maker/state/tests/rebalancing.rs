@@ -2,7 +2,9 @@
 //! rebalancing dials far targets and drops redundant links, and a dropped peer is held back.
 
 use super::*;
-use crate::actors::connection_maker::rebalance::{MIN_LINK_AGE, REDIAL_HOLD_AFTER_DROP};
+use crate::actors::connection_maker::rebalance::{
+    MAX_VIEW_LAG, MIN_LINK_AGE, REDIAL_HOLD_AFTER_DROP,
+};
 use crate::mesh::ClosingReason;
 
 fn addr_of(n: u64) -> String {
@@ -29,6 +31,15 @@ fn mesh_limited(limit: u32, links: &[(u64, u64)]) -> Arc<MeshGraph> {
         (0..=20).map(|n| (peer(n), limit)),
         links.iter().map(|(a, b)| (peer(*a), peer(*b))),
     ))
+}
+
+/// us - 1 - 2 - 3, 2 - 4, where 3 links to 10..=15 and 4 to 16..=20: a link from us to 3 would
+/// save 2 + 6 × 2 hops, one to 4 2 + 5 × 2, one to any other peer under the bar.
+fn far_hubs() -> Vec<(u64, u64)> {
+    let mut links = vec![(0, 1), (1, 2), (2, 3), (2, 4)];
+    links.extend((10..=15).map(|leaf| (3, leaf)));
+    links.extend((16..=20).map(|leaf| (4, leaf)));
+    links
 }
 
 /// Rebalancing's first call (limit 30, `free_permits` free) makes no change, it only schedules
@@ -88,18 +99,17 @@ fn without_a_link_near_peers_are_dialled() {
 fn rebalancing_dials_the_far_target() {
     let now = Instant::now();
     let mut st = state(true);
-    // us - 1 - 2 - 3 - 4: 4 is four hops away.
     discover(&mut st, [2, 3, 4], now);
     st.set_connected_peers(BTreeSet::from([name(1)]));
-    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    st.set_mesh(mesh(&far_hubs()));
     schedule_rebalancing(&mut st, now, 10);
     let later = now + secs(3600);
     assert_eq!(
         st.rebalance(later, 30, 10),
-        Some(RebalanceAction::Dial(addr_of(4)))
+        Some(RebalanceAction::Dial(addr_of(3)))
     );
     assert!(matches!(
-        st.target(&addr_of(4)).unwrap().state(),
+        st.target(&addr_of(3)).unwrap().state(),
         TargetState::Attempting { .. }
     ));
     assert_eq!(st.rebalance(later, 30, 10), None, "one change per interval");
@@ -114,21 +124,15 @@ fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
         let n = addr.trim_start_matches("10.0.0.").trim_end_matches(":6783");
         st.attempt_succeeded(&addr, name(n.parse().unwrap()), now);
     }
-    discover(&mut st, 1..=8, now);
+    // As gossip does, discovery no longer lists the peers we are linked to: the targets that
+    // dialled them are retired while their links last, and still ours to drop.
+    discover(&mut st, 5..=8, now);
     st.set_connected_peers((1..=4).map(name).collect());
     // us linked to 1..=4; 1 and 2 linked (each is the other's common neighbour with us); all of
-    // 1..=4 linked to 10 and 11 (above the floor); 4 - 5 - 6 - 7 - 8 makes 7 and 8 far.
-    let mut links = vec![
-        (0, 1),
-        (0, 2),
-        (0, 3),
-        (0, 4),
-        (1, 2),
-        (4, 5),
-        (5, 6),
-        (6, 7),
-        (7, 8),
-    ];
+    // 1..=4 linked to 10 and 11 (above the floor); 4 - 5 - 6, and 6 linked to 12..=19: a link
+    // to 6 would save 2 + 8 × 2 hops.
+    let mut links = vec![(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (4, 5), (5, 6)];
+    links.extend((12..=19).map(|leaf| (6, leaf)));
     for n in 1..=4 {
         links.extend([(n, 10), (n, 11)]);
     }
@@ -143,7 +147,10 @@ fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
     assert!(dropped == name(1) || dropped == name(2), "{dropped}");
     let addr = addr_of(dropped.as_u64());
     st.link_dropped(&addr, ClosingReason::Rebalanced.to_string(), later);
-    assert_eq!(due_at(&st, &addr), later + REDIAL_HOLD_AFTER_DROP);
+    // Its target was retired: it goes, the address's wait remembered, and rebalancing holds
+    // the peer back.
+    assert!(st.target(&addr).is_none());
+    assert_eq!(st.rebalance_dials.get(&dropped), Some(&later));
     // Once the hold is over the peer is still near (through the other one): not dialled.
     let mut links_after = links.clone();
     links_after.retain(|link| *link != (0, dropped.as_u64()));
@@ -157,10 +164,10 @@ fn rebalancing_makes_room_and_the_dropped_peer_is_held_back() {
 fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
     let now = Instant::now();
     let mut st = state(true);
-    // us - 1 - 2 - 3 - 4: 4 is far, and was refused a moment ago (backing off).
+    // 3 and 4 are far hubs, both refused a moment ago (backing off).
     discover(&mut st, [2, 3, 4], now);
     st.set_connected_peers(BTreeSet::from([name(1)]));
-    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    st.set_mesh(mesh(&far_hubs()));
     let refused = "refused by the remote: connection limit reached (10)".to_string();
     for n in [3, 4] {
         st.attempt_failed(&addr_of(n), Some(name(n)), refused.clone(), true, now);
@@ -168,16 +175,16 @@ fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
     schedule_rebalancing(&mut st, now, 10);
     let later = now + secs(60);
     assert!(
-        due_at(&st, &addr_of(4)) <= now + secs(3),
+        due_at(&st, &addr_of(3)) <= now + secs(3),
         "backing off, not yet due"
     );
     assert_eq!(
         st.rebalance(later, 30, 10),
-        Some(RebalanceAction::Dial(addr_of(4)))
+        Some(RebalanceAction::Dial(addr_of(3)))
     );
-    st.attempt_failed(&addr_of(4), Some(name(4)), refused, true, later);
-    // Refused again: not dialled by rebalancing again until the hold is over (3, a neighbour
-    // of it three hops away, is tried instead, once).
+    st.attempt_failed(&addr_of(3), Some(name(3)), refused, true, later);
+    // Refused again: not dialled by rebalancing again until the hold is over (4, the next
+    // best, is tried instead, once).
     let mut dials = Vec::new();
     for second in (70..REDIAL_HOLD_AFTER_DROP.as_secs()).step_by(5) {
         if let Some(RebalanceAction::Dial(addr)) = st.rebalance(now + secs(second), 30, 10) {
@@ -185,16 +192,16 @@ fn rebalancing_dials_a_backing_off_far_target_once_per_hold() {
             dials.push(addr);
         }
     }
-    assert_eq!(dials, strings(&[&addr_of(3)]));
+    assert_eq!(dials, strings(&[&addr_of(4)]));
     let after_hold = later + REDIAL_HOLD_AFTER_DROP + secs(60);
     assert_eq!(
         st.rebalance(after_hold, 30, 10),
-        Some(RebalanceAction::Dial(addr_of(4)))
+        Some(RebalanceAction::Dial(addr_of(3)))
     );
 }
 
-/// us - 1 - 2 - 3 - 4, linked with 1, every peer's address (ours too) known from gossip and none
-/// of them a discovery target.
+/// [`far_hubs`], linked with 1, the addresses of 1..=4 (and ours) known from gossip and none of
+/// them a discovery target.
 fn chain_known_only_from_gossip(st: &mut ConnectionMakerState) {
     st.set_connected_peers(BTreeSet::from([name(1)]));
     let known: Vec<(PeerName, SocketAddr)> = (1..=4)
@@ -202,7 +209,7 @@ fn chain_known_only_from_gossip(st: &mut ConnectionMakerState) {
         .chain([(us(), sock("10.0.0.99:6783"))])
         .collect();
     st.learn_peer_addresses(&known);
-    st.set_mesh(mesh(&[(0, 1), (1, 2), (2, 3), (3, 4)]));
+    st.set_mesh(mesh(&far_hubs()));
 }
 
 /// Discovery lists only peers below four fifths of their limit: in a mesh where every peer is
@@ -217,23 +224,23 @@ fn rebalancing_dials_a_far_peer_known_only_from_gossip_and_keeps_no_target_for_i
     let later = now + secs(3600);
     assert_eq!(
         st.rebalance(later, 30, 10),
-        Some(RebalanceAction::Dial(addr_of(4)))
+        Some(RebalanceAction::Dial(addr_of(3)))
     );
     // A target of no source (the status lists none), held while the attempt lasts.
-    assert!(st.target(&addr_of(4)).is_none());
+    assert!(st.target(&addr_of(3)).is_none());
     assert!(matches!(
-        st.targets[&addr_of(4)].state(),
+        st.targets[&addr_of(3)].state(),
         TargetState::Attempting { .. }
     ));
-    // Refused (4 is full): nothing keeps the target, nothing else dials it, and rebalancing
+    // Refused (3 is full): nothing keeps the target, nothing else dials it, and rebalancing
     // holds it back like any peer it dialled.
-    st.attempt_failed(&addr_of(4), Some(name(4)), "refused".into(), true, later);
-    assert!(!st.targets.contains_key(&addr_of(4)));
+    st.attempt_failed(&addr_of(3), Some(name(3)), "refused".into(), true, later);
+    assert!(!st.targets.contains_key(&addr_of(3)));
     assert!(st.due(later + secs(60), 10).is_empty());
     assert_eq!(
         st.rebalance(later + secs(60), 30, 10),
-        Some(RebalanceAction::Dial(addr_of(3))),
-        "4 is held back; its neighbour 3, three hops away, brings it within two"
+        Some(RebalanceAction::Dial(addr_of(4))),
+        "3 is held back; the other hub is dialled"
     );
 }
 
@@ -244,4 +251,45 @@ fn without_discovery_rebalancing_dials_no_peer_known_only_from_gossip() {
     chain_known_only_from_gossip(&mut st);
     assert_eq!(st.rebalance(now, 30, 10), None);
     assert_eq!(st.rebalance(now + secs(3600), 30, 10), None);
+}
+
+#[test]
+fn rebalancing_waits_until_the_view_shows_our_links() {
+    let now = Instant::now();
+    let mut st = state(true);
+    discover(&mut st, [2, 3, 4], now);
+    st.set_mesh(mesh(&far_hubs()));
+    st.set_connected_peers(BTreeSet::from([name(1)]));
+    schedule_rebalancing(&mut st, now, 10);
+    // A link to 5 came up; the view does not list it at 5's end yet.
+    st.set_connected_peers(BTreeSet::from([name(1), name(5)]));
+    let later = now + secs(3600);
+    assert_eq!(st.rebalance(later, 30, 10), None, "the view lags our links");
+    let lagging = later + MAX_VIEW_LAG - secs(1);
+    assert_eq!(st.rebalance(lagging, 30, 10), None);
+    // The view catches up: the decision is made at once.
+    let mut links = far_hubs();
+    links.push((0, 5));
+    st.set_mesh(mesh(&links));
+    assert_eq!(
+        st.rebalance(lagging, 30, 10),
+        Some(RebalanceAction::Dial(addr_of(3)))
+    );
+}
+
+#[test]
+fn a_view_that_never_catches_up_holds_rebalancing_back_for_a_while_only() {
+    let now = Instant::now();
+    let mut st = state(true);
+    discover(&mut st, [2, 3, 4], now);
+    st.set_mesh(mesh(&far_hubs()));
+    // Linked with 1 and with 5, whose record never lists us.
+    st.set_connected_peers(BTreeSet::from([name(1), name(5)]));
+    let later = now + secs(3600);
+    assert_eq!(st.rebalance(later, 30, 10), None);
+    schedule_rebalancing(&mut st, later + MAX_VIEW_LAG, 10);
+    assert_eq!(
+        st.rebalance(later + MAX_VIEW_LAG + secs(3600), 30, 10),
+        Some(RebalanceAction::Dial(addr_of(3)))
+    );
 }

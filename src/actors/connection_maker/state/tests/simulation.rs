@@ -5,8 +5,13 @@
 //!
 //! The model, and what it leaves out:
 //! - One round is two seconds. Every peer sees the graph as it was at the start of the round
-//!   (gossip spreads a change through the mesh in about a second), and its membership once it
-//!   joined and then every [`DISCOVERY_REFRESH_ROUNDS`].
+//!   (gossip spreads a change through the mesh in about a second). Its discovered targets are
+//!   what gossip's peer directory lists, refreshed when it joins and then every
+//!   [`DISCOVERY_REFRESH_ROUNDS`]: the peers it is not linked with whose links are below
+//!   discovery's ceiling; and it learns every peer's address, as rebalancing may dial any.
+//!   (Until 2026-12 the simulation listed every peer as discovered, which real gossip never
+//!   does: that hid how late peers only find each other and settle 4 hops wide, mean 2.36,
+//!   which the 250-router load test showed and the simulation did not.)
 //! - A dial succeeds at once when both ends have a free slot; a full remote refuses and names
 //!   the least-loaded peers with room, as gossip's `refusal_hints` does.
 //! - Gossip bytes: every peer whose links changed in a round publishes one new version of its
@@ -28,9 +33,9 @@ const DEFAULT_LIMIT: u32 = 30;
 const ROUND: Duration = Duration::from_secs(2);
 /// Routers joining per round (20 a second): a node pool scaling up fast.
 const JOINS_PER_ROUND: usize = 40;
-/// How often a peer's discovered targets are refreshed from the membership after it joined
-/// (while it changes): every 16 s. Less often than gossip would: each refresh lists every peer,
-/// the simulation's dearest step.
+/// How often a peer's discovered targets are refreshed after it joined: every 16 s. Less often
+/// than gossip would (on every change): each refresh lists every peer, the simulation's dearest
+/// step.
 const DISCOVERY_REFRESH_ROUNDS: u64 = 8;
 /// Rounds without a single link change that count as settled (150 s): longer than a link must
 /// live before rebalancing may drop it plus the longest jittered interval, so a pending change
@@ -85,8 +90,6 @@ struct Sim {
     links: Vec<BTreeSet<usize>>,
     /// When each peer last refreshed its discovered targets.
     refreshed: Vec<u64>,
-    /// The round the membership last changed: refreshes stop once every peer has seen it.
-    membership_changed_at: u64,
     /// Encoded size of a record by its number of links.
     record_bytes: Vec<u64>,
     now: Instant,
@@ -106,7 +109,6 @@ impl Sim {
             makers: Vec::new(),
             links: Vec::new(),
             refreshed: Vec::new(),
-            membership_changed_at: 0,
             record_bytes: (0..=limit as usize)
                 .map(|links| record_bytes(links, limit))
                 .collect(),
@@ -131,14 +133,31 @@ impl Sim {
         self.links.push(BTreeSet::new());
         self.refreshed.push(self.round);
         self.changed.insert(index);
-        self.refresh_discovery(index);
+        let graph = self.graph();
+        self.refresh_discovery(index, &graph);
     }
 
-    fn refresh_discovery(&mut self, index: usize) {
-        let listed = (0..self.makers.len())
+    /// What gossip's peer directory tells the connection maker: every other peer's address, and
+    /// as discovery targets those we are not linked with whose links are below discovery's
+    /// ceiling.
+    fn refresh_discovery(&mut self, index: usize, graph: &MeshGraph) {
+        let ceiling = discovery_ceiling(self.limit).unwrap();
+        let addresses: Vec<(PeerName, SocketAddr)> = (0..self.makers.len())
             .filter(|other| *other != index)
             .map(|other| (peer(other), peer_addr(other)))
             .collect();
+        let listed = addresses
+            .iter()
+            .filter(|(name, _)| {
+                let other = peer_index(*name);
+                !self.links[index].contains(&other)
+                    && graph
+                        .index_of(*name)
+                        .is_none_or(|i| graph.degree(i) < ceiling)
+            })
+            .copied()
+            .collect();
+        self.makers[index].learn_peer_addresses(&addresses);
         self.makers[index].set_discovered(listed, self.now);
         self.refreshed[index] = self.round;
     }
@@ -225,10 +244,8 @@ impl Sim {
         order.shuffle(&mut self.rng);
         let ceiling = discovery_ceiling(self.limit).unwrap();
         for index in order {
-            if self.round >= self.refreshed[index] + DISCOVERY_REFRESH_ROUNDS
-                && self.refreshed[index] < self.membership_changed_at
-            {
-                self.refresh_discovery(index);
+            if self.round >= self.refreshed[index] + DISCOVERY_REFRESH_ROUNDS {
+                self.refresh_discovery(index, &graph);
             }
             let connected = self.connected(index);
             let now = self.now;
@@ -310,7 +327,6 @@ fn run(peers: usize, limit: u32, seed: u64) -> Figures {
         for _ in 0..JOINS_PER_ROUND.min(peers - sim.makers.len()) {
             sim.join(seed);
         }
-        sim.membership_changed_at = sim.round;
         sim.step();
     }
     let joined_at = sim.round;
@@ -385,20 +401,20 @@ fn two_hundred_fifty_peers_settle_within_three_hops() {
 
 #[test]
 fn a_thousand_peers_settle_within_four_hops() {
-    // A degree-30 random graph of 1,000 peers has diameter 3; our degrees are lower (discovery
-    // stops at its ceiling of 24, and peers within two hops are never dialled).
+    // A degree-30 random graph of 1,000 peers has diameter 3 and a mean of about 2.4; one drop
+    // at a time (see `rebalance`) settles short of it, in a sixth of the time and churn.
     for case in 0..sim_cases(1) {
         let figures = run(1000, DEFAULT_LIMIT, 1000 + u64::from(case));
-        check(&figures, 4, 3.0);
+        check(&figures, 4, 2.7);
     }
 }
 
 #[test]
-fn sixty_peers_with_a_limit_of_ten_settle_within_four_hops() {
+fn sixty_peers_with_a_limit_of_ten_settle_within_three_hops() {
     // The load test's small case (`mesh_convergence.py --routers 60 --conn-limit 10`): a
     // degree-10 random graph of 60 peers has diameter 3.
     for case in 0..sim_cases(3) {
         let figures = run(60, 10, 60 + u64::from(case));
-        check(&figures, 4, 2.5);
+        check(&figures, 3, 2.2);
     }
 }
