@@ -65,8 +65,9 @@ pub const FIRST_REBALANCE_DELAY: Duration = Duration::from_secs(30);
 /// Hops (summed over the peers it moves) a change must save us, net of what it costs. Eight:
 /// the simulation at 250 peers of limit 30 settled at diameter 3, mean 1.93 hops with it (12:
 /// 1.97, 16: 2.01, fewer drops; measured before drops went one at a time), and with 60 peers
-/// of limit 10 it still reached diameter 3, which 12 and 16 did not. A bar is needed at all because some gain is always there: a
-/// random graph of degree 30 leaves a few peers three hops away.
+/// of limit 10 it still reached diameter 3, which 12 and 16 did not. A bar is needed at all
+/// because some gain is always there: a random graph of degree 30 leaves a few peers three
+/// hops away.
 pub const MIN_NET_GAIN: u32 = 8;
 /// Discovery does not dial a peer this close (it is reachable through a common neighbour); a
 /// dropped link's ends are this close by construction, so neither re-dials it.
@@ -180,8 +181,10 @@ impl Rebalancer {
         interval.mul_f64(self.rng.random_range(0.5..=1.5))
     }
 
-    /// The dialable peer a link to would gain us the most hops (at least [`MIN_NET_GAIN`]),
-    /// one with room first: a full one lets us in only if it has a link to spare.
+    /// The dialable peer a link to would gain us the most hops (at least [`MIN_NET_GAIN`]), and
+    /// whether it has room. One with room comes first; a full one is still returned when no
+    /// peer with room is worth a link (our view of it may be stale), for a dial while we have
+    /// room, never for a drop.
     fn best_dialable(
         &mut self,
         input: &RebalanceInput<'_>,

@@ -378,6 +378,8 @@ impl ConnectionMakerState {
         target.state = TargetState::Connected { peer, since: now };
         target.last_error = None;
         target.retry_interval = INITIAL_RETRY_INTERVAL;
+        // Also true for a peer rebalancing dropped (held in the same map) that came back: a link
+        // came up all the same, and the one-drop-at-a-time rule only needs to know that.
         if self.rebalance_dials.contains_key(&peer) {
             self.rebalancer.dial_succeeded();
         }
