@@ -386,6 +386,8 @@ def plan(args, root):
             limit, nick = args.conn_limit, f"n{i}"
             if args.seed_mode == "first":
                 seeds = range(1, min(args.seed_peers, i - 1) + 1)
+            elif args.seed_mode == "nodes":
+                seeds = [j for j in range(1, total + 1) if j != i]
             else:  # previous
                 seeds = range(max(1, i - args.seed_peers), i)
             peers = [f"{ip(j)}:{args.port}" for j in seeds]
@@ -593,8 +595,9 @@ def run_test(args, routers, binary, log_level):
     t_first = time.monotonic()
     for r in routers:
         # Never start a router before its initial peers answer: a refused first dial would only
-        # measure the retry back-off.
-        for peer_addr in r.peers:
+        # measure the retry back-off. Except with every node as a peer: a DaemonSet's routers
+        # start in no order, each given the whole Node list.
+        for peer_addr in ([] if args.seed_mode == "nodes" else r.peers):
             peer = next(p for p in routers if p.mesh_addr == peer_addr)
             if not peer.ready:
                 wait_ready(peer, time.monotonic() + READY_TIMEOUT)
@@ -816,7 +819,9 @@ def print_report(result, verbose):
     out = []
     head = (f"Weft {result['mode']} convergence test: {result['routers']} routers, "
             f"conn-limit {_limit(result['conn_limit'])}")
-    if result["mode"] == "mesh":
+    if result["mode"] == "mesh" and result["seed_mode"] == "nodes":
+        head += ", every router given every other's address (nodes)"
+    elif result["mode"] == "mesh":
         head += f", {result['seed_peers']} seed peer(s) ({result['seed_mode']})"
     else:
         head += f" (hub: {_limit(result['hub']['conn_limit'])})"
@@ -884,7 +889,9 @@ def print_report(result, verbose):
                    f"{'hops':>5}{'refused':>8}{'term':>5}{'HWM MiB':>9}  initial peers")
         for p in result["per_router"]:
             hwm = f"{mib(p['vm_hwm_kib']):.1f}" if p["vm_hwm_kib"] else "-"
-            peers = " ".join(p["initial_peers"]) or "-"
+            initial = p["initial_peers"]
+            peers = " ".join(initial) if len(initial) <= 3 else f"{len(initial)} peers"
+            peers = peers or "-"
             out.append(
                 f"  {p['nickname']:<7}{p['address']:<14}{_v(p['established']):>4}{_v(p['pending']):>5}"
                 f"{p['peak_links']:>5}{p['conn_limit']:>6}{_v(p['routes']):>7}{_v(p['max_hops']):>5}"
@@ -946,8 +953,10 @@ def parse_args(argv):
     p.add_argument("--hub-conn-limit", type=int, default=None, help="hub mode: the hub's limit (default: --conn-limit)")
     p.add_argument("--seed-peers", type=int, default=1, metavar="K",
                    help="mesh mode: initial peers per router (1 = everyone points at router 1)")
-    p.add_argument("--seed-mode", choices=("first", "previous"), default="first",
-                   help="mesh mode: seeds are routers 1..K (first) or the K routers started just before (previous)")
+    p.add_argument("--seed-mode", choices=("first", "previous", "nodes"), default="first",
+                   help="mesh mode: seeds are routers 1..K (first), the K routers started just before (previous), "
+                        "or every other router, started or not, as the Kubernetes Node list gives them (nodes; "
+                        "ignores --seed-peers)")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds from the first start to give up on convergence and on the links settling")
     p.add_argument("--settle", type=float, default=5.0,

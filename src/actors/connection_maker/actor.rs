@@ -88,6 +88,7 @@ impl ConnectionMaker {
             config.discovery,
             rand::random(),
         );
+        state.set_conn_limit(config.limiter.limit());
         match config.store.direct_peers() {
             Ok(peers) => {
                 if let Err(err) = state.add_direct(&peers, true, Instant::now()) {
@@ -117,9 +118,7 @@ impl ConnectionMaker {
                 .set_mesh(Arc::new(MeshGraph::from_records(&view.peers)));
         }
         let limiter = &self.config.limiter;
-        let decision = self
-            .state
-            .rebalance(Instant::now(), limiter.limit(), limiter.available());
+        let decision = self.state.rebalance(Instant::now(), limiter.available());
         match decision {
             None => {}
             Some(RebalanceAction::Drop(peer)) => {

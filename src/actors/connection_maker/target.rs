@@ -108,10 +108,19 @@ impl Target {
         self.retry_interval
     }
 
+    /// What the target is dialled as: its source, but a direct target as a discovered one when
+    /// `direct_as_discovered` (we hold more direct targets than our limit lets us link).
+    pub(super) fn dialled_as(&self, direct_as_discovered: bool) -> TargetSource {
+        match self.source() {
+            TargetSource::Direct if direct_as_discovered => TargetSource::Discovered,
+            source => source,
+        }
+    }
+
     /// Dial order: direct targets first (the operator asked for them), hints last (they are only
     /// suggestions).
-    pub(super) fn rank(&self) -> u8 {
-        match self.source() {
+    pub(super) fn rank_of(source: TargetSource) -> u8 {
+        match source {
             TargetSource::Direct => 0,
             TargetSource::Discovered => 1,
             TargetSource::Hinted => 2,

@@ -115,6 +115,23 @@ fn prefers_a_far_peer_with_room() {
     }
 }
 
+#[test]
+fn never_dials_a_full_peer() {
+    // As above without 5: the one peer worth a link is at its limit, and we have room.
+    let mut links = vec![(1, 2), (2, 3), (3, 4)];
+    links.extend(star(4, 10..=21));
+    let mesh = MeshGraph::new(
+        (1..=21).map(|n| (name(n), if n == 4 { 13 } else { 30 })),
+        links.iter().map(|(a, b)| (name(*a), name(*b))),
+    );
+    let start = Instant::now();
+    let mut rebalancer = Rebalancer::new(1);
+    assert_eq!(
+        decide_at(&mut rebalancer, &mesh, 1, &[], start, start + LATER),
+        None
+    );
+}
+
 /// Us (1) linked to 2..=5, which are all linked to 40 and 41 (so every one has more links than
 /// the floor); 2 and 3 also to each other, so 3 is a common neighbour of us and 2. A chain
 /// 5 - 6 - 7 ends in a hub with ten leaves (20..=29): a link to 7 would save 22 hops.

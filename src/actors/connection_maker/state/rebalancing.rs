@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ConnectionMakerState, INITIAL_RETRY_INTERVAL, RebalanceAction, TargetState};
+use super::{
+    ConnectionMakerState, INITIAL_RETRY_INTERVAL, RebalanceAction, Target, TargetSource,
+    TargetState,
+};
 use crate::actors::connection_maker::mesh_graph::MeshGraph;
 use crate::actors::connection_maker::rebalance::{
     MAX_VIEW_LAG, REDIAL_HOLD_AFTER_DROP, Rebalance, RebalanceInput,
@@ -35,15 +38,37 @@ impl ConnectionMakerState {
             .is_some_and(|index| self.near.get(index).copied().unwrap_or(false))
     }
 
+    /// Whether the mesh view shows `peer` at its connection limit: it would refuse a dial.
+    fn is_full(&self, peer: Option<PeerName>) -> bool {
+        peer.and_then(|peer| self.mesh.index_of(peer))
+            .is_some_and(|index| !self.mesh.has_room(index))
+    }
+
+    /// Why the mesh view holds a target back that is due, dialled as `source`, if it does:
+    /// once we are linked, a peer at its limit (it would refuse us), and unless it is a direct
+    /// target we keep, a peer within two hops. Leaving near peers alone is what lets the mesh
+    /// spread out rather than clump, and what keeps a link rebalancing dropped from being
+    /// dialled again by either end.
+    pub(super) fn held_back_by_view(
+        &self,
+        target: &Target,
+        source: TargetSource,
+    ) -> Option<&'static str> {
+        if self.connected_peers.is_empty() {
+            None
+        } else if self.is_full(target.peer) {
+            Some("its peer is at its connection limit")
+        } else if source != TargetSource::Direct && self.is_near(target.peer) {
+            Some("its peer is within two hops through the mesh")
+        } else {
+            None
+        }
+    }
+
     /// Runs a rebalancing decision when one is due (see
-    /// [`crate::actors::connection_maker::rebalance`]); `limit` is our
-    /// connection limit and `free_permits` the links we may still open.
-    pub fn rebalance(
-        &mut self,
-        now: Instant,
-        limit: u32,
-        free_permits: usize,
-    ) -> Option<RebalanceAction> {
+    /// [`crate::actors::connection_maker::rebalance`]); `free_permits` are the links we may
+    /// still open.
+    pub fn rebalance(&mut self, now: Instant, free_permits: usize) -> Option<RebalanceAction> {
         if !self.rebalancer.is_due(now) || self.view_lags(now) {
             return None;
         }
@@ -81,7 +106,7 @@ impl ConnectionMakerState {
         let input = RebalanceInput {
             graph: &self.mesh,
             us: self.our_name,
-            limit,
+            limit: self.conn_limit,
             free_permits,
             droppable: &droppable,
             dialable: &dialable,
@@ -128,11 +153,14 @@ impl ConnectionMakerState {
     /// Links we dialled to a peer that is no direct target, with the time each came up: the
     /// ones rebalancing may drop (the other end holds no target that would re-dial at once).
     /// Retired targets count: gossip stops listing a peer as discovered once we are linked to
-    /// it, which retires the target that dialled it while the link lasts.
+    /// it, which retires the target that dialled it while the link lasts. So do direct targets
+    /// beyond our limit (a large cluster's Node list): they are dialled as discovered ones, and
+    /// the dial filter holds them back in the same way once dropped.
     fn droppable_links(&self) -> Vec<(PeerName, Instant)> {
+        let direct_droppable = self.direct_beyond_limit();
         self.targets
             .values()
-            .filter(|target| !target.direct)
+            .filter(|target| !target.direct || direct_droppable)
             .filter_map(|target| match target.state {
                 TargetState::Connected { peer, since } => Some((peer, since)),
                 _ => None,

@@ -129,6 +129,7 @@ impl ConnectionMakerState {
             our_name: self.our_name,
             default_port: self.default_port,
             discovery: self.discovery,
+            conn_limit: self.conn_limit,
             targets: self.targets.clone(),
             connected_peers: self.connected_peers.clone(),
             rng: StdRng::seed_from_u64(0),

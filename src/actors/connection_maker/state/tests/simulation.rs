@@ -1,7 +1,9 @@
 //! Simulation: a whole mesh of connection makers (their pure state, rebalancing included) joining
-//! over time through one seed peer, against a simulated network that links, refuses with hints
-//! and drops as the real one does. Checks the diameter and mean route length the mesh settles
-//! to, that it settles at all (the link changes per round go to zero), and reports the figures.
+//! over time, through one seed peer or given every node's address as Kubernetes gives it,
+//! against a simulated network that links, refuses with hints and drops as the real one does.
+//! Checks the diameter and mean route length the mesh settles to, that it settles at all (the
+//! link changes per round go to zero), and reports the figures, with the dials refused for the
+//! remote's limit by why they were made.
 //!
 //! The model, and what it leaves out:
 //! - One round is two seconds. Every peer sees the graph as it was at the start of the round
@@ -78,13 +80,67 @@ struct Figures {
     drops: u64,
     /// Gossip bytes each peer received over the run (modelled, see the module doc).
     bytes_per_peer: u64,
+    /// Dials that reached a remote, and those it refused for its limit, by why we dialled.
+    dials: Dials,
     max_degree: usize,
     min_degree: usize,
+}
+
+/// Why a peer dialled: its target's source, or a rebalancing decision.
+#[derive(Clone, Copy, Debug)]
+enum DialKind {
+    Direct,
+    Discovered,
+    Hinted,
+    Rebalancing,
+}
+
+impl From<TargetSource> for DialKind {
+    fn from(source: TargetSource) -> Self {
+        match source {
+            TargetSource::Direct => DialKind::Direct,
+            TargetSource::Discovered => DialKind::Discovered,
+            TargetSource::Hinted => DialKind::Hinted,
+        }
+    }
+}
+
+/// Dials that reached a remote and refusals for its limit, per [`DialKind`].
+#[derive(Debug, Default)]
+struct Dials {
+    made: [u64; 4],
+    refused: [u64; 4],
+}
+
+impl std::fmt::Display for Dials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds = ["direct", "discovered", "hinted", "rebalancing"];
+        let (made, refused): (u64, u64) = (self.made.iter().sum(), self.refused.iter().sum());
+        write!(f, "{refused} of {made} dials refused for the limit (")?;
+        for (i, kind) in kinds.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{kind} {}/{}", self.refused[i], self.made[i])?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// How a joining peer learns where the mesh is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Join {
+    /// One seed peer, the first, as its one direct target (`weave launch <seed>`).
+    Seed,
+    /// Every peer of the cluster, started or not, as direct targets: what the router is given
+    /// from the Kubernetes Node list.
+    NodeList,
 }
 
 struct Sim {
     /// Every peer's `--conn-limit`.
     limit: u32,
+    join: Join,
+    /// Peers the cluster will have (the Node list's length).
+    peers: usize,
     rng: StdRng,
     makers: Vec<ConnectionMakerState>,
     links: Vec<BTreeSet<usize>>,
@@ -99,12 +155,15 @@ struct Sim {
     /// Peers whose links changed this round (each publishes one new record).
     changed: BTreeSet<usize>,
     bytes_per_peer: u64,
+    dials: Dials,
 }
 
 impl Sim {
-    fn new(seed: u64, limit: u32) -> Self {
+    fn new(seed: u64, limit: u32, join: Join, peers: usize) -> Self {
         Self {
             limit,
+            join,
+            peers,
             rng: StdRng::seed_from_u64(seed),
             makers: Vec::new(),
             links: Vec::new(),
@@ -118,17 +177,23 @@ impl Sim {
             drops: 0,
             changed: BTreeSet::new(),
             bytes_per_peer: 0,
+            dials: Dials::default(),
         }
     }
 
     fn join(&mut self, seed: u64) {
         let index = self.makers.len();
         let mut maker = ConnectionMakerState::new(peer(index), 6783, true, seed ^ index as u64);
-        if index > 0 {
-            maker
-                .add_direct(&[peer_addr(0).to_string()], false, self.now)
-                .unwrap();
-        }
+        maker.set_conn_limit(self.limit);
+        let direct: Vec<String> = match self.join {
+            Join::Seed if index > 0 => vec![peer_addr(0).to_string()],
+            Join::Seed => Vec::new(),
+            Join::NodeList => (0..self.peers)
+                .filter(|other| *other != index)
+                .map(|other| peer_addr(other).to_string())
+                .collect(),
+        };
+        maker.add_direct(&direct, false, self.now).unwrap();
         self.makers.push(maker);
         self.links.push(BTreeSet::new());
         self.refreshed.push(self.round);
@@ -213,10 +278,14 @@ impl Sim {
     }
 
     /// Peer `from` dials the target `addr`, as the actor and the remote's listener would.
-    fn dial(&mut self, from: usize, addr: &str, hints: &[SocketAddr]) {
+    fn dial(&mut self, from: usize, addr: &str, kind: DialKind, hints: &[SocketAddr]) {
         let to = index_of_addr(addr);
         let now = self.now;
-        if to == from {
+        if to >= self.makers.len() {
+            // Its node is listed but its router has not started: nothing listens yet.
+            let reason = "Connection refused (os error 111)".to_string();
+            self.makers[from].attempt_failed(addr, None, reason, true, now);
+        } else if to == from {
             let reason = ClosingReason::ConnectToSelf;
             self.makers[from].attempt_failed(addr, Some(peer(to)), reason.to_string(), false, now);
         } else if self.links[from].contains(&to) {
@@ -226,12 +295,15 @@ impl Sim {
             let reason = format!("connection limit reached ({})", self.limit);
             self.makers[from].attempt_failed(addr, None, reason, true, now);
         } else if self.free(to) == 0 {
+            self.dials.made[kind as usize] += 1;
+            self.dials.refused[kind as usize] += 1;
             let hints = hints.to_vec();
             let limit = self.limit;
             let reason = format!("refused by the remote: connection limit reached ({limit})");
             self.makers[from].add_hints(hints, now);
             self.makers[from].attempt_failed(addr, Some(peer(to)), reason, true, now);
         } else {
+            self.dials.made[kind as usize] += 1;
             self.link(from, to);
             self.makers[from].attempt_succeeded(addr, peer(to), now);
         }
@@ -254,14 +326,25 @@ impl Sim {
             let maker = &mut self.makers[index];
             maker.set_connected_peers(connected);
             maker.set_mesh(Arc::clone(&graph));
-            let due = maker.due_within(now, free, discovery_free);
-            for addr in due {
-                self.dial(index, &addr, &hints);
+            let due: Vec<(String, DialKind)> = maker
+                .due_within(now, free, discovery_free)
+                .into_iter()
+                .map(|addr| {
+                    let kind = maker
+                        .target(&addr)
+                        .map_or(DialKind::Direct, |t| t.source().into());
+                    (addr, kind)
+                })
+                .collect();
+            for (addr, kind) in due {
+                self.dial(index, &addr, kind, &hints);
             }
             let free = self.free(index);
-            match self.makers[index].rebalance(now, self.limit, free) {
+            match self.makers[index].rebalance(now, free) {
                 None => {}
-                Some(RebalanceAction::Dial(addr)) => self.dial(index, &addr, &hints),
+                Some(RebalanceAction::Dial(addr)) => {
+                    self.dial(index, &addr, DialKind::Rebalancing, &hints);
+                }
                 Some(RebalanceAction::Drop(dropped)) => {
                     let other = peer_index(dropped);
                     let addr = peer_addr(other).to_string();
@@ -322,7 +405,11 @@ fn hop_figures(graph: &MeshGraph) -> (u32, f64) {
 }
 
 fn run(peers: usize, limit: u32, seed: u64) -> Figures {
-    let mut sim = Sim::new(seed, limit);
+    run_joining(peers, limit, seed, Join::Seed)
+}
+
+fn run_joining(peers: usize, limit: u32, seed: u64, join: Join) -> Figures {
+    let mut sim = Sim::new(seed, limit, join, peers);
     while sim.makers.len() < peers {
         for _ in 0..JOINS_PER_ROUND.min(peers - sim.makers.len()) {
             sim.join(seed);
@@ -363,6 +450,7 @@ fn run(peers: usize, limit: u32, seed: u64) -> Figures {
         changes_per_minute: per_minute,
         drops: sim.drops,
         bytes_per_peer: sim.bytes_per_peer,
+        dials: sim.dials,
         max_degree: degrees.clone().max().unwrap_or(0),
         min_degree: degrees.min().unwrap_or(0),
     }
@@ -372,7 +460,7 @@ fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
     eprintln!(
         "mesh simulation, {} peers, limit {}: settled {} rounds (of 2 s) after the last join; diameter {}, mean \
          hops {:.2}; link changes per minute after the last join {:?}; {} links dropped by \
-         rebalancing; degrees {}..={}; ~{} KiB of topology gossip received per peer",
+         rebalancing; degrees {}..={}; ~{} KiB of topology gossip received per peer; {}",
         figures.peers,
         figures.limit,
         figures.settle_rounds,
@@ -383,6 +471,7 @@ fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
         figures.min_degree,
         figures.max_degree,
         figures.bytes_per_peer / 1024,
+        figures.dials,
     );
     let settled = figures.changes_per_minute.last() == Some(&0);
     assert!(settled, "the last minute must be quiet: {figures:?}");
@@ -395,6 +484,16 @@ fn check(figures: &Figures, max_diameter: u32, max_mean_hops: f64) {
 fn two_hundred_fifty_peers_settle_within_three_hops() {
     for case in 0..sim_cases(1) {
         let figures = run(250, DEFAULT_LIMIT, u64::from(case));
+        check(&figures, 3, 2.2);
+    }
+}
+
+#[test]
+fn two_hundred_fifty_nodes_listed_by_kubernetes_settle_within_three_hops() {
+    // Every router is given every node's address (`--kube-peers`): far more direct targets
+    // than its limit.
+    for case in 0..sim_cases(1) {
+        let figures = run_joining(250, DEFAULT_LIMIT, 250 + u64::from(case), Join::NodeList);
         check(&figures, 3, 2.2);
     }
 }
