@@ -131,6 +131,7 @@ class Router:
         self.errors = 0  # failed /report fetches after it was ready
         self.ready = False
         self.rss = None  # {"VmHWM": kB, "VmRSS": kB}
+        self.cpu_s = None  # user + system CPU seconds since the start
         self.metrics = None
 
     @property
@@ -192,6 +193,14 @@ class Router:
         except (OSError, ValueError, IndexError):
             return
         self.rss = values
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                # Fields after the command (which may hold spaces) are split from its ")".
+                fields = f.read().rpartition(")")[2].split()
+            # utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the ")".
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 _LIBC = None
@@ -726,6 +735,7 @@ def evaluate(args, routers, timings, binary):
             "terminations": rep.get("TerminationCount"),
             "max_hops": hops["per_router_max"].get(r.name),
             "vm_hwm_kib": (r.rss or {}).get("VmHWM"),
+            "cpu_s": r.cpu_s,
             "vm_rss_kib": (r.rss or {}).get("VmRSS"),
             "metrics_refused_for_limit": None if r.metrics is None else r.metrics["refused_for_limit"],
             "metrics_established": None if r.metrics is None else r.metrics["connections"].get("established"),
@@ -738,6 +748,7 @@ def evaluate(args, routers, timings, binary):
     refused = [p["refused_for_limit"] or 0 for p in per_router]
     metrics_refused = [p["metrics_refused_for_limit"] for p in per_router]
     hwm = [p["vm_hwm_kib"] for p in per_router if p["vm_hwm_kib"] is not None]
+    cpu = [p["cpu_s"] for p in per_router if p["cpu_s"] is not None]
 
     result = {
         "mode": args.mode,
@@ -756,6 +767,7 @@ def evaluate(args, routers, timings, binary):
         "refused_for_limit_metrics_total": None if None in metrics_refused else int(sum(metrics_refused)),
         "terminations_total": sum(p["terminations"] or 0 for p in per_router),
         "vm_hwm_kib": None if not hwm else {**summary(hwm), "total": sum(hwm)},
+        "cpu_s": None if not cpu else {**summary(cpu), "total": sum(cpu)},
         "hops": {k: v for k, v in hops.items() if k != "per_router_max"},
         "per_router": per_router,
     }
@@ -871,6 +883,10 @@ def print_report(result, verbose):
     if m:
         out.append(f"  peak RSS:      VmHWM min {mib(m['min']):.1f} / median {mib(m['median']):.1f} / "
                    f"max {mib(m['max']):.1f} MiB per router, total {mib(m['total']):.1f} MiB")
+    cpu = result["cpu_s"]
+    if cpu:
+        out.append(f"  CPU:           user + system {cpu['min']:.1f} / median {cpu['median']:.1f} / "
+                   f"max {cpu['max']:.1f} s per router since its start, total {cpu['total']:.0f} s")
     if result["mode"] == "hub":
         hub = result["hub"]
         out.append(f"  hub:           {hub['name']} ({hub['address']}) holds {hub['established']} established links "
