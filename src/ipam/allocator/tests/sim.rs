@@ -320,6 +320,45 @@ fn allocators_never_hand_out_an_address_twice_and_converge() {
     }
 }
 
+/// Found by the property above on 2026-12-08 (one run in many; its seeds are random): rings
+/// that never converge after an `rmpeer` made on a stale view. Three nodes by consensus; node 3
+/// allocates; nodes 2 and 3 are cut off from node 1, and node 2 hands part of its range to node
+/// 3 (new tokens .12 for node 3 and .14 for itself); both crash before the network heals; node 1
+/// removes node 2 (`transfer` moves the entries node 2 owns *in node 1's ring*, which has never
+/// seen those two tokens) and allocates in what it took over. When node 3 comes back, its
+/// token .14, still naming node 2, would take from node 1 a part where it has allocations: every
+/// merge is refused, for ever. A remedy: the ring remembers who took over whom (a grow-only map
+/// gossiped with it), and the join gives an entry naming a removed peer to its heir. Ignored
+/// until then, so that the suite stays deterministic; `cargo test -- --ignored rmpeer_on_a_stale`
+/// reproduces it.
+#[test]
+#[ignore = "known bug: rmpeer on a stale view leaves the dead peer's unseen tokens in conflict"]
+fn rmpeer_on_a_stale_view_converges() {
+    let ops = [
+        Op::Allocate {
+            node: 2,
+            container: 0,
+            subnet: 1,
+        },
+        Op::Deliver { count: 7 },
+        Op::Deliver { count: 1 },
+        Op::Deliver { count: 2 },
+        Op::Partition { mask: 6 },
+        Op::Deliver { count: 8 },
+        Op::Crash { node: 2 },
+        Op::Crash { node: 1 },
+        Op::RemovePeer { dead: 1, by: 0 },
+        Op::Allocate {
+            node: 3,
+            container: 0,
+            subnet: 2,
+        },
+    ];
+    if let Err(failure) = run_case(3, 1, 2622665291416685100, &ops) {
+        panic!("{failure}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(sim_cases() / 4))]
 
