@@ -1,7 +1,9 @@
 //! Tests of the connection maker's state machine: time is injected as `Instant` offsets and the
 //! jitter generator is seeded, so every schedule is reproducible.
 
+use super::status::seconds_until;
 use super::*;
+use crate::snapshot::ConnectionState;
 
 const PORT: u16 = 6783;
 
