@@ -10,7 +10,7 @@
 //! - a peer asks for one address we own: `space.release(single)`, then `ring.grant_range`;
 //! - gossip arrives: `ring.merge(&state, |r| space.has_allocations_in(r))`, then
 //!   `space.add_ranges(&outcome.gained)` and `space.release(r)` for each of `outcome.lost`;
-//! - `rmpeer`: `space.add_ranges(&ring.transfer(dead, local))`;
+//! - `rmpeer`: `space.add_ranges(&ring.remove_peer(dead))`;
 //! - `reset`: `ring.transfer(local, heir)`, then `space.clear()`;
 //! - after any change of allocations: `ring.report_free(|r| space.free_in(r))`.
 //!
@@ -42,6 +42,8 @@ pub use error::{AddressError, IpamError, RingError, SpaceError};
 pub use ident::{MAX_IDENT_BYTES, check_ident};
 pub use messages::{ClaimDenial, IpamMessage, MAX_MESSAGE_BYTES, decode_message, encode_message};
 pub use paxos::{Paxos, PaxosState, quorum_for};
-pub use ring::{Entry, PeerShare, Ring, RingState, TRANSFER_VERSION_BUMP};
+pub use ring::{
+    Entry, GRANT_VERSION_BUMP, PeerShare, Removal, Removals, Ring, RingState, TRANSFER_VERSION_BUMP,
+};
 pub use ring_merge::MergeOutcome;
 pub use space::Space;

@@ -18,9 +18,22 @@ use super::range_set::RangeSet;
 use super::{Address, AddressRange, Cidr, RingError};
 use crate::topology::PeerName;
 
+mod removals;
+
+pub use removals::{Removal, Removals};
+
 /// How far `transfer` raises an entry's version, so that the new owner's entry beats any edit
 /// the old owner made that has not reached us yet (each edit adds 1). Weave Net's value.
 pub const TRANSFER_VERSION_BUMP: u32 = 100;
+
+/// How far a grant raises the granted entries' version: far beyond [`TRANSFER_VERSION_BUMP`],
+/// so that the last grant of a peer that died before anyone but the grantee heard of it beats
+/// the heir's transfer made on a view without it (the grantee keeps what it was given and may
+/// have allocated in; with the transfer winning, every merge the grantee saw was refused for
+/// ever). The heir's own free reports on the entry it inherited raise it by one each (one per
+/// change of its free count): at one a minute the grant still wins for two months. Versions
+/// saturate, so this leaves 42,949 grants of one token before they stop rising.
+pub const GRANT_VERSION_BUMP: u32 = 100_000;
 
 /// One part of the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +68,10 @@ pub struct RingState {
     /// different seeds were created separately and must never merge.
     pub(crate) seeds: Vec<PeerName>,
     pub(crate) entries: Vec<Entry>,
+    /// Peers removed by `rmpeer`, and who took over from them. Left out while empty, so that
+    /// rings without removals encode as they did before it existed, and such rings decode.
+    #[serde(default, skip_serializing_if = "Removals::is_empty")]
+    pub(crate) removals: Removals,
 }
 
 impl RingState {
@@ -68,6 +85,10 @@ impl RingState {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    pub fn removals(&self) -> &Removals {
+        &self.removals
     }
 
     /// Exclusive end of the part owned by entry `index`.
@@ -132,6 +153,7 @@ impl Ring {
                 range,
                 seeds: Vec::new(),
                 entries: Vec::new(),
+                removals: Removals::default(),
             },
         }
     }
@@ -156,6 +178,10 @@ impl Ring {
 
     pub fn entries(&self) -> &[Entry] {
         &self.state.entries
+    }
+
+    pub fn removals(&self) -> &Removals {
+        &self.state.removals
     }
 
     /// What to gossip or persist.
@@ -220,13 +246,17 @@ impl Ring {
     /// tokens at the range's ends where there are none and rewrites the entries inside. The
     /// granted entries' free counts are their sizes, as one only grants free space. The entry
     /// we keep before the range gets a version bump too: its part shrank, and its free count
-    /// with it, and a stale larger count must not win a merge. Granting to ourselves changes
+    /// with it, and a stale larger count must not win a merge. The granted entries' versions rise
+    /// by [`GRANT_VERSION_BUMP`]. Granting to ourselves changes
     /// nothing.
     pub fn grant_range(&mut self, range: AddressRange, to: PeerName) -> Result<(), RingError> {
         let first = self.check_grant(range)?;
         if to == self.local {
             return Ok(());
         }
+        // We grant only to a peer that asked: if it was removed, it is back, and what it is
+        // given must stay its own.
+        self.state.removals.record_return(to);
         let entries = &mut self.state.entries;
         // Split off what follows the range, so that it stays ours.
         if range.end < self.state.range.end()
@@ -274,7 +304,7 @@ impl Ring {
             let size = self.state.part(index).size();
             let entry = &mut self.state.entries[index];
             entry.peer = to;
-            entry.version = entry.version.saturating_add(1);
+            entry.version = entry.version.saturating_add(GRANT_VERSION_BUMP);
             entry.free = size;
             index += 1;
         }
@@ -314,7 +344,7 @@ impl Ring {
 
     /// Makes every entry of `from` an entry of `to`, with the version raised by
     /// [`TRANSFER_VERSION_BUMP`] so the change wins over the old owner's edits still in flight.
-    /// For `weave rmpeer` (`to` is us, `from` is dead) and `weave reset` (`from` is us). Must be
+    /// For `weave rmpeer` ([`Ring::remove_peer`]) and `weave reset` (`from` is us). Must be
     /// done on one peer only. Returns the transferred ranges (what `to` gained), as maximal runs.
     pub fn transfer(&mut self, from: PeerName, to: PeerName) -> Vec<AddressRange> {
         if from == to {
@@ -328,6 +358,16 @@ impl Ring {
             }
         }
         moved.ranges().collect()
+    }
+
+    /// `weave rmpeer` of `dead`, taken over by us: [`Ring::transfer`], and the removal recorded
+    /// so that tokens of `dead` we have not seen yet go to us when they arrive.
+    pub fn remove_peer(&mut self, dead: PeerName) -> Vec<AddressRange> {
+        if dead == self.local {
+            return Vec::new();
+        }
+        self.state.removals.record_removal(dead, self.local);
+        self.transfer(dead, self.local)
     }
 
     /// Updates the free counts of our entries from `free_in` (the space's count of free

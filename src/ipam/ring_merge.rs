@@ -2,9 +2,10 @@
 //! rings, and the guard that keeps our allocated addresses ours.
 //!
 //! The join: the union of both rings' tokens, and for a token both have, the entry first in
-//! [`Entry::precedence`] (higher version, then more free, then higher peer name). Tokens are
-//! never removed, so this is a join-semilattice: commutative, associative and idempotent, and
-//! every peer ends with the same ring whatever the order gossip arrives in.
+//! [`Entry::precedence`] (higher version, then more free, then higher peer name); the join of
+//! both records of removed peers, and every entry naming a removed peer given to its heir.
+//! Tokens are never removed, so this is a join-semilattice: commutative, associative and
+//! idempotent, and every peer ends with the same ring whatever the order gossip arrives in.
 //!
 //! Differences from Weave Net's `entries.merge`, which keeps "ours" on some ties and so depends
 //! on who merges: equal-version conflicts are settled by the total order above everywhere; an
@@ -54,6 +55,22 @@ impl RingState {
                 malformed("a token lies outside the range")
             }
             _ => Ok(()),
+        }?;
+        self.removals.validate().or_else(malformed)
+    }
+
+    /// Gives every entry of a removed peer to whoever holds its ranges now (its heir, or the
+    /// heir's heir): how a token its heir never saw reaches the heir.
+    fn give_removed_peers_entries_to_heirs(&mut self) {
+        if self.removals.is_empty() {
+            return;
+        }
+        for entry in &mut self.entries {
+            if self.removals.is_removed(entry.peer)
+                && let Some(holder) = self.removals.holder(entry.peer)
+            {
+                entry.peer = holder;
+            }
         }
     }
 }
@@ -111,7 +128,7 @@ impl Ring {
                 theirs: incoming.seeds.clone(),
             });
         }
-        let joined = RingState {
+        let mut joined = RingState {
             range: ours.range,
             seeds: if ours.seeds.is_empty() {
                 incoming.seeds.clone()
@@ -119,7 +136,11 @@ impl Ring {
                 ours.seeds.clone()
             },
             entries: join(&ours.entries, &incoming.entries),
+            removals: ours.removals.join(&incoming.removals),
         };
+        // Removed and yet merging: we are back under our name (see `ring/removals.rs`).
+        joined.removals.record_return(self.local);
+        joined.give_removed_peers_entries_to_heirs();
 
         let owned_before = ours.owned_set(self.local);
         let owned_after = joined.owned_set(self.local);

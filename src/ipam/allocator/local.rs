@@ -138,7 +138,7 @@ impl Allocator {
             if self.is_live(peer) {
                 return Err(IpamError::PeerIsLive { peer });
             }
-            let gained = self.ring.transfer(peer, self.config.local);
+            let gained = self.ring.remove_peer(peer);
             self.space.add_ranges(&gained);
             let count: u64 = gained.iter().map(|range| u64::from(range.size())).sum();
             if count > 0 {

@@ -2,6 +2,7 @@
 //! each merge rule.
 
 mod props;
+mod removals;
 
 use super::*;
 use crate::ipam::{MergeOutcome, Space};
@@ -111,7 +112,7 @@ fn grant_inside_our_part_inserts_tokens_at_both_ends() {
         view,
         vec![
             (addr("10.0.0.0"), peer(1), 1, 64),
-            (addr("10.0.0.64"), peer(3), 1, 32),
+            (addr("10.0.0.64"), peer(3), GRANT_VERSION_BUMP, 32),
             (addr("10.0.0.96"), peer(1), 0, 32),
             (addr("10.0.0.128"), peer(2), 0, 128),
         ]

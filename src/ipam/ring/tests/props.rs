@@ -238,7 +238,7 @@ impl Cluster {
                 let last_words = self.nodes[victim].ring.state().clone();
                 self.deliver(&last_words, taker)?;
                 let Node { ring, space, .. } = &mut self.nodes[taker];
-                space.add_ranges(&ring.transfer(peer(victim), peer(taker)));
+                space.add_ranges(&ring.remove_peer(peer(victim)));
                 self.record(taker);
             }
         }
