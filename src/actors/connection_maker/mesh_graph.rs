@@ -97,6 +97,15 @@ impl MeshGraph {
         limit == 0 || self.degree(index) < limit
     }
 
+    /// Links the peer may still accept: its limit less its links; an unlimited peer, as many as
+    /// there are peers.
+    pub fn room(&self, index: usize) -> usize {
+        match self.limits[index] as usize {
+            0 => self.len(),
+            limit => limit.saturating_sub(self.degree(index)),
+        }
+    }
+
     /// Whether the peer's limit lets it link to every other peer directly.
     pub fn fits_in_limit(&self, index: usize) -> bool {
         let limit = self.limits[index] as usize;

@@ -116,6 +116,34 @@ fn prefers_a_far_peer_with_room() {
 }
 
 #[test]
+fn spreads_dials_among_nearly_best_peers_by_the_room_they_have_left() {
+    // Three hubs three hops away: 4 and 5 with ten leaves each (a gain of 22 hops), 4 with one
+    // link of room left (limit 12) and 5 with nineteen; 6 with four leaves (10 hops: worth a
+    // link, but far below the best). Routers deciding on this view must not all dial one hub.
+    let mut links = vec![(1, 2), (2, 3), (3, 4), (3, 5), (3, 6)];
+    links.extend(star(4, 10..=19));
+    links.extend(star(5, 20..=29));
+    links.extend(star(6, 30..=33));
+    let mesh = MeshGraph::new(
+        (1..=33).map(|n| (name(n), if n == 4 { 12 } else { 30 })),
+        links.iter().map(|(a, b)| (name(*a), name(*b))),
+    );
+    let mut dialled = std::collections::BTreeMap::new();
+    for seed in 0..200 {
+        let start = Instant::now();
+        let mut rebalancer = Rebalancer::new(seed);
+        let decision = decide_at(&mut rebalancer, &mesh, 1, &[], start, start + LATER);
+        let Some(Rebalance::Dial(peer)) = decision else {
+            panic!("seed {seed}: {decision:?}");
+        };
+        *dialled.entry(peer).or_insert(0) += 1;
+    }
+    let (to_4, to_5) = (dialled[&name(4)], dialled[&name(5)]);
+    assert_eq!(to_4 + to_5, 200, "only the two best: {dialled:?}");
+    assert!(to_4 > 0 && to_5 > 5 * to_4, "by room left: {dialled:?}");
+}
+
+#[test]
 fn never_dials_a_full_peer() {
     // As above without 5: the one peer worth a link is at its limit, and we have room.
     let mut links = vec![(1, 2), (2, 3), (3, 4)];
