@@ -34,15 +34,20 @@ def stubs():
     from grpc_tools import protoc
 
     here = os.path.dirname(os.path.abspath(__file__))
-    out = tempfile.mkdtemp(prefix="weft-cri-stubs-")
-    code = protoc.main(
-        ["protoc", f"-I{here}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
-    )
-    if code != 0:
-        sys.exit(f"protoc failed with {code}")
-    sys.path.insert(0, out)
-    import api_pb2
-    import api_pb2_grpc
+    # Once imported, the stubs live in memory: the directory goes (every call made one, and
+    # each test run left ten behind in /tmp).
+    with tempfile.TemporaryDirectory(prefix="weft-cri-stubs-") as out:
+        code = protoc.main(
+            ["protoc", f"-I{here}", f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"]
+        )
+        if code != 0:
+            sys.exit(f"protoc failed with {code}")
+        sys.path.insert(0, out)
+        try:
+            import api_pb2
+            import api_pb2_grpc
+        finally:
+            sys.path.remove(out)
 
     return api_pb2, api_pb2_grpc
 
