@@ -87,10 +87,6 @@ impl RingState {
         &self.entries
     }
 
-    pub fn removals(&self) -> &Removals {
-        &self.removals
-    }
-
     /// Exclusive end of the part owned by entry `index`.
     pub(crate) fn part_end(&self, index: usize) -> Address {
         self.entries

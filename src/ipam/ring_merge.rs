@@ -66,9 +66,7 @@ impl RingState {
             return;
         }
         for entry in &mut self.entries {
-            if self.removals.is_removed(entry.peer)
-                && let Some(holder) = self.removals.holder(entry.peer)
-            {
+            if let Some(holder) = self.removals.holder(entry.peer) {
                 entry.peer = holder;
             }
         }

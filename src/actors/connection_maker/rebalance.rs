@@ -204,7 +204,7 @@ impl Rebalancer {
         reach: &Reach,
     ) -> Option<(PeerName, u32)> {
         let graph = input.graph;
-        let candidates: Vec<(u32, usize)> = (0..graph.len())
+        let mut candidates: Vec<(u32, usize)> = (0..graph.len())
             .filter(|&peer| graph.has_room(peer))
             .filter_map(|peer| {
                 let gain = reach.gain(graph, peer);
@@ -213,11 +213,8 @@ impl Rebalancer {
             .collect();
         let best = candidates.iter().map(|&(gain, _)| gain).max()?;
         let floor = (best * NEAR_BEST_GAIN_PERCENT / 100).max(MIN_NET_GAIN);
-        let near: Vec<(u32, usize)> = candidates
-            .into_iter()
-            .filter(|&(gain, _)| gain >= floor)
-            .collect();
-        let &(gain, peer) = near
+        candidates.retain(|&(gain, _)| gain >= floor);
+        let &(gain, peer) = candidates
             .choose_weighted(&mut self.rng, |&(_, peer)| graph.room(peer))
             .ok()?;
         Some((graph.name(peer), gain))

@@ -73,7 +73,7 @@ impl Removals {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&PeerName, &Removal)> {
+    fn iter(&self) -> impl Iterator<Item = (&PeerName, &Removal)> {
         self.0.iter()
     }
 
@@ -95,14 +95,10 @@ impl Removals {
         }
     }
 
-    /// Records that `peer`, removed, is back. Returns whether it was removed.
-    pub(crate) fn record_return(&mut self, peer: PeerName) -> bool {
-        match self.0.get_mut(&peer) {
-            Some(record) if record.is_removed() => {
-                record.returned = record.removed;
-                true
-            }
-            _ => false,
+    /// Records that `peer`, if removed, is back.
+    pub(crate) fn record_return(&mut self, peer: PeerName) {
+        if let Some(record) = self.0.get_mut(&peer) {
+            record.returned = record.returned.max(record.removed);
         }
     }
 

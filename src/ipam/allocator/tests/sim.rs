@@ -344,6 +344,23 @@ fn allocators_never_hand_out_an_address_twice_and_converge() {
     }
 }
 
+/// Runs a fixed history with every check of the property above, and makes sure its `rmpeer`
+/// took something over (so that it cannot pass by doing nothing).
+fn run_history_taking_over(count: usize, kind: u8, seed: u64, ops: &[Op]) {
+    match run_case(count, kind, seed, ops) {
+        Ok(coverage) => assert!(coverage.contains_key("took over"), "{coverage:?}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+fn allocate(node: usize, container: u8, subnet: usize) -> Op {
+    Op::Allocate {
+        node,
+        container,
+        subnet,
+    }
+}
+
 /// Found by the property above on 2026-12-08 (one run in many; its seeds are random): rings
 /// that never converged after an `rmpeer` made on a stale view. Three nodes by consensus; node 3
 /// allocates; nodes 2 and 3 are cut off from node 1, and node 2 hands part of its range to node
@@ -356,11 +373,7 @@ fn allocators_never_hand_out_an_address_twice_and_converge() {
 #[test]
 fn rmpeer_on_a_stale_view_converges() {
     let ops = [
-        Op::Allocate {
-            node: 2,
-            container: 0,
-            subnet: 1,
-        },
+        allocate(2, 0, 1),
         Op::Deliver { count: 7 },
         Op::Deliver { count: 1 },
         Op::Deliver { count: 2 },
@@ -369,16 +382,9 @@ fn rmpeer_on_a_stale_view_converges() {
         Op::Crash { node: 2 },
         Op::Crash { node: 1 },
         Op::RemovePeerWhileOthersDown { dead: 1, by: 0 },
-        Op::Allocate {
-            node: 3,
-            container: 0,
-            subnet: 2,
-        },
+        allocate(3, 0, 2),
     ];
-    match run_case(3, 1, 2622665291416685100, &ops) {
-        Ok(coverage) => assert!(coverage.contains_key("took over"), "{coverage:?}"),
-        Err(failure) => panic!("{failure}"),
-    }
+    run_history_taking_over(3, 1, 2622665291416685100, &ops);
 }
 
 /// Found by the property above on 2026-12-08, once the test above passed (1 case in 300,000):
@@ -391,34 +397,19 @@ fn rmpeer_on_a_stale_view_converges() {
 #[test]
 fn a_grant_its_heir_never_saw_beats_the_heirs_transfer() {
     let ops = [
-        Op::Allocate {
-            node: 1,
-            container: 0,
-            subnet: 1,
-        },
+        allocate(1, 0, 1),
         Op::Deliver { count: 8 },
         Op::Deliver { count: 1 },
         Op::Deliver { count: 1 },
-        Op::Allocate {
-            node: 2,
-            container: 0,
-            subnet: 0,
-        },
+        allocate(2, 0, 0),
         Op::Partition { mask: 15 },
         Op::Deliver { count: 2 },
         Op::Crash { node: 2 },
-        Op::Allocate {
-            node: 0,
-            container: 0,
-            subnet: 0,
-        },
+        allocate(0, 0, 0),
         Op::Crash { node: 3 },
         Op::RemovePeerWhileOthersDown { dead: 0, by: 1 },
     ];
-    match run_case(3, 2, 0, &ops) {
-        Ok(coverage) => assert!(coverage.contains_key("took over"), "{coverage:?}"),
-        Err(failure) => panic!("{failure}"),
-    }
+    run_history_taking_over(3, 2, 0, &ops);
 }
 
 proptest! {
