@@ -882,9 +882,18 @@ fn deleted_node_is_reclaimed(cluster: &Cluster) {
 
 /// The workloads go before the network, as an operator removes them: a pod's sandbox cannot be
 /// torn down without the router that gave it its address (containerd retries the CNI DEL until
-/// a router answers, so that no address leaks across a router restart).
+/// a router answers, so that no address leaks across a router restart). The deployment goes in
+/// the foreground, its pods with it: deleted in the background, its replica set lived on for a
+/// moment and replaced the pods deleted next, and such a pod, torn down by the garbage
+/// collector after the routers had gone, stayed terminating (seen once, 2026-12-08).
 fn drain(cluster: &Cluster) {
-    cluster.kubectl(&["delete", "deploy/web", "service/web", "--timeout=180s"]);
+    cluster.kubectl(&[
+        "delete",
+        "deploy/web",
+        "service/web",
+        "--cascade=foreground",
+        "--timeout=180s",
+    ]);
     cluster.kubectl(&["delete", "pods", "--all", "--timeout=180s"]);
 }
 
